@@ -1,0 +1,265 @@
+/*
+ * source.c - confined reads of SOURCE: scan, load, xattrs.
+ */
+#include "source.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+int src_open(struct src *s, const char *path)
+{
+	s->root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return s->root < 0 ? -errno : 0;
+}
+
+void src_close(struct src *s)
+{
+	if (s->root >= 0)
+		close(s->root);
+	s->root = -1;
+}
+
+int src_openat(const struct src *s, const char *rel, int flags)
+{
+	struct open_how how = {
+		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+			   RESOLVE_NO_MAGICLINKS,
+	};
+	long fd;
+
+	if (flags & O_CREAT)
+		how.mode = 0600;
+	do {
+		fd = syscall(SYS_openat2, s->root, *rel ? rel : ".", &how,
+			     sizeof(how));
+	} while (fd < 0 && errno == EAGAIN);
+	/* RESOLVE_NO_SYMLINKS reports a symlink leaf as ELOOP, like O_NOFOLLOW */
+	return fd < 0 ? -errno : (int)fd;
+}
+
+int src_parent(const struct src *s, const char *rel, const char **leaf)
+{
+	const char *slash = strrchr(rel, '/');
+	char dir[PATH_MAX];
+	size_t l;
+
+	if (!slash) {
+		*leaf = rel;
+		return src_openat(s, "", O_RDONLY | O_DIRECTORY);
+	}
+	l = (size_t)(slash - rel);
+	if (l >= sizeof(dir))
+		return -ENAMETOOLONG;
+	memcpy(dir, rel, l);
+	dir[l] = '\0';
+	*leaf = slash + 1;
+	return src_openat(s, dir, O_RDONLY | O_DIRECTORY);
+}
+
+int src_scan(const struct src *s, const char *rel, src_entry_fn fn,
+	     void *arg)
+{
+	int fd = src_openat(s, rel, O_RDONLY | O_DIRECTORY), err = 0;
+	struct dirent *de;
+	DIR *dir;
+
+	if (fd < 0)
+		return fd;
+	dir = fdopendir(fd);
+	if (!dir) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	while ((errno = 0, de = readdir(dir))) {
+		char target[PATH_MAX];
+		const char *tp = NULL;
+		struct stat st;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+		    !strncmp(de->d_name, SRC_TMP_PREFIX,
+			     sizeof(SRC_TMP_PREFIX) - 1))
+			continue;
+		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue; /* removed behind us meanwhile */
+			err = -errno;
+			break;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			ssize_t n = readlinkat(fd, de->d_name, target,
+					       sizeof(target) - 1);
+			if (n < 0) {
+				err = -errno;
+				break;
+			}
+			target[n] = '\0';
+			tp = target;
+		}
+		err = fn(arg, de->d_name, &st, tp);
+		if (err)
+			break;
+	}
+	if (!err && errno)
+		err = -errno;
+	closedir(dir);
+	return err;
+}
+
+void src_ident_from_stat(struct src_ident *id, const struct stat *st)
+{
+	id->dev = st->st_dev;
+	id->ino = st->st_ino;
+	id->size = (uint64_t)st->st_size;
+	id->mtime = st->st_mtim;
+	id->ctime = st->st_ctim;
+}
+
+/* Copy [off, off+len) from `from` to `to` with sendfile, read/write else. */
+static int copy_range(int from, int to, uint64_t off, uint64_t len)
+{
+	static const size_t chunk = 1 << 20;
+	char *buf = NULL;
+	int err = 0;
+
+	if (lseek(to, (off_t)off, SEEK_SET) < 0)
+		return -errno;
+	while (len) {
+		off_t in = (off_t)off;
+		size_t want = len > 0x7ffff000 ? 0x7ffff000 : (size_t)len;
+		ssize_t n = buf ? -1 : sendfile(to, from, &in, want);
+
+		if (n < 0 && !buf && (errno == EINVAL || errno == ENOSYS)) {
+			buf = malloc(chunk);
+			if (!buf)
+				return -ENOMEM;
+		}
+		if (buf) {
+			n = pread(from, buf, len < chunk ? len : chunk,
+				  (off_t)off);
+			if (n > 0) {
+				ssize_t w = pwrite(to, buf, (size_t)n,
+						   (off_t)off);
+				if (w != n)
+					n = w < 0 ? -1 : (errno = EIO, -1);
+			}
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = -errno;
+			break;
+		}
+		if (n == 0)
+			break; /* source shorter than expected: stop there */
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	free(buf);
+	return err;
+}
+
+int src_copy_data(int from, int to, uint64_t size)
+{
+	off_t pos = 0;
+	int err;
+
+	while ((uint64_t)pos < size) {
+		off_t data = lseek(from, pos, SEEK_DATA), hole;
+
+		if (data < 0) {
+			if (errno == ENXIO)
+				break; /* only a hole is left */
+			if (errno != EINVAL)
+				return -errno;
+			data = pos; /* no SEEK_DATA support: copy it all */
+			hole = (off_t)size;
+		} else {
+			hole = lseek(from, data, SEEK_HOLE);
+			if (hole < 0)
+				return -errno;
+		}
+		if ((uint64_t)hole > size)
+			hole = (off_t)size;
+		err = copy_range(from, to, (uint64_t)data,
+				 (uint64_t)(hole - data));
+		if (err)
+			return err;
+		pos = hole;
+	}
+	if (ftruncate(to, (off_t)size) < 0)
+		return -errno;
+	return 0;
+}
+
+int src_load_fd(int fd, struct img *im, struct src_ident *id)
+{
+	struct stat st;
+	int err;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EIO; /* replaced by something else behind the mount */
+	err = img_open(im);
+	if (!err)
+		err = src_copy_data(fd, im->fd, (uint64_t)st.st_size);
+	if (!err)
+		src_ident_from_stat(id, &st);
+	return err;
+}
+
+int src_load_xattrs(const struct src *s, const char *rel, struct node *n)
+{
+	char *names = NULL, *p;
+	ssize_t len;
+	int fd, err = 0;
+
+	if (!S_ISREG(n->mode) && !S_ISDIR(n->mode))
+		return 0;
+	fd = src_openat(s, rel, O_RDONLY | O_NONBLOCK);
+	if (fd < 0)
+		return fd;
+	len = flistxattr(fd, NULL, 0);
+	if (len <= 0) {
+		err = len < 0 && errno != ENOTSUP ? -errno : 0;
+		goto out;
+	}
+	names = malloc((size_t)len);
+	if (!names) {
+		err = -ENOMEM;
+		goto out;
+	}
+	len = flistxattr(fd, names, (size_t)len);
+	if (len < 0) {
+		err = -errno;
+		goto out;
+	}
+	for (p = names; p < names + len; p += strlen(p) + 1) {
+		char val[XATTR_SIZE_MAX];
+		ssize_t vl;
+
+		if (strncmp(p, "user.", 5) != 0)
+			continue; /* only the user namespace is mirrored */
+		vl = fgetxattr(fd, p, val, sizeof(val));
+		if (vl < 0)
+			continue;
+		err = ns_xattr_set(n, p, val, (size_t)vl, 0);
+		if (err)
+			break;
+	}
+out:
+	free(names);
+	close(fd);
+	return err;
+}

@@ -1,0 +1,77 @@
+/*
+ * source.h - reading SOURCE, the directory a mount mirrors.
+ *
+ * SOURCE is reached only through its directory file descriptor: every
+ * path below is relative to it and resolved with openat2(RESOLVE_BENEATH
+ * | RESOLVE_NO_SYMLINKS), so no "..", no symlink and no absolute path can
+ * lead out of it. Leaf names are used with *at() calls that do not follow
+ * symlinks. Not aware of FUSE, of the namespace tree or of HDF5.
+ */
+#ifndef H5M_SOURCE_H
+#define H5M_SOURCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "../core/image.h"
+#include "../core/node.h"
+
+/* Prefix of write-back temporaries; names with it are never shown. */
+#define SRC_TMP_PREFIX ".h5memfs-tmp."
+
+struct src {
+	int root;		/* O_RDONLY|O_DIRECTORY fd of SOURCE */
+};
+
+/* Open SOURCE. 0 or -errno (ENOENT, ENOTDIR, EACCES). */
+int src_open(struct src *s, const char *path);
+void src_close(struct src *s);
+
+/*
+ * Open `rel` ("" is SOURCE itself) beneath SOURCE with open flags
+ * `flags` (O_NOFOLLOW and O_CLOEXEC are added). Returns an fd or -errno.
+ */
+int src_openat(const struct src *s, const char *rel, int flags);
+
+/*
+ * Open the directory holding `rel` (O_RDONLY|O_DIRECTORY) and point
+ * *leaf at the last component of rel. Returns an fd or -errno.
+ */
+int src_parent(const struct src *s, const char *rel, const char **leaf);
+
+/* Called once per entry of a scanned directory; non-zero stops. */
+typedef int (*src_entry_fn)(void *arg, const char *name,
+			    const struct stat *st, const char *link_target);
+
+/*
+ * List directory `rel`, lstat-ing every entry (contents are not read),
+ * skipping "." "..", and write-back temporaries. 0 or -errno.
+ */
+int src_scan(const struct src *s, const char *rel, src_entry_fn fn,
+	     void *arg);
+
+/* Record a file's identity from its stat. */
+void src_ident_from_stat(struct src_ident *id, const struct stat *st);
+
+/*
+ * Load the regular file open at fd into image `im` (which must be
+ * empty), holes kept as holes. Fills *id with the identity of what was
+ * read. The fd stays open. 0 or -errno (EIO when fd is not a regular
+ * file, ENOMEM, ENOSPC from the memfd...).
+ */
+int src_load_fd(int fd, struct img *im, struct src_ident *id);
+
+/*
+ * Read the xattrs of `rel` (regular files and directories only) into
+ * node `n`'s list. Missing support (EOPNOTSUPP) counts as none. 0/-errno.
+ */
+int src_load_xattrs(const struct src *s, const char *rel, struct node *n);
+
+/*
+ * Copy the data of `from` (regions holding data only; holes stay holes)
+ * to `to` at the same offsets, then set to's size to `size`. 0/-errno.
+ */
+int src_copy_data(int from, int to, uint64_t size);
+
+#endif

@@ -1,0 +1,318 @@
+/*
+ * writeback.c - atomic, durable changes to SOURCE.
+ */
+#include "writeback.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+
+/* Create a fresh temporary in dirfd; its name goes to name[32]. */
+static int tmp_create(int dirfd, char name[32])
+{
+	for (int tries = 0; tries < 100; tries++) {
+		uint64_t r;
+		int fd;
+
+		if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+			r = (uint64_t)rand() << 32 ^ (uint64_t)rand();
+		snprintf(name, 32, SRC_TMP_PREFIX "%012llx",
+			 (unsigned long long)(r & 0xffffffffffffULL));
+		fd = openat(dirfd, name,
+			    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			return fd < 0 ? -errno : fd;
+	}
+	return -EEXIST;
+}
+
+/* Make the file's user.* xattrs exactly `want`. */
+static int xattrs_sync(int fd, const struct xattr *want)
+{
+	char names[65536], *p;
+	ssize_t len = flistxattr(fd, names, sizeof(names));
+	const struct xattr *x;
+
+	if (len < 0 && errno != ENOTSUP)
+		return -errno;
+	for (p = names; len > 0 && p < names + len; p += strlen(p) + 1) {
+		bool keep = false;
+
+		if (strncmp(p, "user.", 5) != 0)
+			continue;
+		for (x = want; x && !keep; x = x->next)
+			keep = strcmp(x->name, p) == 0;
+		if (!keep && fremovexattr(fd, p) < 0 && errno != ENODATA)
+			return -errno;
+	}
+	for (x = want; x; x = x->next) {
+		if (strncmp(x->name, "user.", 5) != 0)
+			continue;
+		if (fsetxattr(fd, x->name, x->value, x->size, 0) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* chown where we may: as non-root only our own ids can be given. */
+static int owner_set(int dirfd, const char *leaf, uid_t uid, gid_t gid)
+{
+	if (fchownat(dirfd, leaf, uid, gid,
+		     AT_SYMLINK_NOFOLLOW | (*leaf ? 0 : AT_EMPTY_PATH)) < 0) {
+		if (errno == EPERM && geteuid() != 0)
+			return 0;
+		return -errno;
+	}
+	return 0;
+}
+
+static int set_fd_meta(int fd, mode_t mode, uid_t uid, gid_t gid,
+		       const struct timespec *atime,
+		       const struct timespec *mtime, const struct xattr *xa)
+{
+	struct timespec ts[2] = { *atime, *mtime };
+	int err;
+
+	err = owner_set(fd, "", uid, gid);
+	if (!err && fchmod(fd, mode & 07777) < 0)
+		err = -errno;
+	if (!err)
+		err = xattrs_sync(fd, xa);
+	if (!err && futimens(fd, ts) < 0)
+		err = -errno;
+	return err;
+}
+
+/* Give an extra name to the file at dirfd/leaf, replacing atomically. */
+static int link_over(const struct src *s, int dirfd, const char *leaf,
+		     const char *path)
+{
+	const char *leaf2;
+	int d2 = src_parent(s, path, &leaf2), err = 0;
+	char tmp[32];
+
+	if (d2 < 0)
+		return d2;
+	for (int tries = 0; tries < 100; tries++) {
+		uint64_t r = 0;
+
+		getrandom(&r, sizeof(r), 0);
+		snprintf(tmp, sizeof(tmp), SRC_TMP_PREFIX "%012llx",
+			 (unsigned long long)(r & 0xffffffffffffULL));
+		if (linkat(dirfd, leaf, d2, tmp, 0) == 0)
+			break;
+		if (errno != EEXIST) {
+			err = -errno;
+			goto out;
+		}
+	}
+	if (renameat(d2, tmp, d2, leaf2) < 0) {
+		err = -errno;
+		unlinkat(d2, tmp, 0);
+		goto out;
+	}
+	if (fsync(d2) < 0)
+		err = -errno;
+out:
+	close(d2);
+	return err;
+}
+
+int wb_write_file(const struct src *s, const struct wb_file *f,
+		  struct src_ident *id)
+{
+	const char *leaf;
+	int dirfd = src_parent(s, f->paths[0], &leaf), fd = -1, err;
+	char tmp[32];
+	struct stat st;
+
+	if (dirfd < 0)
+		return dirfd;
+	fd = tmp_create(dirfd, tmp);
+	if (fd < 0) {
+		err = fd;
+		goto out;
+	}
+	err = f->fd >= 0 ? src_copy_data(f->fd, fd, f->size) : 0;
+	if (!err)
+		err = set_fd_meta(fd, f->mode, f->uid, f->gid, &f->atime,
+				  &f->mtime, f->xattrs);
+	if (!err && fsync(fd) < 0)
+		err = -errno;
+	if (!err && renameat(dirfd, tmp, dirfd, leaf) < 0)
+		err = -errno;
+	if (err) {
+		unlinkat(dirfd, tmp, 0);
+		goto out;
+	}
+	if (fsync(dirfd) < 0) {
+		err = -errno;
+		goto out;
+	}
+	for (size_t i = 1; i < f->npaths && !err; i++)
+		err = link_over(s, dirfd, leaf, f->paths[i]);
+	if (!err && fstat(fd, &st) == 0)
+		src_ident_from_stat(id, &st);
+out:
+	if (fd >= 0)
+		close(fd);
+	close(dirfd);
+	return err;
+}
+
+int wb_set_meta(const struct src *s, const char *rel,
+		const struct wb_meta *m)
+{
+	const char *leaf;
+	int dirfd = src_parent(s, rel, &leaf), fd = -1, err = 0;
+	struct timespec ts[2] = { m->atime, m->mtime };
+
+	if (dirfd < 0)
+		return dirfd;
+	if (!*rel) { /* SOURCE itself */
+		close(dirfd);
+		dirfd = src_openat(s, "", O_RDONLY | O_DIRECTORY);
+		if (dirfd < 0)
+			return dirfd;
+		err = set_fd_meta(dirfd, m->mode, m->uid, m->gid, &m->atime,
+				  &m->mtime, m->xattrs);
+		if (!err && fsync(dirfd) < 0)
+			err = -errno;
+		goto out;
+	}
+	if (S_ISREG(m->mode) || S_ISDIR(m->mode)) {
+		fd = openat(dirfd, leaf,
+			    O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			err = -errno;
+			goto out;
+		}
+		err = set_fd_meta(fd, m->mode, m->uid, m->gid, &m->atime,
+				  &m->mtime, m->xattrs);
+		if (!err && fsync(fd) < 0)
+			err = -errno;
+		goto out;
+	}
+	err = owner_set(dirfd, leaf, m->uid, m->gid);
+	if (!err && !S_ISLNK(m->mode) &&
+	    fchmodat(dirfd, leaf, m->mode & 07777, 0) < 0)
+		err = -errno;
+	if (!err && utimensat(dirfd, leaf, ts, AT_SYMLINK_NOFOLLOW) < 0)
+		err = -errno;
+	if (!err && fsync(dirfd) < 0)
+		err = -errno;
+out:
+	if (fd >= 0)
+		close(fd);
+	close(dirfd);
+	return err;
+}
+
+/* renameat2 with a fallback for an exchange with one side missing. */
+static int replay_rename(int d1, const char *l1, int d2, const char *l2,
+			 unsigned flags)
+{
+	if (flags & RENAME_EXCHANGE) {
+		if (renameat2(d1, l1, d2, l2, RENAME_EXCHANGE) == 0)
+			return 0;
+		if (errno != ENOENT)
+			return -errno;
+		/* One side is a file not yet written: move the other over. */
+		if (renameat(d1, l1, d2, l2) == 0 ||
+		    (errno == ENOENT && renameat(d2, l2, d1, l1) == 0))
+			return 0;
+		return errno == ENOENT ? 0 : -errno;
+	}
+	if (renameat(d1, l1, d2, l2) == 0)
+		return 0;
+	return errno == ENOENT ? 0 : -errno;
+}
+
+static int replay_two(const struct src *s, const struct jop *op)
+{
+	const char *l1, *l2;
+	int d1 = src_parent(s, op->p1, &l1), d2 = -1, err = 0;
+
+	if (d1 < 0)
+		return d1 == -ENOENT ? 0 : d1;
+	d2 = src_parent(s, op->p2, &l2);
+	if (d2 < 0) {
+		err = d2;
+		goto out;
+	}
+	if (op->kind == J_RENAME) {
+		err = replay_rename(d1, l1, d2, l2, op->flags);
+	} else if (linkat(d1, l1, d2, l2, 0) < 0) {
+		err = errno == ENOENT ? 0 : -errno;
+		if (errno == EEXIST)
+			err = link_over(s, d1, l1, op->p2);
+	}
+	if (!err && fsync(d2) < 0)
+		err = -errno;
+	if (!err && fsync(d1) < 0)
+		err = -errno;
+out:
+	if (d2 >= 0)
+		close(d2);
+	close(d1);
+	return err;
+}
+
+int wb_replay(const struct src *s, const struct jop *op)
+{
+	const char *leaf;
+	int dirfd, err = 0;
+	struct stat st;
+
+	if (op->kind == J_RENAME || op->kind == J_LINK)
+		return replay_two(s, op);
+	dirfd = src_parent(s, op->p1, &leaf);
+	if (dirfd < 0)
+		return dirfd;
+	switch (op->kind) {
+	case J_MKDIR:
+		if (mkdirat(dirfd, leaf, op->mode & 07777) < 0 &&
+		    !(errno == EEXIST && fstatat(dirfd, leaf, &st,
+						 AT_SYMLINK_NOFOLLOW) == 0 &&
+		      S_ISDIR(st.st_mode)))
+			err = -errno;
+		break;
+	case J_RMDIR:
+		if (unlinkat(dirfd, leaf, AT_REMOVEDIR) < 0 && errno != ENOENT)
+			err = -errno;
+		break;
+	case J_UNLINK:
+		if (unlinkat(dirfd, leaf, 0) < 0 && errno != ENOENT)
+			err = -errno;
+		break;
+	case J_SYMLINK:
+		if (symlinkat(op->p2, dirfd, leaf) < 0) {
+			err = -errno;
+			if (errno == EEXIST && unlinkat(dirfd, leaf, 0) == 0)
+				err = symlinkat(op->p2, dirfd, leaf) < 0 ?
+					      -errno : 0;
+		}
+		break;
+	case J_MKNOD:
+		if (mknodat(dirfd, leaf, op->mode, op->rdev) < 0)
+			err = -errno;
+		break;
+	default:
+		err = -EINVAL;
+	}
+	if (!err && fsync(dirfd) < 0)
+		err = -errno;
+	close(dirfd);
+	if (err)
+		log_debug("replay of %s failed: %s", op->p1, strerror(-err));
+	return err;
+}

@@ -1,0 +1,63 @@
+/*
+ * writeback.h - changing SOURCE: atomic file replacement, metadata,
+ * and replay of journalled namespace operations.
+ *
+ * A file's new version is written to a temporary `.h5memfs-tmp.XXXXXX`
+ * (O_EXCL, mode 0600) in the same directory, given its owner, mode,
+ * xattrs and times, fsynced, renamed over the old name, and the directory
+ * is fsynced. At every moment the name holds the old or the new version
+ * whole. Everything goes through struct src, so nothing escapes SOURCE.
+ */
+#ifndef H5M_WRITEBACK_H
+#define H5M_WRITEBACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "../core/journal.h"
+#include "../core/node.h"
+#include "source.h"
+
+/* What to write for one regular file. */
+struct wb_file {
+	char **paths;		/* every name of the file, relative to SOURCE */
+	size_t npaths;
+	int fd;			/* the image (memfd), or -1 for empty */
+	uint64_t size;
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	struct timespec atime, mtime;
+	const struct xattr *xattrs;
+};
+
+/*
+ * Replace (or create) the file at every path in f->paths with the image,
+ * atomically and durably; on success *id is the new file's identity.
+ * On failure SOURCE keeps the old version, no temporary remains, and the
+ * errno is returned negated (ENOSPC, EROFS, EACCES, EIO...).
+ */
+int wb_write_file(const struct src *s, const struct wb_file *f,
+		  struct src_ident *id);
+
+/* Metadata of an existing entry, made to match; durably. 0 or -errno. */
+struct wb_meta {
+	mode_t mode;		/* with type bits */
+	uid_t uid;
+	gid_t gid;
+	struct timespec atime, mtime;
+	const struct xattr *xattrs;
+};
+int wb_set_meta(const struct src *s, const char *rel,
+		const struct wb_meta *m);
+
+/*
+ * Make one journalled namespace operation in SOURCE, durably (the
+ * directories involved are fsynced). A missing source of a rename, link
+ * or unlink is not an error: it names a file not yet written back, which
+ * the data write-back creates. 0 or -errno.
+ */
+int wb_replay(const struct src *s, const struct jop *op);
+
+#endif

@@ -1,0 +1,366 @@
+/*
+ * options.c - fuse_opt table, value checks and --help for the daemon.
+ */
+#include "options.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/size.h"
+
+#define OPT(t, p, v) { t, offsetof(struct opts, p), v }
+
+enum { KEY_HELP, KEY_VERSION, KEY_FG, KEY_DEBUG, KEY_ST };
+
+static const struct fuse_opt opt_table[] = {
+	OPT("volatile", volatile_, 1),
+	OPT("backing_store=%s", backing_store, 0),
+	OPT("increment=%s", increment_s, 0),
+	OPT("page_size=%s", page_size_s, 0),
+	OPT("notify_pipe=%s", notify_pipe, 0),
+	OPT("ro", ro, 1),
+	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
+	FUSE_OPT_KEY("-h", KEY_HELP),
+	FUSE_OPT_KEY("--help", KEY_HELP),
+	FUSE_OPT_KEY("-V", KEY_VERSION),
+	FUSE_OPT_KEY("--version", KEY_VERSION),
+	FUSE_OPT_KEY("-f", KEY_FG),
+	FUSE_OPT_KEY("-d", KEY_DEBUG),
+	FUSE_OPT_KEY("debug", KEY_DEBUG),
+	FUSE_OPT_KEY("-s", KEY_ST),
+	FUSE_OPT_END
+};
+
+/* Mount options libfuse or the kernel understand, passed on as they are. */
+static const char *const fuse_words[] = {
+	"rw", "allow_other", "allow_root", "default_permissions",
+	"auto_unmount", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
+	"atime", "noatime", "relatime", "norelatime", "strictatime",
+	"sync", "async", "dirsync", "fsname=", "subtype=", "max_read=",
+	"blksize=", NULL
+};
+
+/*
+ * Words that only mean something to mount(8) and /etc/fstab. They may
+ * reach us through mount.fuse3 or a helper; ignore them as sshfs does.
+ */
+static const char *const fstab_words[] = {
+	"defaults", "noauto", "auto", "user", "users", "nouser", "nofail",
+	"_netdev", "owner", "group", "comment=", "x-", NULL
+};
+
+/* Options of SPEC section 2 that this version does not provide yet. */
+static const char *const later_words[] = {
+	"preload", "max_memory=", "commit=", "sync_on_close", "validate=",
+	"rescue=", "passthrough=", NULL
+};
+
+static bool word_in(const char *arg, const char *const *list)
+{
+	for (; *list; list++) {
+		size_t l = strlen(*list);
+
+		if ((*list)[l - 1] == '=' || (*list)[l - 1] == '-') {
+			if (!strncmp(arg, *list, l))
+				return true;
+		} else if (!strcmp(arg, *list)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct opts *o = data;
+
+	(void)outargs;
+	switch (key) {
+	case KEY_HELP:
+		o->show_help = 1;
+		return 0;
+	case KEY_VERSION:
+		o->show_version = 1;
+		return 0;
+	case KEY_FG:
+		o->foreground = 1;
+		return 0;
+	case KEY_DEBUG:
+		o->debug = o->foreground = 1;
+		return 1; /* libfuse prints requests too */
+	case KEY_ST:
+		o->single_thread = 1;
+		return 0;
+	case FUSE_OPT_KEY_NONOPT:
+		if (!o->mountpoint) {
+			o->mountpoint = strdup(arg);
+		} else if (!o->source) {
+			o->source = o->mountpoint;
+			o->mountpoint = strdup(arg);
+		} else {
+			fprintf(stderr, "h5memfs: unexpected argument '%s': "
+				"give SOURCE and MOUNTPOINT only\n", arg);
+			return -1;
+		}
+		return 0;
+	case FUSE_OPT_KEY_OPT:
+		if (word_in(arg, fuse_words))
+			return 1;
+		if (word_in(arg, fstab_words))
+			return 0;
+		if (word_in(arg, later_words)) {
+			fprintf(stderr, "h5memfs: option '%s' is not "
+				"available in this version of h5memfs\n", arg);
+			return -1;
+		}
+		fprintf(stderr, "h5memfs: unknown option '%s' (see "
+			"h5memfs --help)\n", arg);
+		return -1;
+	}
+	return 1;
+}
+
+static int check_size(const char *name, const char *val, uint64_t def,
+		      uint64_t min, bool pow2, uint64_t *out)
+{
+	if (!val) {
+		*out = def;
+		return 0;
+	}
+	if (size_parse(val, 0, out) < 0 || *out < min ||
+	    (pow2 && (*out & (*out - 1)))) {
+		fprintf(stderr, "h5memfs: invalid value '%s' for option %s: "
+			"expected a size%s of at least %llu bytes, "
+			"like 64K\n", val, name,
+			pow2 ? " that is a power of two" : "",
+			(unsigned long long)min);
+		return -1;
+	}
+	return 0;
+}
+
+static int check_dir(const char *what, const char *path, int mode)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		fprintf(stderr, "h5memfs: %s '%s' cannot be used: %s\n", what,
+			path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "h5memfs: %s '%s' is not a directory\n", what,
+			path);
+		return -1;
+	}
+	if (access(path, mode) < 0) {
+		fprintf(stderr, "h5memfs: %s '%s' is not accessible: %s\n",
+			what, path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Whether directory `in` is `dir` or below it (both canonical). */
+static bool inside(const char *in, const char *dir)
+{
+	size_t l = strlen(dir);
+
+	if (l == 1) /* "/" contains everything */
+		return true;
+	return !strncmp(in, dir, l) && (in[l] == '/' || in[l] == '\0');
+}
+
+static int check_paths(struct opts *o)
+{
+	char *src = NULL, *mnt = NULL;
+	int ret = -1;
+
+	if (!o->mountpoint) {
+		fprintf(stderr, "h5memfs: missing MOUNTPOINT (usage: h5memfs "
+			"[OPTIONS] SOURCE MOUNTPOINT)\n");
+		return -1;
+	}
+	if (!o->source && !o->volatile_) {
+		fprintf(stderr, "h5memfs: missing SOURCE: give SOURCE "
+			"MOUNTPOINT, or -o volatile MOUNTPOINT for an empty "
+			"workspace\n");
+		return -1;
+	}
+	if (check_dir("MOUNTPOINT", o->mountpoint, R_OK | X_OK) < 0)
+		return -1;
+	if (o->source &&
+	    check_dir("SOURCE", o->source,
+		      R_OK | X_OK | (o->volatile_ ? 0 : W_OK)) < 0)
+		return -1;
+	mnt = realpath(o->mountpoint, NULL);
+	if (o->source)
+		src = realpath(o->source, NULL);
+	if (!mnt || (o->source && !src)) {
+		fprintf(stderr, "h5memfs: cannot resolve '%s': %s\n",
+			mnt ? o->source : o->mountpoint, strerror(errno));
+		goto out;
+	}
+	if (src && inside(mnt, src)) {
+		fprintf(stderr, "h5memfs: MOUNTPOINT '%s' is inside SOURCE "
+			"'%s'; choose a mountpoint outside it\n", mnt, src);
+		goto out;
+	}
+	if (src && inside(src, mnt)) {
+		fprintf(stderr, "h5memfs: SOURCE '%s' is inside MOUNTPOINT "
+			"'%s'; choose a mountpoint outside it\n", src, mnt);
+		goto out;
+	}
+	free(o->mountpoint);
+	o->mountpoint = mnt;
+	mnt = NULL;
+	if (src) {
+		free(o->source);
+		o->source = src;
+		src = NULL;
+	}
+	ret = 0;
+out:
+	free(src);
+	free(mnt);
+	return ret;
+}
+
+static int check_values(struct opts *o)
+{
+	if (o->backing_store) {
+		if (!strcmp(o->backing_store, "0")) {
+			o->volatile_ = 1;
+		} else if (strcmp(o->backing_store, "1") != 0) {
+			fprintf(stderr, "h5memfs: invalid value '%s' for "
+				"option backing_store: expected 0 or 1\n",
+				o->backing_store);
+			return -1;
+		}
+	}
+	if (check_size("increment", o->increment_s, 64 << 10, 1, false,
+		       &o->increment) < 0 ||
+	    check_size("page_size", o->page_size_s, 64 << 10, 4096, true,
+		       &o->page_size) < 0)
+		return -1;
+	o->max_memory = size_ram_bytes() / 2;
+	return 0;
+}
+
+/* Add "-o NAME" to libfuse's arguments. */
+static int add_fuse_opt(struct opts *o, const char *fmt, const char *val)
+{
+	char *s;
+	int r;
+
+	if (asprintf(&s, fmt, val) < 0)
+		return -1;
+	r = fuse_opt_add_arg(&o->fuse_args, "-o") ||
+	    fuse_opt_add_arg(&o->fuse_args, s);
+	free(s);
+	return r ? -1 : 0;
+}
+
+/* fsname is shown in /proc/mounts: commas there would split options */
+static char *escape_commas(const char *s)
+{
+	char *out = malloc(strlen(s) * 2 + 1), *p = out;
+
+	if (!out)
+		return NULL;
+	for (; *s; s++) {
+		if (*s == ',' || *s == '\\')
+			*p++ = '\\';
+		*p++ = *s;
+	}
+	*p = '\0';
+	return out;
+}
+
+int opts_parse(struct opts *o, int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	char *fsname;
+	int r;
+
+	memset(o, 0, sizeof(*o));
+	if (fuse_opt_parse(&args, o, opt_table, opt_proc) < 0) {
+		o->fuse_args = args;
+		return -1;
+	}
+	o->fuse_args = args;
+	if (o->show_help) {
+		opts_print_help(argv[0]);
+		return 1;
+	}
+	if (o->show_version) {
+		printf("h5memfs version %s\n", H5MEMFS_VERSION);
+		return 1;
+	}
+	if (check_values(o) < 0 || check_paths(o) < 0)
+		return -1;
+	fsname = escape_commas(o->source ? o->source : "h5memfs");
+	r = !fsname || add_fuse_opt(o, "subtype=%s", "h5memfs") ||
+	    add_fuse_opt(o, "fsname=%s", fsname) ||
+	    add_fuse_opt(o, "%s", "default_permissions");
+	free(fsname);
+	if (r) {
+		fprintf(stderr, "h5memfs: out of memory\n");
+		return -1;
+	}
+	return 0;
+}
+
+void opts_free(struct opts *o)
+{
+	free(o->source);
+	free(o->mountpoint);
+	free(o->backing_store);
+	free(o->increment_s);
+	free(o->page_size_s);
+	free(o->notify_pipe);
+	fuse_opt_free_args(&o->fuse_args);
+}
+
+void opts_print_help(const char *prog)
+{
+	printf(
+"usage: %s [OPTIONS] SOURCE MOUNTPOINT\n"
+"       %s -o volatile [OPTIONS] [SOURCE] MOUNTPOINT\n"
+"       fusermount3 -u MOUNTPOINT     (writes back, then the daemon exits)\n"
+"\n"
+"Mount SOURCE at MOUNTPOINT, holding every file opened through the mount\n"
+"in memory. fsync, unmount and SIGTERM write changes back to SOURCE.\n"
+"\n"
+"h5memfs options:\n"
+"    -o volatile            never write anything to SOURCE (alias\n"
+"                           backing_store=0); SOURCE may be read-only\n"
+"    -o backing_store=0|1   0 is volatile; 1 (default) writes back\n"
+"    -o increment=SIZE      image growth step (default 64K)\n"
+"    -o page_size=SIZE      dirty tracking page, a power of two >= 4K\n"
+"                           (default 64K)\n"
+"    -o notify_pipe=PATH    write \"ready\" to the FIFO at PATH once the\n"
+"                           mount serves requests\n"
+"\n"
+"FUSE and mount options:\n"
+"    -o ro                  read-only mount\n"
+"    -o allow_other         let other users in (needs user_allow_other\n"
+"                           in /etc/fuse.conf when not root)\n"
+"    -o default_permissions kernel permission checks (always on)\n"
+"    -f                     stay in the foreground\n"
+"    -d                     foreground, with a debug log of requests\n"
+"    -s                     single-threaded\n"
+"    -h, --help             this text\n"
+"    -V, --version          the version\n"
+"\n"
+"SIZE: a number with an optional K, M, G or T suffix.\n"
+"fstab-only words (noauto, user, users, nouser, nofail, _netdev, x-*)\n"
+"are accepted and ignored.\n", prog, prog);
+}

@@ -1,0 +1,43 @@
+/*
+ * options.h - the command line of the daemon: parsing with fuse_opt,
+ * checking every value and path, --help.
+ *
+ * Not the place for mounting: the result is a struct opts and the FUSE
+ * arguments (ro, allow_other, fsname, ...) to hand to libfuse.
+ */
+#ifndef H5M_OPTIONS_H
+#define H5M_OPTIONS_H
+
+#include <fuse3/fuse_opt.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct opts {
+	/* as given */
+	char *source;		/* NULL for an empty volatile workspace */
+	char *mountpoint;
+	int volatile_;
+	char *backing_store;
+	char *increment_s, *page_size_s;
+	char *notify_pipe;
+	int foreground, debug, single_thread;
+	int show_help, show_version;
+	int ro;
+	/* checked and converted */
+	uint64_t increment, page_size, max_memory;
+	struct fuse_args fuse_args;	/* what libfuse parses */
+};
+
+/*
+ * Parse argv. Returns 0 when the daemon should go on, 1 when it should
+ * exit 0 (--help, --version, already printed), or -1 after printing one
+ * sentence naming the wrong option, value or path to stderr.
+ * opts_free() releases what was allocated, in every case.
+ */
+int opts_parse(struct opts *o, int argc, char **argv);
+void opts_free(struct opts *o);
+
+/* The usage and option list, as --help prints it. */
+void opts_print_help(const char *prog);
+
+#endif

@@ -1,0 +1,211 @@
+/*
+ * image.c - memfd-backed images with dirty-page tracking.
+ */
+#include "image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void img_init(struct img *im, uint64_t page_size)
+{
+	memset(im, 0, sizeof(*im));
+	im->fd = -1;
+	im->page_shift = 12;
+	while ((UINT64_C(1) << im->page_shift) < page_size)
+		im->page_shift++;
+}
+
+void img_destroy(struct img *im)
+{
+	if (im->fd >= 0)
+		close(im->fd);
+	free(im->dirty);
+	im->fd = -1;
+	im->dirty = NULL;
+	im->dirty_words = 0;
+	im->capacity = 0;
+}
+
+int img_open(struct img *im)
+{
+	if (im->fd >= 0)
+		return 0;
+	im->fd = memfd_create("h5memfs-image", MFD_CLOEXEC);
+	return im->fd < 0 ? -errno : 0;
+}
+
+int img_size(const struct img *im, uint64_t *size)
+{
+	struct stat st;
+
+	if (im->fd < 0) {
+		*size = 0;
+		return 0;
+	}
+	if (fstat(im->fd, &st) < 0)
+		return -errno;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+uint64_t img_mem_bytes(const struct img *im)
+{
+	struct stat st;
+
+	if (im->fd < 0 || fstat(im->fd, &st) < 0)
+		return 0;
+	return (uint64_t)st.st_blocks * 512;
+}
+
+void img_reserve(struct img *im, uint64_t end, uint64_t increment)
+{
+	uint64_t cap;
+
+	if (end <= im->capacity)
+		return;
+	cap = im->capacity + im->capacity / 2;
+	if (cap < end)
+		cap = end;
+	if (increment > 1 && cap % increment)
+		cap += increment - cap % increment;
+	im->capacity = cap;
+	im->grows++;
+}
+
+int img_read(const struct img *im, void *buf, size_t len, uint64_t off,
+	     size_t *done)
+{
+	size_t got = 0;
+
+	while (im->fd >= 0 && got < len) {
+		ssize_t n = pread(im->fd, (char *)buf + got, len - got,
+				  (off_t)(off + got));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	*done = got;
+	return 0;
+}
+
+static int dirty_grow(struct img *im, uint64_t last_page)
+{
+	size_t need = (size_t)(last_page / 64) + 1, words;
+	uint64_t *bits;
+
+	if (need <= im->dirty_words)
+		return 0;
+	words = im->dirty_words ? im->dirty_words : 4;
+	while (words < need)
+		words *= 2;
+	bits = realloc(im->dirty, words * sizeof(*bits));
+	if (!bits)
+		return -ENOMEM;
+	memset(bits + im->dirty_words, 0,
+	       (words - im->dirty_words) * sizeof(*bits));
+	im->dirty = bits;
+	im->dirty_words = words;
+	return 0;
+}
+
+int img_mark_dirty(struct img *im, uint64_t off, uint64_t len)
+{
+	uint64_t first, last, p;
+	int err;
+
+	if (len == 0)
+		return 0;
+	first = off >> im->page_shift;
+	last = (off + len - 1) >> im->page_shift;
+	err = dirty_grow(im, last);
+	if (err)
+		return err;
+	for (p = first; p <= last; p++)
+		im->dirty[p / 64] |= UINT64_C(1) << (p % 64);
+	return 0;
+}
+
+bool img_page_dirty(const struct img *im, uint64_t page)
+{
+	if (page / 64 >= im->dirty_words)
+		return false;
+	return im->dirty[page / 64] >> (page % 64) & 1;
+}
+
+uint64_t img_dirty_pages(const struct img *im)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < im->dirty_words; i++)
+		n += (uint64_t)__builtin_popcountll(im->dirty[i]);
+	return n;
+}
+
+void img_clear_dirty(struct img *im)
+{
+	if (im->dirty)
+		memset(im->dirty, 0, im->dirty_words * sizeof(*im->dirty));
+}
+
+int img_write(struct img *im, const void *buf, size_t len, uint64_t off,
+	      uint64_t increment)
+{
+	size_t put = 0;
+	int err;
+
+	if (len == 0)
+		return 0;
+	if (off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX - off)
+		return -EFBIG;
+	err = img_open(im);
+	if (err)
+		return err;
+	err = img_mark_dirty(im, off, len);
+	if (err)
+		return err;
+	while (put < len) {
+		ssize_t n = pwrite(im->fd, (const char *)buf + put, len - put,
+				   (off_t)(off + put));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		put += (size_t)n;
+	}
+	img_reserve(im, off + len, increment);
+	return 0;
+}
+
+int img_truncate(struct img *im, uint64_t size)
+{
+	uint64_t old;
+	int err;
+
+	if (size > (uint64_t)INT64_MAX)
+		return -EFBIG;
+	err = img_size(im, &old);
+	if (err || size == old)
+		return err;
+	err = img_open(im);
+	if (err)
+		return err;
+	/*
+	 * No page is marked: a cut or an extension changes no byte that
+	 * stays (the extension is a hole). The owner records that the size
+	 * changed. Capacity is not reserved either: holes cost no memory.
+	 */
+	if (ftruncate(im->fd, (off_t)size) < 0)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,82 @@
+/*
+ * image.h - one file's bytes held in memory: the core-driver image.
+ *
+ * An image lives in a memfd, a memory-backed file the kernel can also be
+ * handed (FUSE passthrough), so the daemon and the kernel share one copy.
+ * Holes stay holes: a 1 TiB truncate costs no memory. The image also keeps
+ * which pages were written since the last write-back (the core driver's
+ * write tracking) and its reserved capacity, which grows in steps of the
+ * mount's increment, geometrically, so growth is amortised O(1) however
+ * small the step.
+ *
+ * Not thread-safe by itself: callers serialise changes to one image.
+ * Not aware of SOURCE, FUSE or HDF5.
+ */
+#ifndef H5M_IMAGE_H
+#define H5M_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct img {
+	int fd;			/* memfd, or -1 while the image is empty */
+	uint64_t capacity;	/* bytes reserved; >= size once written */
+	unsigned grows;		/* times capacity grew (amortisation check) */
+	unsigned page_shift;	/* log2 of the dirty-tracking page */
+	uint64_t *dirty;	/* bitmap of dirty pages, grown on demand */
+	size_t dirty_words;	/* words in the bitmap */
+};
+
+/* Prepare an empty image. page_size must be a power of two >= 4096. */
+void img_init(struct img *im, uint64_t page_size);
+
+/* Close the memfd and free the bitmap; the image is empty afterwards. */
+void img_destroy(struct img *im);
+
+/* Make sure the memfd exists. Returns 0 or -errno (EMFILE, ENOMEM...). */
+int img_open(struct img *im);
+
+/* Current size in bytes (0 while there is no memfd). 0 or -errno. */
+int img_size(const struct img *im, uint64_t *size);
+
+/* Bytes of memory the image really uses (holes excluded). */
+uint64_t img_mem_bytes(const struct img *im);
+
+/*
+ * Reserve capacity for `end` bytes: on growth the new capacity is the
+ * larger of `end` and 1.5x the old one, rounded up to `increment`.
+ */
+void img_reserve(struct img *im, uint64_t end, uint64_t increment);
+
+/* Read up to len bytes at off; *done gets the count (short at EOF). */
+int img_read(const struct img *im, void *buf, size_t len, uint64_t off,
+	     size_t *done);
+
+/*
+ * Write len bytes at off, growing the image as needed and marking the
+ * pages dirty. On error nothing is marked and the errno (ENOSPC, EFBIG,
+ * ENOMEM) is returned negated.
+ */
+int img_write(struct img *im, const void *buf, size_t len, uint64_t off,
+	      uint64_t increment);
+
+/*
+ * Set the size; an added region is a hole that reads as zeros. Marks no
+ * page dirty (the caller records the size change). 0 or -errno.
+ */
+int img_truncate(struct img *im, uint64_t size);
+
+/* Mark [off, off+len) dirty (for writes the image did not see itself). */
+int img_mark_dirty(struct img *im, uint64_t off, uint64_t len);
+
+/* Whether page number `page` is dirty. */
+bool img_page_dirty(const struct img *im, uint64_t page);
+
+/* Number of dirty pages. */
+uint64_t img_dirty_pages(const struct img *im);
+
+/* Forget all dirty marks (after a successful write-back). */
+void img_clear_dirty(struct img *im);
+
+#endif

@@ -1,0 +1,177 @@
+/*
+ * node.h - the namespace of a mount: nodes (inodes) and the names that
+ * link them into a tree.
+ *
+ * A node is a file, directory, symlink or special file as the mount sees
+ * it; a dentry is one name of a node inside a directory (a file with hard
+ * links has several). Every dentry is also in one hash table keyed by
+ * (directory, name), so lookups cost O(1) however large a directory is.
+ *
+ * Node lifetime: a node is freed when it has no name, the kernel has
+ * forgotten it (nlookup == 0), no handle is open and nobody pins it.
+ * All functions here expect the caller to hold the namespace lock
+ * (struct ns.lock); none does I/O on SOURCE.
+ */
+#ifndef H5M_NODE_H
+#define H5M_NODE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "image.h"
+
+struct node;
+
+struct dentry {
+	char *name;
+	struct node *dir;		/* directory holding this name */
+	struct node *node;		/* what the name refers to */
+	struct dentry *hnext;		/* hash chain */
+	struct dentry *prev, *next;	/* order within the directory */
+	struct dentry *lnext;		/* next name of the same node */
+};
+
+struct xattr {
+	char *name;
+	void *value;
+	size_t size;
+	struct xattr *next;
+};
+
+/* Identity of a file in SOURCE, to notice changes made behind the mount. */
+struct src_ident {
+	dev_t dev;
+	ino_t ino;
+	uint64_t size;
+	struct timespec mtime, ctime;
+};
+
+enum node_flags {
+	N_FROM_SOURCE = 1 << 0,	/* came from SOURCE; may be loaded from it */
+	N_LOADED = 1 << 1,	/* regular file: image holds the content */
+	N_DIRTY = 1 << 2,	/* content differs from SOURCE */
+	N_META_DIRTY = 1 << 3,	/* mode, owner, times or xattrs differ */
+	N_SCANNED = 1 << 4,	/* directory: children read from SOURCE */
+	N_XATTRS = 1 << 5,	/* xattrs read from SOURCE (or new node) */
+};
+
+struct node {
+	uint64_t ino;			/* st_ino shown to programs */
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	dev_t rdev;
+	struct timespec atime, mtime, ctime;
+	uint64_t size;			/* size while not loaded / not regular */
+	char *target;			/* symlink target */
+	unsigned flags;
+	unsigned nlinks;		/* names (dentries) of a non-directory */
+	struct dentry *links;		/* those names */
+	struct dentry *first, *last;	/* directory entries, in order */
+	unsigned nchildren, nsubdirs;
+	unsigned src_nlink;		/* directory's st_nlink until scanned */
+	struct xattr *xattrs;
+	uint64_t nlookup;		/* kernel references */
+	unsigned nopen;			/* open handles */
+	unsigned pins;			/* internal references */
+	struct src_ident ident;		/* SOURCE identity when loaded */
+	struct img img;			/* regular files: the content */
+	pthread_mutex_t io;		/* serialises loading and write-back */
+	struct node *all_prev, *all_next; /* every live node, for teardown */
+};
+
+struct ns {
+	pthread_mutex_t lock;		/* protects everything in this file */
+	struct node *root;
+	struct dentry **table;
+	size_t buckets, count;
+	uint64_t next_ino;
+	uint64_t page_size;
+	uint64_t nodes;			/* live nodes */
+	struct node *all;		/* list of every live node */
+};
+
+/* Set up a namespace with an empty root directory. 0 or -ENOMEM. */
+int ns_init(struct ns *ns, mode_t root_mode, uint64_t page_size);
+
+/* Free every node and name. No node may be in use. */
+void ns_destroy(struct ns *ns);
+
+/*
+ * Create a node of the given mode (type bits included) with its times set
+ * to now, not yet linked anywhere. NULL on ENOMEM.
+ */
+struct node *ns_node_new(struct ns *ns, mode_t mode, uid_t uid, gid_t gid);
+
+/* The dentry named `name` in `dir`, or NULL. */
+struct dentry *ns_find(const struct ns *ns, const struct node *dir,
+		       const char *name);
+
+/* Link `node` under `name` in `dir` (which must not have it). 0/-ENOMEM. */
+int ns_link(struct ns *ns, struct node *dir, const char *name,
+	    struct node *node);
+
+/*
+ * Remove the name; the node is freed if nothing else holds it. The
+ * caller updates times.
+ */
+void ns_unlink(struct ns *ns, struct dentry *d);
+
+/*
+ * Move dentry `d` to `name` in `dir`, replacing whatever had that name
+ * (the caller has checked that replacing is allowed). 0 or -ENOMEM.
+ */
+int ns_move(struct ns *ns, struct dentry *d, struct node *dir,
+	    const char *name);
+
+/* Swap the nodes two dentries point at (RENAME_EXCHANGE). */
+void ns_exchange(struct ns *ns, struct dentry *a, struct dentry *b);
+
+/* Take or drop a reference; dropping may free the node. */
+void ns_pin(struct node *n);
+void ns_unpin(struct ns *ns, struct node *n);
+
+/* Drop kernel references (FUSE forget). May free the node. */
+void ns_forget(struct ns *ns, struct node *n, uint64_t nlookup);
+
+/* Free the node if nothing holds it any more. */
+void ns_maybe_free(struct ns *ns, struct node *n);
+
+/*
+ * The node's path relative to the root ("" for the root, "a/b" else),
+ * through its first name; NULL on ENOMEM or when the node has no name
+ * (*unlinked set true then). Caller frees.
+ */
+char *ns_path(const struct ns *ns, const struct node *n, bool *unlinked);
+
+/* Path of `name` inside `dir` (as ns_path). Caller frees. */
+char *ns_child_path(const struct ns *ns, const struct node *dir,
+		    const char *name);
+
+/* Whether `anc` is `n` or one of its ancestors (directories only). */
+bool ns_is_ancestor(const struct node *anc, const struct node *n);
+
+/* st_nlink as a program expects it. */
+unsigned ns_nlink(const struct node *n);
+
+/* Fill a struct stat from the node (size from the image when loaded). */
+void ns_stat(const struct node *n, struct stat *st);
+
+/* Current time, for stamping nodes. */
+struct timespec ns_now(void);
+
+/* xattrs: 0 or -errno (ENODATA, ERANGE, EEXIST, ENOMEM). */
+int ns_xattr_get(const struct node *n, const char *name, void *buf,
+		 size_t size, size_t *len);
+int ns_xattr_set(struct node *n, const char *name, const void *value,
+		 size_t size, int flags);
+int ns_xattr_remove(struct node *n, const char *name);
+/* NUL-separated names; with size 0 only *len is set. */
+int ns_xattr_list(const struct node *n, char *buf, size_t size, size_t *len);
+void ns_xattr_free_all(struct node *n);
+
+#endif

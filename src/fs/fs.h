@@ -1,0 +1,160 @@
+/*
+ * fs.h - the mount's operations as plain C calls: the namespace, loading
+ * from SOURCE and write-back put together, without FUSE.
+ *
+ * Every call returns 0 or a negative errno, results through out-params.
+ * Node pointers handed out by lookup, create, mknod, mkdir, symlink and
+ * link carry one kernel reference (nlookup), dropped by fs_forget. The
+ * FUSE layer (src/fuse) is only glue over these; the unit tests drive
+ * them directly.
+ *
+ * Locking (in this order, never the reverse): a node's io mutex, then
+ * fs.replay_lock (keeps SOURCE's namespace still), then ns.lock.
+ */
+#ifndef H5M_FS_H
+#define H5M_FS_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+#include "../backing/source.h"
+#include "../core/journal.h"
+#include "../core/node.h"
+
+struct fs_opts {
+	bool volatile_;		/* never write SOURCE */
+	uint64_t increment;	/* image growth step */
+	uint64_t page_size;	/* dirty tracking granularity */
+	uint64_t max_memory;	/* budget in bytes; statfs reports it */
+};
+
+struct fs_stats {
+	uint64_t writebacks, writeback_bytes, writeback_errors;
+	uint64_t loads, load_bytes;
+};
+
+struct fs {
+	struct ns ns;
+	struct journal jrn;
+	struct src src;
+	bool has_source;
+	struct fs_opts o;
+	pthread_mutex_t replay_lock;	/* held while SOURCE's namespace moves */
+	pthread_mutex_t sync_lock;	/* one write-back pass at a time */
+	struct fs_stats stats;
+	struct hlink *hlinks;		/* SOURCE hard links seen so far */
+};
+
+/* Attribute bits for fs_setattr. */
+enum {
+	FS_SET_MODE = 1 << 0,
+	FS_SET_UID = 1 << 1,
+	FS_SET_GID = 1 << 2,
+	FS_SET_SIZE = 1 << 3,
+	FS_SET_ATIME = 1 << 4,
+	FS_SET_MTIME = 1 << 5,
+	FS_SET_ATIME_NOW = 1 << 6,
+	FS_SET_MTIME_NOW = 1 << 7,
+	FS_SET_CTIME = 1 << 8,
+};
+
+/*
+ * Set up a mount of `source` (NULL: an empty scratch namespace).
+ * Returns 0 or -errno (ENOENT, ENOTDIR, EACCES from opening SOURCE).
+ */
+int fs_init(struct fs *fs, const char *source, const struct fs_opts *o);
+
+/* Free everything (no write-back: call fs_sync_all first). */
+void fs_destroy(struct fs *fs);
+
+int fs_lookup(struct fs *fs, struct node *dir, const char *name,
+	      struct node **out, struct stat *st);
+void fs_forget(struct fs *fs, struct node *n, uint64_t nlookup);
+int fs_getattr(struct fs *fs, struct node *n, struct stat *st);
+int fs_setattr(struct fs *fs, struct node *n, const struct stat *attr,
+	       int to_set, struct stat *st);
+
+/* Make a regular file, fifo, socket or device (S_IFMT in mode). */
+int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
+	     dev_t rdev, uid_t uid, gid_t gid, struct node **out,
+	     struct stat *st);
+int fs_mkdir(struct fs *fs, struct node *dir, const char *name, mode_t mode,
+	     uid_t uid, gid_t gid, struct node **out, struct stat *st);
+int fs_symlink(struct fs *fs, struct node *dir, const char *name,
+	       const char *target, uid_t uid, gid_t gid, struct node **out,
+	       struct stat *st);
+int fs_link(struct fs *fs, struct node *n, struct node *dir,
+	    const char *name, struct stat *st);
+int fs_unlink(struct fs *fs, struct node *dir, const char *name);
+int fs_rmdir(struct fs *fs, struct node *dir, const char *name);
+/* flags: RENAME_NOREPLACE, RENAME_EXCHANGE (others: EINVAL). */
+int fs_rename(struct fs *fs, struct node *dir, const char *name,
+	      struct node *newdir, const char *newname, unsigned flags);
+/* *target is a copy the caller frees. */
+int fs_readlink(struct fs *fs, struct node *n, char **target);
+
+/*
+ * Open: loads a regular file from SOURCE on first open. `trunc` empties
+ * it (O_TRUNC) without loading it first. Counts the handle.
+ */
+int fs_open(struct fs *fs, struct node *n, bool trunc);
+/* Last step of a handle. */
+void fs_close(struct fs *fs, struct node *n);
+
+int fs_read(struct fs *fs, struct node *n, void *buf, size_t size,
+	    uint64_t off, size_t *done);
+int fs_write(struct fs *fs, struct node *n, const void *buf, size_t size,
+	     uint64_t off);
+/* The memfd holding an open regular file (for splice), or -1. */
+int fs_data_fd(struct fs *fs, struct node *n);
+/* Mark [off, off+len) written (after a write through fs_data_fd). */
+int fs_wrote(struct fs *fs, struct node *n, uint64_t off, uint64_t len);
+/* lseek SEEK_DATA / SEEK_HOLE on an open regular file. */
+int fs_lseek(struct fs *fs, struct node *n, off_t off, int whence,
+	     off_t *out);
+int fs_fallocate(struct fs *fs, struct node *n, int mode, off_t off,
+		 off_t len);
+
+/* A snapshot of a directory for readdir; entries pinned. */
+struct fs_dirent {
+	char *name;
+	struct node *node;
+};
+struct fs_dir {
+	struct fs_dirent *ents;
+	size_t count;
+};
+int fs_opendir(struct fs *fs, struct node *dir, struct fs_dir **out);
+void fs_closedir(struct fs *fs, struct fs_dir *d);
+/* Give the kernel a reference to a snapshot entry (readdirplus). */
+void fs_ref(struct fs *fs, struct node *n, struct stat *st);
+
+int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
+		size_t size, size_t *len);
+int fs_setxattr(struct fs *fs, struct node *n, const char *name,
+		const void *value, size_t size, int flags);
+int fs_listxattr(struct fs *fs, struct node *n, char *buf, size_t size,
+		 size_t *len);
+int fs_removexattr(struct fs *fs, struct node *n, const char *name);
+
+int fs_statfs(struct fs *fs, struct statvfs *sv);
+
+/*
+ * Write back one file: pending namespace changes first, then its data
+ * and metadata. Returns once durable in SOURCE. 0 or -errno (ENOSPC,
+ * EROFS, EIO...; the file stays dirty in memory then). No-op when
+ * volatile.
+ */
+int fs_fsync(struct fs *fs, struct node *n);
+
+/*
+ * Write back everything: namespace, every dirty file, then metadata.
+ * Returns 0 or the first error; *failed (may be NULL) gets the number of
+ * files that could not be written.
+ */
+int fs_sync_all(struct fs *fs, unsigned *failed);
+
+#endif

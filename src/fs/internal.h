@@ -1,0 +1,34 @@
+/*
+ * internal.h - helpers shared by the files of src/fs, not part of its API.
+ */
+#ifndef H5M_FS_INTERNAL_H
+#define H5M_FS_INTERNAL_H
+
+#include "fs.h"
+
+/* Read `dir`'s entries from SOURCE if not done yet. Takes the locks. */
+int fs_scan(struct fs *fs, struct node *dir);
+
+/* Read n's xattrs from SOURCE if not done yet. Takes the locks. */
+int fs_load_xattrs(struct fs *fs, struct node *n);
+
+/*
+ * n's path in SOURCE as SOURCE is now (pending renames undone).
+ * Caller holds replay_lock and ns.lock. NULL: no name (or ENOMEM).
+ */
+char *fs_source_path_locked(struct fs *fs, const struct node *n);
+
+/* Record a namespace change for SOURCE (no-op when volatile). */
+int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
+	       const char *p2, mode_t mode, dev_t rdev, unsigned flags);
+
+/* Stamp mtime and ctime with now. */
+void fs_touch_mc(struct node *n);
+/* Stamp ctime (and mark metadata dirty). */
+void fs_touch_c(struct node *n);
+
+/* Forget a SOURCE hard link entry for n (node freed). */
+void fs_hlink_drop(struct fs *fs, struct node *n);
+void fs_hlinks_free(struct fs *fs);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * ll.h - shared pieces of the low-level FUSE glue: the per-mount
+ * context, ino <-> node mapping, and the operation table.
+ *
+ * Every operation here replies exactly once; the work is done by
+ * src/fs, which returns 0 or -errno.
+ */
+#ifndef H5M_LL_H
+#define H5M_LL_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse3/fuse_lowlevel.h>
+
+#include "../fs/fs.h"
+
+struct h5m {
+	struct fs fs;
+	int notify_fd;		/* FIFO to write "ready" to, or -1 */
+	double timeout;		/* entry and attr cache time, seconds */
+	bool writeback_cache;
+};
+
+static inline struct h5m *ll_ctx(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static inline struct node *ll_node(fuse_req_t req, fuse_ino_t ino)
+{
+	return ino == FUSE_ROOT_ID ? ll_ctx(req)->fs.ns.root
+				   : (struct node *)(uintptr_t)ino;
+}
+
+static inline fuse_ino_t ll_ino(const struct h5m *m, const struct node *n)
+{
+	return n == m->fs.ns.root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
+
+/* Reply to a request that made or found `n` (err == 0) or failed. */
+void ll_reply_entry(fuse_req_t req, int err, struct node *n,
+		    const struct stat *st);
+
+/* Reply with attributes or an error. */
+void ll_reply_attr(fuse_req_t req, int err, const struct stat *st);
+
+/* The operations, from the files of this folder. */
+extern const struct fuse_lowlevel_ops ll_ops;
+
+void ll_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void ll_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
+void ll_op_forget_multi(fuse_req_t req, size_t count,
+			struct fuse_forget_data *forgets);
+void ll_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void ll_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		   int to_set, struct fuse_file_info *fi);
+void ll_op_readlink(fuse_req_t req, fuse_ino_t ino);
+void ll_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		 mode_t mode, dev_t rdev);
+void ll_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		 mode_t mode);
+void ll_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void ll_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void ll_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+		   const char *name);
+void ll_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		  fuse_ino_t newparent, const char *newname,
+		  unsigned int flags);
+void ll_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		const char *newname);
+void ll_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void ll_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi);
+void ll_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off, struct fuse_file_info *fi);
+void ll_op_releasedir(fuse_req_t req, fuse_ino_t ino,
+		      struct fuse_file_info *fi);
+void ll_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+		    struct fuse_file_info *fi);
+void ll_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    const char *value, size_t size, int flags);
+void ll_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    size_t size);
+void ll_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void ll_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+void ll_op_statfs(fuse_req_t req, fuse_ino_t ino);
+
+void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		  mode_t mode, struct fuse_file_info *fi);
+void ll_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		struct fuse_file_info *fi);
+void ll_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
+		     off_t off, struct fuse_file_info *fi);
+void ll_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void ll_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void ll_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		 struct fuse_file_info *fi);
+void ll_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		 struct fuse_file_info *fi);
+void ll_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+		     off_t length, struct fuse_file_info *fi);
+
+#endif

@@ -1,0 +1,136 @@
+/*
+ * ops.c - the operation table, INIT, statfs and xattrs.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "ll.h"
+
+static void ll_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct h5m *m = userdata;
+
+	conn->max_write = 1 << 20;
+	conn->max_readahead = 1 << 20;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+	/* nothing else changes files: no invalidation on attribute change */
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	if (m->writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+	/* locks stay in the kernel: correct for one mount, and fast */
+	conn->want &= ~(unsigned)(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+	if (m->notify_fd >= 0) {
+		if (write(m->notify_fd, "ready\n", 6) != 6)
+			log_warn("cannot write to notify_pipe: %s",
+				 strerror(errno));
+		close(m->notify_fd);
+		m->notify_fd = -1;
+	}
+}
+
+void ll_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	int err = fs_statfs(&ll_ctx(req)->fs, &sv);
+
+	(void)ino;
+	if (err)
+		fuse_reply_err(req, -err);
+	else
+		fuse_reply_statfs(req, &sv);
+}
+
+void ll_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    const char *value, size_t size, int flags)
+{
+	fuse_reply_err(req, -fs_setxattr(&ll_ctx(req)->fs, ll_node(req, ino),
+					 name, value, size, flags));
+}
+
+/* getxattr and listxattr share the size-probe protocol. */
+static void reply_xattr(fuse_req_t req, int err, const char *buf,
+			size_t size, size_t len)
+{
+	if (err)
+		fuse_reply_err(req, -err);
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else
+		fuse_reply_buf(req, buf, len);
+}
+
+void ll_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	size_t len = 0;
+	int err = size && !buf ? -ENOMEM :
+		fs_getxattr(&ll_ctx(req)->fs, ll_node(req, ino), name, buf,
+			    size, &len);
+
+	reply_xattr(req, err, buf, size, len);
+	free(buf);
+}
+
+void ll_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char *buf = size ? malloc(size) : NULL;
+	size_t len = 0;
+	int err = size && !buf ? -ENOMEM :
+		fs_listxattr(&ll_ctx(req)->fs, ll_node(req, ino), buf, size,
+			     &len);
+
+	reply_xattr(req, err, buf, size, len);
+	free(buf);
+}
+
+void ll_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, -fs_removexattr(&ll_ctx(req)->fs,
+					    ll_node(req, ino), name));
+}
+
+const struct fuse_lowlevel_ops ll_ops = {
+	.init = ll_op_init,
+	.lookup = ll_op_lookup,
+	.forget = ll_op_forget,
+	.forget_multi = ll_op_forget_multi,
+	.getattr = ll_op_getattr,
+	.setattr = ll_op_setattr,
+	.readlink = ll_op_readlink,
+	.mknod = ll_op_mknod,
+	.mkdir = ll_op_mkdir,
+	.unlink = ll_op_unlink,
+	.rmdir = ll_op_rmdir,
+	.symlink = ll_op_symlink,
+	.rename = ll_op_rename,
+	.link = ll_op_link,
+	.open = ll_op_open,
+	.read = ll_op_read,
+	.write_buf = ll_op_write_buf,
+	.flush = ll_op_flush,
+	.release = ll_op_release,
+	.fsync = ll_op_fsync,
+	.opendir = ll_op_opendir,
+	.readdir = ll_op_readdir,
+	.readdirplus = ll_op_readdirplus,
+	.releasedir = ll_op_releasedir,
+	.fsyncdir = ll_op_fsyncdir,
+	.statfs = ll_op_statfs,
+	.setxattr = ll_op_setxattr,
+	.getxattr = ll_op_getxattr,
+	.listxattr = ll_op_listxattr,
+	.removexattr = ll_op_removexattr,
+	.create = ll_op_create,
+	.lseek = ll_op_lseek,
+	.fallocate = ll_op_fallocate,
+};

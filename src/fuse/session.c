@@ -1,0 +1,190 @@
+/*
+ * session.c - the life of a mount, from fuse_session_new to the last
+ * write-back.
+ *
+ * Signals are taken by one thread with sigwait(), not by handlers: on
+ * SIGTERM it first syncs the mount (the kernel's writeback cache pours
+ * its dirty pages into the daemon, which is still serving), then stops
+ * the loop. The write-back itself happens in session_run once the loop
+ * has returned, for a signal and an unmount alike.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "ll.h"
+
+struct sigctx {
+	struct fuse_session *se;
+	const char *mountpoint;
+	pthread_t main;
+	sigset_t set;
+};
+
+static void wake(int sig)
+{
+	(void)sig; /* only interrupts the loop's wait */
+}
+
+static void *signal_thread(void *arg)
+{
+	struct sigctx *c = arg;
+	int sig, fd;
+
+	if (sigwait(&c->set, &sig) != 0)
+		return NULL;
+	log_info("signal %d: writing back and unmounting", sig);
+	/* Flush the kernel's cached writes to us while we still serve. */
+	fd = open(c->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		syncfs(fd);
+		close(fd);
+	}
+	fuse_session_exit(c->se);
+	pthread_kill(c->main, SIGUSR1);
+	return NULL;
+}
+
+/* Let images use as many descriptors as the hard limit allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int serve(struct fuse_session *se, const struct opts *o)
+{
+	struct fuse_loop_config *cfg;
+	int ret;
+
+	if (o->single_thread)
+		return fuse_session_loop(se);
+	cfg = fuse_loop_cfg_create();
+	if (!cfg)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(cfg, 0);
+	fuse_loop_cfg_set_max_threads(cfg, 16);
+	fuse_loop_cfg_set_idle_threads(cfg, 4);
+	ret = fuse_session_loop_mt(se, cfg);
+	fuse_loop_cfg_destroy(cfg);
+	return ret;
+}
+
+static int notify_open(const char *path)
+{
+	int fd;
+
+	if (!path)
+		return -1;
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fprintf(stderr, "h5memfs: cannot open notify_pipe '%s': %s\n",
+			path, strerror(errno));
+	return fd;
+}
+
+/* Write everything back; the exit status. */
+static int final_writeback(struct h5m *m)
+{
+	unsigned failed = 0;
+	int err = fs_sync_all(&m->fs, &failed);
+
+	if (!err)
+		return 0;
+	log_err("%u change(s) could not be written back to SOURCE (%s); "
+		"they are lost with this daemon", failed, strerror(-err));
+	return 2;
+}
+
+int session_run(struct opts *o)
+{
+	struct fs_opts fo = {
+		.volatile_ = o->volatile_,
+		.increment = o->increment,
+		.page_size = o->page_size,
+		.max_memory = o->max_memory,
+	};
+	struct sigaction sa = { .sa_handler = wake };
+	struct sigctx sc = { 0 };
+	struct fuse_session *se = NULL;
+	struct h5m *m;
+	pthread_t sigthr;
+	int err, status = 1, notify;
+
+	notify = notify_open(o->notify_pipe);
+	if (o->notify_pipe && notify < 0)
+		return 1;
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		fprintf(stderr, "h5memfs: out of memory\n");
+		goto out_notify;
+	}
+	m->notify_fd = notify;
+	m->timeout = 3600.0;
+	m->writeback_cache = true;
+	raise_fd_limit();
+	err = fs_init(&m->fs, o->source, &fo);
+	if (err) {
+		fprintf(stderr, "h5memfs: cannot open SOURCE '%s': %s\n",
+			o->source, strerror(-err));
+		goto out_free;
+	}
+	se = fuse_session_new(&o->fuse_args, &ll_ops, sizeof(ll_ops), m);
+	if (!se)
+		goto out_fs; /* libfuse printed why */
+	if (fuse_session_mount(se, o->mountpoint) != 0)
+		goto out_session;
+	/* Block the signals in every thread; one thread waits for them. */
+	sigemptyset(&sc.set);
+	sigaddset(&sc.set, SIGTERM);
+	sigaddset(&sc.set, SIGINT);
+	sigaddset(&sc.set, SIGHUP);
+	sigaction(SIGUSR1, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (fuse_daemonize(o->foreground) != 0)
+		goto out_unmount;
+	if (!o->foreground)
+		log_setup(true, o->debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+	sc.se = se;
+	sc.mountpoint = o->mountpoint;
+	sc.main = pthread_self();
+	if (pthread_create(&sigthr, NULL, signal_thread, &sc) != 0) {
+		log_err("cannot start the signal thread");
+		goto out_unmount;
+	}
+	pthread_detach(sigthr);
+	err = serve(se, o);
+	if (err < 0 && err != -EINTR)
+		log_warn("request loop ended: %s", strerror(-err));
+	status = final_writeback(m);
+out_unmount:
+	fuse_session_unmount(se);
+out_session:
+	fuse_session_destroy(se);
+out_fs:
+	fs_destroy(&m->fs);
+out_free:
+	notify = m->notify_fd;
+	free(m);
+out_notify:
+	if (notify >= 0) {
+		if (status)
+			(void)!write(notify, "fail\n", 5);
+		close(notify);
+	}
+	return status;
+}

@@ -1,0 +1,23 @@
+/*
+ * main.c - start-up and tear-down of the h5memfs daemon, nothing else.
+ */
+#include <stdlib.h>
+
+#include "cli/options.h"
+#include "core/log.h"
+#include "fuse/session.h"
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	int r = opts_parse(&o, argc, argv), status;
+
+	if (r != 0) {
+		opts_free(&o);
+		return r > 0 ? 0 : 1;
+	}
+	log_setup(false, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
+	status = session_run(&o);
+	opts_free(&o);
+	return status;
+}

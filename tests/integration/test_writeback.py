@@ -1,0 +1,223 @@
+"""Write-back: SOURCE is untouched until fsync, unmount or SIGTERM/SIGINT,
+and then mirrors the mount: names, contents, directories, renames,
+deletions, symlinks, hard links, modes, times and user xattrs."""
+
+import os
+import select
+import signal
+import subprocess
+
+import pytest
+
+import helpers
+from helpers import change_everything
+
+
+def test_source_is_untouched_until_write_back(mnt, source):
+    before = helpers.snapshot(source, ctime=True, ino=True)
+    change_everything(mnt.path)
+    helpers.assert_same_tree(before,
+                             helpers.snapshot(source, ctime=True, ino=True),
+                             "before", "after changes in the mount")
+
+
+def test_fsync_makes_new_bytes_durable_in_source_while_mounted(mnt, source):
+    old = helpers.read_file(source / "random.bin")
+    fd = os.open(mnt / "random.bin", os.O_RDWR)
+    try:
+        os.pwrite(fd, b"NEW BYTES", 1000)
+        assert helpers.read_file(source / "random.bin") == old
+        os.fsync(fd)
+        got = helpers.read_file(source / "random.bin")
+        assert got == old[:1000] + b"NEW BYTES" + old[1009:]
+        os.pwrite(fd, b"again", 0)
+        os.fdatasync(fd)
+        assert helpers.read_file(source / "random.bin")[:5] == b"again"
+    finally:
+        os.close(fd)
+    assert not helpers.tmp_files(source)
+
+
+def test_fsync_writes_back_mode_times_and_xattrs_of_the_file(mnt, source):
+    path = mnt / "hello.txt"
+    os.chmod(path, 0o604)
+    os.utime(path, ns=(1_100_000_000_000_000_007, 1_200_000_000_000_000_009))
+    os.setxattr(path, "user.comment", b"changed")
+    os.setxattr(path, "user.new", b"added")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    st = os.stat(source / "hello.txt")
+    assert st.st_mode & 0o7777 == 0o604
+    assert st.st_mtime_ns == 1_200_000_000_000_000_009
+    assert helpers.user_xattrs(source / "hello.txt") == {
+        "user.comment": b"changed", "user.empty": b"", "user.new": b"added"}
+
+
+def test_fsync_of_a_new_file_in_a_new_directory_makes_its_name_durable(
+        mnt, source):
+    os.makedirs(mnt / "a/b")
+    fd = os.open(mnt / "a/b/new.txt", os.O_CREAT | os.O_WRONLY, 0o640)
+    try:
+        os.write(fd, b"durable")
+        assert not (source / "a").exists()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert helpers.read_file(source / "a/b/new.txt") == b"durable"
+    assert os.stat(source / "a/b/new.txt").st_mode & 0o777 == 0o640
+    assert not helpers.tmp_files(source)
+
+
+def test_fsync_replays_pending_renames_unlinks_and_links_to_source(
+        mnt, source):
+    os.rename(mnt / "sub", mnt / "sub-renamed")
+    os.unlink(mnt / "random.bin")
+    os.rmdir(mnt / "empty_dir")
+    os.symlink("hello.txt", mnt / "new-link")
+    os.link(mnt / "hello.txt", mnt / "hello-hardlink")
+    os.mkdir(mnt / "newdir")
+    helpers.write_file(mnt / "other.txt", b"to be synced")
+    fd = os.open(mnt / "other.txt", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert not (source / "sub").exists()
+    assert helpers.read_file(source / "sub-renamed/deeper/deepest/leaf.txt") \
+        == b"leaf\n"
+    assert not (source / "random.bin").exists()
+    assert not (source / "empty_dir").exists()
+    assert os.readlink(source / "new-link") == "hello.txt"
+    assert os.stat(source / "hello-hardlink").st_ino == \
+        os.stat(source / "hello.txt").st_ino
+    assert (source / "newdir").is_dir()
+    assert helpers.read_file(source / "other.txt") == b"to be synced"
+
+
+def test_unmount_writes_back_every_kind_of_change(mnt, source):
+    change_everything(mnt.path)
+    want = helpers.snapshot(mnt.path, dir_mtime=False)
+    assert mnt.unmount() == 0
+    helpers.assert_same_tree(want, helpers.snapshot(source, dir_mtime=False),
+                             "mount before unmount", "source after")
+
+
+def test_unmount_writes_back_directory_times(mnt, source):
+    change_everything(mnt.path)
+    os.utime(mnt / "new/nested", ns=(10**18, 1_300_000_000_000_000_033))
+    want = helpers.snapshot(mnt.path)
+    assert mnt.unmount() == 0
+    st = os.stat(source / "new/nested")
+    assert st.st_mtime_ns == 1_300_000_000_000_000_033
+    helpers.assert_same_tree(want, helpers.snapshot(source),
+                             "mount before unmount", "source after")
+
+
+def test_unmount_leaves_files_that_were_only_read_as_they_were(mnt, source):
+    before = helpers.snapshot(source, ctime=True, ino=True)
+    helpers.read_file(mnt / "data/sample.h5")
+    helpers.read_file(mnt / "random.bin")
+    helpers.write_file(mnt / "hello.txt", b"changed", "r+b")
+    assert mnt.unmount() == 0
+    after = helpers.snapshot(source, ctime=True, ino=True)
+    for rel in ("data/sample.h5", "random.bin", "sub/notes.txt"):
+        assert after[rel] == before[rel], rel
+
+
+def test_no_temporary_files_remain_in_source_after_write_back(mnt, source):
+    change_everything(mnt.path)
+    for i in range(20):
+        helpers.write_file(mnt / f"new/f{i}", os.urandom(10000))
+    fd = os.open(mnt / "new/f3", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert helpers.tmp_files(source) == []
+    assert mnt.unmount() == 0
+    assert helpers.tmp_files(source) == []
+
+
+def test_remount_after_write_back_shows_the_same_content(mnt, source):
+    change_everything(mnt.path)
+    want = helpers.snapshot(mnt.path)
+    assert mnt.unmount() == 0
+    again = mnt.remount()
+    helpers.assert_same_tree(want, helpers.snapshot(again.path),
+                             "first mount", "second mount")
+
+
+def test_umount_instead_of_fusermount3_writes_back_and_exits_0(mnt, source):
+    helpers.write_file(mnt / "via-umount", b"umount(8)")
+    os.chmod(mnt / "via-umount", 0o612)
+    assert mnt.umount() == 0
+    assert helpers.read_file(source / "via-umount") == b"umount(8)"
+    assert os.stat(source / "via-umount").st_mode & 0o7777 == 0o612
+    assert not mnt.is_mounted()
+
+
+HOLDER = r"""
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, b"written by a process that keeps the file open\n" * 1000)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_signal_with_a_file_open_for_writing_writes_back_and_exits_0(
+        mnt, source, sig):
+    holder = subprocess.Popen([helpers.PYTHON, "-c", HOLDER,
+                               str(mnt / "held.txt")],
+                              stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        ready, _, _ = select.select([holder.stdout], [], [], 20)
+        assert ready and holder.stdout.readline() == b"ready\n"
+        helpers.write_file(mnt / "closed.txt", b"closed before the signal")
+        assert mnt.signal(sig) == 0
+    finally:
+        holder.kill()
+        holder.wait(10)
+        holder.stdout.close()
+    assert not mnt.is_mounted()
+    assert helpers.read_file(source / "held.txt") == \
+        b"written by a process that keeps the file open\n" * 1000
+    assert helpers.read_file(source / "closed.txt") == \
+        b"closed before the signal"
+    assert helpers.tmp_files(source) == []
+
+
+def test_hdf5_files_written_in_the_mount_are_valid_in_source_after_sigterm(
+        mnt, source):
+    import h5py
+    import numpy as np
+    with h5py.File(mnt / "sig.h5", "w") as f:
+        f["data"] = np.arange(100_000)
+    assert mnt.sigterm() == 0
+    with h5py.File(source / "sig.h5", "r") as f:
+        assert (f["data"][:] == np.arange(100_000)).all()
+
+
+def test_a_sparse_file_over_4_gib_is_written_back_with_its_bytes(
+        rw, empty_source):
+    fd = os.open(rw / "big.bin", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, b"head", 0)
+        os.pwrite(fd, b"tail", 5 << 30)
+    finally:
+        os.close(fd)
+    assert rw.unmount() == 0
+    path = empty_source / "big.bin"
+    assert os.path.getsize(path) == (5 << 30) + 4
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert os.pread(fd, 4, 0) == b"head"
+        assert os.pread(fd, 4, 5 << 30) == b"tail"
+        assert os.pread(fd, 4096, 3 << 30) == bytes(4096)
+    finally:
+        os.close(fd)

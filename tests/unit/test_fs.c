@@ -1,0 +1,228 @@
+/*
+ * Unit tests of the mount's operations over a real SOURCE directory,
+ * without FUSE: lazy scan, load on open, journal replay and atomic
+ * write-back, volatile.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs/fs.h"
+
+static char src[64];
+static struct fs fs;
+
+static void put(const char *rel, const char *data)
+{
+	char p[256];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", src, rel);
+	f = fopen(p, "w");
+	cr_assert_not_null(f);
+	fputs(data, f);
+	fclose(f);
+}
+
+static char *get(const char *rel)
+{
+	static char buf[256];
+	char p[256];
+	FILE *f;
+	size_t n;
+
+	snprintf(p, sizeof(p), "%s/%s", src, rel);
+	f = fopen(p, "r");
+	if (!f)
+		return NULL;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void start(bool vol)
+{
+	struct fs_opts o = { .volatile_ = vol, .increment = 65536,
+			     .page_size = 65536, .max_memory = 1 << 30 };
+	char p[128];
+
+	strcpy(src, "/tmp/h5memfs-unit-XXXXXX");
+	cr_assert_not_null(mkdtemp(src));
+	snprintf(p, sizeof(p), "%s/d", src);
+	mkdir(p, 0755);
+	put("a", "alpha");
+	put("d/b", "beta");
+	cr_assert_eq(fs_init(&fs, src, &o), 0);
+}
+
+static void stop(void)
+{
+	char cmd[128];
+
+	fs_destroy(&fs);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", src);
+	cr_assert_eq(system(cmd), 0);
+}
+
+static struct node *look(struct node *dir, const char *name)
+{
+	struct node *n = NULL;
+	struct stat st;
+
+	cr_assert_eq(fs_lookup(&fs, dir, name, &n, &st), 0, "lookup %s",
+		     name);
+	return n;
+}
+
+static void setup(void)
+{
+	start(false);
+}
+
+TestSuite(fs, .init = setup, .fini = stop);
+
+Test(fs, source_entries_appear_with_their_size_before_loading)
+{
+	struct node *a = look(fs.ns.root, "a");
+	struct stat st;
+
+	cr_assert_eq(fs_getattr(&fs, a, &st), 0);
+	cr_assert_eq(st.st_size, 5);
+	cr_assert_not(a->flags & N_LOADED);
+	cr_assert(S_ISDIR(look(fs.ns.root, "d")->mode));
+}
+
+Test(fs, a_file_is_loaded_on_open_and_read_from_memory)
+{
+	struct node *a = look(fs.ns.root, "a");
+	char buf[16];
+	size_t done;
+
+	cr_assert_eq(fs_open(&fs, a, false), 0);
+	cr_assert(a->flags & N_LOADED);
+	put("a", "changed behind");
+	cr_assert_eq(fs_read(&fs, a, buf, sizeof(buf), 0, &done), 0);
+	cr_assert_eq(done, 5);
+	cr_assert_eq(memcmp(buf, "alpha", 5), 0);
+	fs_close(&fs, a);
+}
+
+Test(fs, writes_reach_source_only_at_fsync)
+{
+	struct node *a = look(fs.ns.root, "a");
+
+	cr_assert_eq(fs_open(&fs, a, false), 0);
+	cr_assert_eq(fs_write(&fs, a, "ALPHA!", 6, 0), 0);
+	cr_assert_str_eq(get("a"), "alpha");
+	cr_assert_eq(fs_fsync(&fs, a), 0);
+	cr_assert_str_eq(get("a"), "ALPHA!");
+	cr_assert_not(a->flags & N_DIRTY);
+	fs_close(&fs, a);
+}
+
+Test(fs, a_file_renamed_before_loading_loads_from_its_old_place)
+{
+	struct node *d = look(fs.ns.root, "d"), *b;
+	char buf[8];
+	size_t done;
+
+	cr_assert_eq(fs_rename(&fs, d, "b", fs.ns.root, "moved", 0), 0);
+	b = look(fs.ns.root, "moved");
+	cr_assert_eq(fs_open(&fs, b, false), 0);
+	cr_assert_eq(fs_read(&fs, b, buf, sizeof(buf), 0, &done), 0);
+	cr_assert_eq(memcmp(buf, "beta", 4), 0);
+	fs_close(&fs, b);
+	cr_assert_not_null(get("d/b"));
+	cr_assert_eq(fs_sync_all(&fs, NULL), 0);
+	cr_assert_null(get("d/b"));
+	cr_assert_str_eq(get("moved"), "beta");
+}
+
+Test(fs, sync_all_mirrors_new_files_dirs_symlinks_and_deletions)
+{
+	struct node *n, *dir;
+	struct stat st;
+	char p[256], t[64];
+	ssize_t l;
+
+	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "new", 0700, getuid(),
+			      getgid(), &dir, &st), 0);
+	cr_assert_eq(fs_mknod(&fs, dir, "f", S_IFREG | 0640, 0, getuid(),
+			      getgid(), &n, &st), 0);
+	cr_assert_eq(fs_open(&fs, n, false), 0);
+	cr_assert_eq(fs_write(&fs, n, "fresh", 5, 0), 0);
+	fs_close(&fs, n);
+	cr_assert_eq(fs_symlink(&fs, fs.ns.root, "ln", "new/f", getuid(),
+				getgid(), &n, &st), 0);
+	cr_assert_eq(fs_unlink(&fs, fs.ns.root, "a"), 0);
+	cr_assert_eq(fs_sync_all(&fs, NULL), 0);
+	cr_assert_str_eq(get("new/f"), "fresh");
+	cr_assert_null(get("a"));
+	snprintf(p, sizeof(p), "%s/new/f", src);
+	cr_assert_eq(stat(p, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0640);
+	snprintf(p, sizeof(p), "%s/ln", src);
+	l = readlink(p, t, sizeof(t) - 1);
+	cr_assert_eq(l, 5);
+	t[l] = '\0';
+	cr_assert_str_eq(t, "new/f");
+}
+
+Test(fs, no_temporary_remains_after_a_write_back)
+{
+	struct node *a = look(fs.ns.root, "a");
+	struct dirent *de;
+	DIR *d;
+
+	cr_assert_eq(fs_open(&fs, a, true), 0);
+	cr_assert_eq(fs_write(&fs, a, "x", 1, 0), 0);
+	fs_close(&fs, a);
+	cr_assert_eq(fs_sync_all(&fs, NULL), 0);
+	d = opendir(src);
+	while ((de = readdir(d)))
+		cr_assert_neq(strncmp(de->d_name, ".h5memfs-tmp.", 13), 0);
+	closedir(d);
+	cr_assert_str_eq(get("a"), "x");
+}
+
+Test(fs, names_errors_are_precise)
+{
+	struct node *n;
+	struct stat st;
+
+	cr_assert_eq(fs_lookup(&fs, fs.ns.root, "nope", &n, &st), -ENOENT);
+	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "d", 0755, 0, 0, &n, &st),
+		     -EEXIST);
+	cr_assert_eq(fs_rmdir(&fs, fs.ns.root, "d"), -ENOTEMPTY);
+	cr_assert_eq(fs_unlink(&fs, fs.ns.root, "d"), -EISDIR);
+	cr_assert_eq(fs_rmdir(&fs, fs.ns.root, "a"), -ENOTDIR);
+	cr_assert_eq(fs_rename(&fs, fs.ns.root, "a", fs.ns.root, "d", 0),
+		     -EISDIR);
+	cr_assert_eq(fs_rename(&fs, fs.ns.root, "d", look(fs.ns.root, "d"),
+			       "x", 0), -EINVAL);
+	cr_assert_eq(fs_rename(&fs, fs.ns.root, "a", fs.ns.root, "d",
+			       1 /* RENAME_NOREPLACE */), -EEXIST);
+}
+
+Test(fs, volatile_never_touches_source)
+{
+	struct node *a;
+
+	stop();
+	start(true);
+	a = look(fs.ns.root, "a");
+	cr_assert_eq(fs_open(&fs, a, false), 0);
+	cr_assert_eq(fs_write(&fs, a, "zzzzz", 5, 0), 0);
+	cr_assert_eq(fs_fsync(&fs, a), 0);
+	fs_close(&fs, a);
+	cr_assert_eq(fs_unlink(&fs, fs.ns.root, "a"), 0);
+	cr_assert_eq(fs_sync_all(&fs, NULL), 0);
+	cr_assert_str_eq(get("a"), "alpha");
+}

@@ -1,0 +1,119 @@
+/*
+ * Unit tests of the image store: growth, holes, truncate, dirty pages.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "core/image.h"
+
+static struct img im;
+
+static void setup(void)
+{
+	img_init(&im, 64 << 10);
+}
+
+static void teardown(void)
+{
+	img_destroy(&im);
+}
+
+TestSuite(image, .init = setup, .fini = teardown);
+
+Test(image, an_empty_image_has_size_zero_and_no_memfd)
+{
+	uint64_t size = 1;
+
+	cr_assert_eq(img_size(&im, &size), 0);
+	cr_assert_eq(size, 0);
+	cr_assert_eq(im.fd, -1);
+}
+
+Test(image, written_bytes_read_back_and_mark_their_pages_dirty)
+{
+	char buf[10];
+	size_t done;
+
+	cr_assert_eq(img_write(&im, "hello", 5, 70000, 1), 0);
+	cr_assert_eq(img_read(&im, buf, sizeof(buf), 70000, &done), 0);
+	cr_assert_eq(done, 5);
+	cr_assert_eq(memcmp(buf, "hello", 5), 0);
+	cr_assert(img_page_dirty(&im, 1));
+	cr_assert_not(img_page_dirty(&im, 0));
+	cr_assert_eq(img_dirty_pages(&im), 1);
+	img_clear_dirty(&im);
+	cr_assert_eq(img_dirty_pages(&im), 0);
+}
+
+Test(image, a_write_across_a_page_boundary_dirties_both_pages)
+{
+	cr_assert_eq(img_write(&im, "ab", 2, (64 << 10) - 1, 1), 0);
+	cr_assert(img_page_dirty(&im, 0));
+	cr_assert(img_page_dirty(&im, 1));
+	cr_assert_eq(img_dirty_pages(&im), 2);
+}
+
+Test(image, a_hole_reads_as_zeros_and_costs_no_memory)
+{
+	char buf[4096];
+	size_t done;
+
+	cr_assert_eq(img_write(&im, "x", 1, UINT64_C(1) << 32, 1), 0);
+	cr_assert_eq(img_read(&im, buf, sizeof(buf), 4096, &done), 0);
+	cr_assert_eq(done, sizeof(buf));
+	for (size_t i = 0; i < sizeof(buf); i++)
+		cr_assert_eq(buf[i], 0);
+	cr_assert_lt(img_mem_bytes(&im), 1 << 20);
+}
+
+Test(image, a_one_tib_truncate_allocates_nothing)
+{
+	uint64_t size;
+
+	cr_assert_eq(img_truncate(&im, UINT64_C(1) << 40), 0);
+	cr_assert_eq(img_size(&im, &size), 0);
+	cr_assert_eq(size, UINT64_C(1) << 40);
+	cr_assert_lt(img_mem_bytes(&im), 1 << 20);
+	cr_assert_eq(img_dirty_pages(&im), 0);
+	cr_assert_eq(im.capacity, 0);
+}
+
+Test(image, truncate_down_cuts_the_content)
+{
+	char buf[8];
+	size_t done;
+
+	cr_assert_eq(img_write(&im, "abcdefgh", 8, 0, 1), 0);
+	cr_assert_eq(img_truncate(&im, 3), 0);
+	cr_assert_eq(img_read(&im, buf, sizeof(buf), 0, &done), 0);
+	cr_assert_eq(done, 3);
+	cr_assert_eq(img_truncate(&im, 6), 0);
+	cr_assert_eq(img_read(&im, buf, sizeof(buf), 0, &done), 0);
+	cr_assert_eq(done, 6);
+	cr_assert_eq(memcmp(buf, "abc\0\0\0", 6), 0);
+}
+
+Test(image, growth_by_one_byte_steps_is_amortised)
+{
+	/* 100,000 appends with a 1-byte increment: capacity grows
+	 * geometrically, so only a few dozen growths happen. */
+	for (uint64_t i = 0; i < 100000; i++)
+		cr_assert_eq(img_write(&im, "z", 1, i, 1), 0);
+	cr_assert_lt(im.grows, 40);
+	cr_assert_geq(im.capacity, 100000);
+}
+
+Test(image, capacity_is_a_multiple_of_the_increment)
+{
+	cr_assert_eq(img_write(&im, "z", 1, 0, 1 << 20), 0);
+	cr_assert_eq(im.capacity, 1 << 20);
+	img_reserve(&im, (1 << 20) + 1, 1 << 20);
+	cr_assert_eq(im.capacity % (1 << 20), 0);
+}
+
+Test(image, a_write_past_the_largest_offset_is_efbig)
+{
+	cr_assert_eq(img_write(&im, "z", 1, UINT64_C(1) << 63, 1), -EFBIG);
+	cr_assert_eq(img_truncate(&im, UINT64_C(1) << 63), -EFBIG);
+}
