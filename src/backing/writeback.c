@@ -148,7 +148,8 @@ int wb_write_file(const struct src *s, const struct wb_file *f,
 				  &f->mtime, f->xattrs);
 	if (!err && fsync(fd) < 0)
 		err = -errno;
-	if (!err && renameat(dirfd, tmp, dirfd, leaf) < 0)
+	if (!err && renameat2(dirfd, tmp, dirfd, leaf,
+			      f->noreplace ? RENAME_NOREPLACE : 0) < 0)
 		err = -errno;
 	if (err) {
 		unlinkat(dirfd, tmp, 0);
@@ -165,6 +166,22 @@ int wb_write_file(const struct src *s, const struct wb_file *f,
 out:
 	if (fd >= 0)
 		close(fd);
+	close(dirfd);
+	return err;
+}
+
+int wb_ident(const struct src *s, const char *rel, struct src_ident *id)
+{
+	const char *leaf;
+	int dirfd = src_parent(s, rel, &leaf), err = 0;
+	struct stat st;
+
+	if (dirfd < 0)
+		return dirfd;
+	if (fstatat(dirfd, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		err = -errno;
+	else
+		src_ident_from_stat(id, &st);
 	close(dirfd);
 	return err;
 }

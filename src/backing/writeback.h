@@ -30,6 +30,7 @@ struct wb_file {
 	gid_t gid;
 	struct timespec atime, mtime;
 	const struct xattr *xattrs;
+	bool noreplace;		/* fail with EEXIST rather than replace */
 };
 
 /*
@@ -40,6 +41,12 @@ struct wb_file {
  */
 int wb_write_file(const struct src *s, const struct wb_file *f,
 		  struct src_ident *id);
+
+/*
+ * Identity of the file at `rel` now. 0, -ENOENT when there is none, or
+ * another -errno.
+ */
+int wb_ident(const struct src *s, const char *rel, struct src_ident *id);
 
 /* Metadata of an existing entry, made to match; durably. 0 or -errno. */
 struct wb_meta {

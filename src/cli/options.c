@@ -24,6 +24,10 @@ static const struct fuse_opt opt_table[] = {
 	OPT("increment=%s", increment_s, 0),
 	OPT("page_size=%s", page_size_s, 0),
 	OPT("notify_pipe=%s", notify_pipe, 0),
+	OPT("validate=%s", validate_s, 0),
+	OPT("commit=%s", commit_s, 0),
+	OPT("rescue=%s", rescue, 0),
+	OPT("sync_on_close", sync_on_close, 1),
 	OPT("ro", ro, 1),
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -57,8 +61,7 @@ static const char *const fstab_words[] = {
 
 /* Options of SPEC section 2 that this version does not provide yet. */
 static const char *const later_words[] = {
-	"preload", "max_memory=", "commit=", "sync_on_close", "validate=",
-	"rescue=", "passthrough=", NULL
+	"preload", "max_memory=", "passthrough=", NULL
 };
 
 static bool word_in(const char *arg, const char *const *list)
@@ -251,6 +254,39 @@ static int check_values(struct opts *o)
 		       &o->page_size) < 0)
 		return -1;
 	o->max_memory = size_ram_bytes() / 2;
+	if (!o->validate_s || !strcmp(o->validate_s, "strict")) {
+		o->validate = 0;
+	} else if (!strcmp(o->validate_s, "warn")) {
+		o->validate = 1;
+	} else if (!strcmp(o->validate_s, "off")) {
+		o->validate = 2;
+	} else {
+		fprintf(stderr, "h5memfs: invalid value '%s' for option "
+			"validate: expected strict, warn or off\n",
+			o->validate_s);
+		return -1;
+	}
+	if (o->commit_s) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(o->commit_s, &end, 10);
+		if (errno || *end || end == o->commit_s ||
+		    o->commit_s[0] == '-' || v > 86400 * 365) {
+			fprintf(stderr, "h5memfs: invalid value '%s' for "
+				"option commit: expected a number of seconds\n",
+				o->commit_s);
+			return -1;
+		}
+		o->commit = (unsigned)v;
+	}
+	if (o->rescue && o->rescue[0] != '/') {
+		fprintf(stderr, "h5memfs: invalid value '%s' for option "
+			"rescue: expected an absolute directory path\n",
+			o->rescue);
+		return -1;
+	}
 	return 0;
 }
 
@@ -326,6 +362,9 @@ void opts_free(struct opts *o)
 	free(o->increment_s);
 	free(o->page_size_s);
 	free(o->notify_pipe);
+	free(o->validate_s);
+	free(o->commit_s);
+	free(o->rescue);
 	fuse_opt_free_args(&o->fuse_args);
 }
 
@@ -346,6 +385,16 @@ void opts_print_help(const char *prog)
 "    -o increment=SIZE      image growth step (default 64K)\n"
 "    -o page_size=SIZE      dirty tracking page, a power of two >= 4K\n"
 "                           (default 64K)\n"
+"    -o validate=strict|warn|off\n"
+"                           check HDF5 images with libhdf5 before they\n"
+"                           replace their file; strict refuses an image\n"
+"                           that does not open (default strict)\n"
+"    -o commit=SECONDS      write dirty files back every SECONDS\n"
+"                           (default 0: only on fsync and unmount)\n"
+"    -o sync_on_close       write a file back when its last handle closes\n"
+"    -o rescue=DIR          where images that cannot be written back at\n"
+"                           unmount are saved (default\n"
+"                           /var/tmp/h5memfs-rescue/NAME-DATE-PID)\n"
 "    -o notify_pipe=PATH    write \"ready\" to the FIFO at PATH once the\n"
 "                           mount serves requests\n"
 "\n"
@@ -361,6 +410,7 @@ void opts_print_help(const char *prog)
 "    -V, --version          the version\n"
 "\n"
 "SIZE: a number with an optional K, M, G or T suffix.\n"
+"One file can be made volatile: setfattr -n user.h5memfs.volatile -v 1 FILE\n"
 "fstab-only words (noauto, user, users, nouser, nofail, _netdev, x-*)\n"
 "are accepted and ignored.\n", prog, prog);
 }

@@ -20,11 +20,15 @@ struct opts {
 	char *backing_store;
 	char *increment_s, *page_size_s;
 	char *notify_pipe;
+	char *validate_s, *commit_s, *rescue;
+	int sync_on_close;
 	int foreground, debug, single_thread;
 	int show_help, show_version;
 	int ro;
 	/* checked and converted */
 	uint64_t increment, page_size, max_memory;
+	int validate;			/* enum fs_validate */
+	unsigned commit;		/* seconds, 0 = off */
 	struct fuse_args fuse_args;	/* what libfuse parses */
 };
 

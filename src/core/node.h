@@ -57,6 +57,16 @@ enum node_flags {
 	N_META_DIRTY = 1 << 3,	/* mode, owner, times or xattrs differ */
 	N_SCANNED = 1 << 4,	/* directory: children read from SOURCE */
 	N_XATTRS = 1 << 5,	/* xattrs read from SOURCE (or new node) */
+	N_VOLATILE = 1 << 6,	/* user.h5memfs.volatile: never written */
+	N_INVALID = 1 << 7,	/* last write-back refused: HDF5 invalid */
+	N_CONFLICT = 1 << 8,	/* SOURCE changed behind: saved beside it */
+};
+
+/* The outcome of a file's last write-back, for status and logs. */
+struct wb_result {
+	int err;		/* 0 or -errno */
+	struct timespec when;	/* 0 if never */
+	char note[320];		/* why it failed, or where it went */
 };
 
 struct node {
@@ -79,6 +89,7 @@ struct node {
 	unsigned nopen;			/* open handles */
 	unsigned pins;			/* internal references */
 	struct src_ident ident;		/* SOURCE identity when loaded */
+	struct wb_result wb;		/* last write-back of this file */
 	struct img img;			/* regular files: the content */
 	pthread_mutex_t io;		/* serialises loading and write-back */
 	struct node *all_prev, *all_next; /* every live node, for teardown */

@@ -99,6 +99,18 @@ void fs_close(struct fs *fs, struct node *n)
 	pthread_mutex_unlock(&fs->ns.lock);
 }
 
+int fs_flush(struct fs *fs, struct node *n)
+{
+	bool last;
+
+	if (!fs->o.sync_on_close || !S_ISREG(n->mode))
+		return 0;
+	pthread_mutex_lock(&fs->ns.lock);
+	last = n->nopen <= 1 && (n->flags & N_DIRTY);
+	pthread_mutex_unlock(&fs->ns.lock);
+	return last ? fs_fsync(fs, n) : 0;
+}
+
 int fs_read(struct fs *fs, struct node *n, void *buf, size_t size,
 	    uint64_t off, size_t *done)
 {

@@ -24,8 +24,14 @@
 #include "../core/journal.h"
 #include "../core/node.h"
 
+enum fs_validate { VALIDATE_STRICT, VALIDATE_WARN, VALIDATE_OFF };
+
 struct fs_opts {
 	bool volatile_;		/* never write SOURCE */
+	bool sync_on_close;	/* write a file back at its last close */
+	enum fs_validate validate;
+	unsigned commit;	/* seconds between background write-backs */
+	const char *rescue;	/* where unwritable images go at the end */
 	uint64_t increment;	/* image growth step */
 	uint64_t page_size;	/* dirty tracking granularity */
 	uint64_t max_memory;	/* budget in bytes; statfs reports it */
@@ -33,6 +39,7 @@ struct fs_opts {
 
 struct fs_stats {
 	uint64_t writebacks, writeback_bytes, writeback_errors;
+	uint64_t conflicts, invalid, commits;
 	uint64_t loads, load_bytes;
 };
 
@@ -46,7 +53,17 @@ struct fs {
 	pthread_mutex_t sync_lock;	/* one write-back pass at a time */
 	struct fs_stats stats;
 	struct hlink *hlinks;		/* SOURCE hard links seen so far */
+	char host[64];			/* for conflict names */
+	/* commit thread */
+	pthread_t committer;
+	bool committing, stop_commit;
+	pthread_cond_t commit_cond;
+	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
+	void *flush_arg;
 };
+
+/* The xattr that makes one file volatile (never written back). */
+#define FS_VOLATILE_XATTR "user.h5memfs.volatile"
 
 /* Attribute bits for fs_setattr. */
 enum {
@@ -104,6 +121,12 @@ int fs_open(struct fs *fs, struct node *n, bool trunc);
 /* Last step of a handle. */
 void fs_close(struct fs *fs, struct node *n);
 
+/*
+ * A handle is being closed (close(2)); with sync_on_close and when it is
+ * the file's last handle, write the file back now. 0 or -errno.
+ */
+int fs_flush(struct fs *fs, struct node *n);
+
 int fs_read(struct fs *fs, struct node *n, void *buf, size_t size,
 	    uint64_t off, size_t *done);
 int fs_write(struct fs *fs, struct node *n, const void *buf, size_t size,
@@ -153,8 +176,26 @@ int fs_fsync(struct fs *fs, struct node *n);
 /*
  * Write back everything: namespace, every dirty file, then metadata.
  * Returns 0 or the first error; *failed (may be NULL) gets the number of
- * files that could not be written.
+ * files that could not be written. A file that conflicts with a change
+ * made in SOURCE behind the mount is saved beside it under a conflict
+ * name; that counts as written (the data is durable), and is logged.
  */
 int fs_sync_all(struct fs *fs, unsigned *failed);
+
+/*
+ * At the end of a mount, after fs_sync_all: copy every image that still
+ * could not be written back (SOURCE full, read-only, invalid HDF5...)
+ * under `dir` (created 0700), at its path in the mount. Logs each file
+ * and where it went. Returns the number of files rescued; *lost gets the
+ * number that could not even be rescued.
+ */
+unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost);
+
+/*
+ * Start the background write-back every o.commit seconds (no-op when 0
+ * or volatile); flush (may be NULL) is called first each time. 0/-errno.
+ */
+int fs_commit_start(struct fs *fs, void (*flush)(void *), void *arg);
+void fs_commit_stop(struct fs *fs);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 
 #include "../core/log.h"
 #include "internal.h"
@@ -578,10 +579,64 @@ static int xattr_name_ok(const char *name)
 	return 0;
 }
 
+/*
+ * user.h5memfs.volatile is not stored: it is the file's N_VOLATILE flag,
+ * shown as "1" while set. Returns 1 when `name` is not that attribute.
+ */
+static int volatile_get(struct fs *fs, struct node *n, const char *name,
+			void *buf, size_t size, size_t *len)
+{
+	int err = 0;
+
+	if (strcmp(name, FS_VOLATILE_XATTR) != 0)
+		return 1;
+	pthread_mutex_lock(&fs->ns.lock);
+	if (!(n->flags & N_VOLATILE))
+		err = -ENODATA;
+	else if (size && size < 1)
+		err = -ERANGE;
+	else if (size)
+		*(char *)buf = '1';
+	*len = 1;
+	pthread_mutex_unlock(&fs->ns.lock);
+	return err;
+}
+
+static int volatile_set(struct fs *fs, struct node *n, const char *name,
+			const void *value, size_t size, int flags)
+{
+	bool on;
+
+	if (strcmp(name, FS_VOLATILE_XATTR) != 0)
+		return 1;
+	if (!S_ISREG(n->mode))
+		return -EINVAL;
+	if (size == 1 && (*(const char *)value == '1' ||
+			  *(const char *)value == '0'))
+		on = *(const char *)value == '1';
+	else
+		return -EINVAL;
+	pthread_mutex_lock(&fs->ns.lock);
+	if ((flags & XATTR_CREATE) && (n->flags & N_VOLATILE)) {
+		pthread_mutex_unlock(&fs->ns.lock);
+		return -EEXIST;
+	}
+	if (on)
+		n->flags |= N_VOLATILE;
+	else
+		n->flags &= ~(unsigned)N_VOLATILE;
+	pthread_mutex_unlock(&fs->ns.lock);
+	return 0;
+}
+
 int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 		size_t size, size_t *len)
 {
-	int err = xattr_name_ok(name);
+	int err = volatile_get(fs, n, name, buf, size, len);
+
+	if (err <= 0)
+		return err;
+	err = xattr_name_ok(name);
 
 	if (err)
 		return err == -EOPNOTSUPP ? -ENODATA : err;
@@ -597,8 +652,11 @@ int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 		const void *value, size_t size, int flags)
 {
-	int err = xattr_name_ok(name);
+	int err = volatile_set(fs, n, name, value, size, flags);
 
+	if (err <= 0)
+		return err;
+	err = xattr_name_ok(name);
 	if (!err && (S_ISLNK(n->mode) || (!S_ISREG(n->mode) &&
 					  !S_ISDIR(n->mode))))
 		err = -EPERM; /* as the kernel says for user.* on these */
@@ -623,13 +681,31 @@ int fs_listxattr(struct fs *fs, struct node *n, char *buf, size_t size,
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
 	err = ns_xattr_list(n, buf, size, len);
+	if (n->flags & N_VOLATILE) {
+		size_t extra = sizeof(FS_VOLATILE_XATTR);
+
+		if (!err && size && size < *len + extra)
+			err = -ERANGE;
+		else if (!err && size)
+			memcpy(buf + *len, FS_VOLATILE_XATTR, extra);
+		*len += extra;
+	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	return err;
 }
 
 int fs_removexattr(struct fs *fs, struct node *n, const char *name)
 {
-	int err = xattr_name_ok(name);
+	int err;
+
+	if (!strcmp(name, FS_VOLATILE_XATTR)) {
+		pthread_mutex_lock(&fs->ns.lock);
+		err = n->flags & N_VOLATILE ? 0 : -ENODATA;
+		n->flags &= ~(unsigned)N_VOLATILE;
+		pthread_mutex_unlock(&fs->ns.lock);
+		return err;
+	}
+	err = xattr_name_ok(name);
 
 	if (err)
 		return err == -EOPNOTSUPP ? -ENODATA : err;

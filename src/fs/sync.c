@@ -9,12 +9,16 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../backing/writeback.h"
 #include "../core/log.h"
+#include "../h5/h5check.h"
 #include "internal.h"
 
 int fs_init(struct fs *fs, const char *source, const struct fs_opts *o)
@@ -24,6 +28,8 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o)
 
 	memset(fs, 0, sizeof(*fs));
 	fs->o = *o;
+	if (gethostname(fs->host, sizeof(fs->host) - 1) < 0 || !fs->host[0])
+		strcpy(fs->host, "host");
 	fs->src.root = -1;
 	jrn_init(&fs->jrn);
 	pthread_mutex_init(&fs->replay_lock, NULL);
@@ -225,12 +231,119 @@ static void parents_touched(struct node *n)
 		d->dir->flags |= N_META_DIRTY;
 }
 
+/* Same file as when loaded? ctime is left out: our own renames move it. */
+static bool same_file(const struct src_ident *a, const struct src_ident *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	       a->mtime.tv_sec == b->mtime.tv_sec &&
+	       a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* "dir/data.h5" -> "dir/data.conflict-HOST-20261126-054500.h5" */
+static char *conflict_name(const struct fs *fs, const char *path, int seq)
+{
+	const char *slash = strrchr(path, '/'), *leaf = slash ? slash + 1 : path;
+	const char *dot = strrchr(leaf, '.');
+	size_t stem = dot && dot != leaf ? (size_t)(dot - path) : strlen(path);
+	char when[32], *out;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
+	if (asprintf(&out, "%.*s.conflict-%s-%s%s%.0d%s", (int)stem, path,
+		     fs->host, when, seq ? "-" : "", seq,
+		     dot && dot != leaf ? dot : "") < 0)
+		return NULL;
+	return out;
+}
+
+static void set_result(struct node *n, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_result(struct node *n, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	n->wb.err = err;
+	n->wb.when = ns_now();
+	va_start(ap, fmt);
+	vsnprintf(n->wb.note, sizeof(n->wb.note), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Under validate=strict an HDF5 image libhdf5 cannot open is not
+ * written. Returns 0 to go on, -EIO to refuse. ns.lock not held.
+ */
+static int validate(struct fs *fs, struct node *n, const struct wb_file *f)
+{
+	struct h5_report r;
+	int err;
+
+	if (fs->o.validate == VALIDATE_OFF || f->fd < 0)
+		return 0;
+	err = h5_inspect(f->fd, f->size, &r);
+	if (err || !r.is_hdf5 || r.opens) {
+		pthread_mutex_lock(&fs->ns.lock);
+		n->flags &= ~(unsigned)N_INVALID;
+		pthread_mutex_unlock(&fs->ns.lock);
+		return 0;
+	}
+	if (fs->o.validate == VALIDATE_WARN) {
+		log_warn("%s is not valid HDF5 (%s); writing it back anyway "
+			 "(validate=warn)", f->paths[0], r.why);
+		return 0;
+	}
+	pthread_mutex_lock(&fs->ns.lock);
+	if (!(n->flags & N_INVALID))
+		log_err("not writing back %s: libhdf5 cannot open it (%s); "
+			"SOURCE keeps its previous version", f->paths[0],
+			r.why);
+	n->flags |= N_INVALID;
+	fs->stats.invalid++;
+	set_result(n, -EIO, "invalid HDF5: %s", r.why);
+	pthread_mutex_unlock(&fs->ns.lock);
+	return -EIO;
+}
+
+/*
+ * If SOURCE's file changed since it was loaded, point the write at a
+ * conflict name beside it. Returns 1 when redirected, 0 when not, or
+ * -errno. ns.lock not held; sync_lock held, so SOURCE's names hold still.
+ */
+static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
+			  char **cname)
+{
+	struct src_ident now;
+	int err;
+
+	if (!(n->flags & N_FROM_SOURCE) || !n->ident.ino)
+		return 0;
+	err = wb_ident(&fs->src, f->paths[0], &now);
+	if (err == -ENOENT)
+		return 0; /* gone behind us: nothing to clobber */
+	if (err)
+		return err;
+	if (same_file(&now, &n->ident))
+		return 0;
+	*cname = conflict_name(fs, f->paths[0], 0);
+	if (!*cname)
+		return -ENOMEM;
+	f->paths[0] = *cname;	/* the caller keeps the original to free */
+	f->npaths = 1;
+	f->noreplace = true;
+	return 1;
+}
+
 /* Write one dirty regular file. sync_lock held. */
 static int write_file(struct fs *fs, struct node *n)
 {
 	struct src_ident id;
 	struct wb_file f;
-	int err;
+	char *orig = NULL, *cname = NULL, *name = NULL;
+	size_t npaths = 0;
+	int err, conflict = 0;
 
 	err = fs_load_xattrs(fs, n);
 	if (err)
@@ -238,7 +351,7 @@ static int write_file(struct fs *fs, struct node *n)
 	pthread_mutex_lock(&n->io);
 	pthread_mutex_lock(&fs->replay_lock);
 	pthread_mutex_lock(&fs->ns.lock);
-	if (!(n->flags & N_DIRTY) || !n->links) {
+	if (!(n->flags & N_DIRTY) || !n->links || (n->flags & N_VOLATILE)) {
 		if (!n->links) /* deleted: nothing to write, ever */
 			n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
 		pthread_mutex_unlock(&fs->ns.lock);
@@ -249,28 +362,63 @@ static int write_file(struct fs *fs, struct node *n)
 	err = snapshot_file(fs, n, &f);
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
-	if (!err) {
+	if (err)
+		goto out;
+	npaths = f.npaths;
+	orig = f.paths[0];
+	name = strdup(orig);
+	err = validate(fs, n, &f);
+	if (!err)
+		err = conflict = check_conflict(fs, n, &f, &cname);
+	for (int seq = 1; conflict > 0 && seq < 100; seq++) {
 		err = wb_write_file(&fs->src, &f, &id);
-		if (err)
-			log_err("cannot write back %s: %s", f.paths[0],
-				strerror(-err));
-		paths_free(f.paths, f.npaths);
-		xattrs_free((struct xattr *)f.xattrs);
+		if (err != -EEXIST)
+			break;
+		free(cname);
+		cname = conflict_name(fs, orig, seq);
+		f.paths[0] = cname;
+		if (!cname)
+			err = -ENOMEM;
 	}
+	if (!conflict && !err)
+		err = wb_write_file(&fs->src, &f, &id);
+	f.paths[0] = orig;
+	paths_free(f.paths, npaths);
+	xattrs_free((struct xattr *)f.xattrs);
+out:
 	pthread_mutex_lock(&fs->ns.lock);
-	if (!err) {
+	if (!err && conflict > 0) {
+		/* the data is durable beside; the image stays the mount's */
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
+		n->flags |= N_CONFLICT;
+		fs->stats.conflicts++;
+		set_result(n, -EIO, "SOURCE changed behind the mount; saved "
+			   "as %s", cname);
+		log_warn("conflict: the file changed in SOURCE since it was "
+			 "loaded; the mount's version is saved as %s", cname);
+		err = -EIO;
+	} else if (!err) {
+		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY | N_INVALID |
+					N_CONFLICT);
 		n->flags |= N_FROM_SOURCE;
 		n->ident = id;
 		img_clear_dirty(&n->img);
 		parents_touched(n);
 		fs->stats.writebacks++;
 		fs->stats.writeback_bytes += f.size;
-	} else {
+		set_result(n, 0, "written");
+	} else if (err != -EIO || !(n->flags & N_INVALID)) {
+		if (n->wb.err != err)
+			log_err("cannot write back %s to SOURCE: %s; it stays "
+				"in memory", name ? name : "a file",
+				strerror(-err));
 		fs->stats.writeback_errors++;
+		set_result(n, err, "%s", strerror(-err));
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&n->io);
+	free(cname);
+	free(name);
 	return err;
 }
 

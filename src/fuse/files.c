@@ -111,9 +111,8 @@ void ll_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
 
 void ll_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
 	(void)fi;
-	fuse_reply_err(req, 0);
+	fuse_reply_err(req, -fs_flush(&ll_ctx(req)->fs, ll_node(req, ino)));
 }
 
 void ll_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

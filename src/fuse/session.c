@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/log.h"
@@ -96,16 +98,61 @@ static int notify_open(const char *path)
 	return fd;
 }
 
-/* Write everything back; the exit status. */
-static int final_writeback(struct h5m *m)
+/* Push the kernel's cached writes into the daemon (commit ticks). */
+static void flush_kernel(void *arg)
 {
-	unsigned failed = 0;
+	const char *mountpoint = arg;
+	int fd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		syncfs(fd);
+		close(fd);
+	}
+}
+
+/* The default rescue directory: outside SOURCE, kept across reboots. */
+static char *default_rescue(const char *mountpoint)
+{
+	const char *base = strrchr(mountpoint, '/');
+	char when[32], *dir;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
+	mkdir("/var/tmp/h5memfs-rescue", 01777);
+	if (asprintf(&dir, "/var/tmp/h5memfs-rescue/%s-%s-%d",
+		     base && base[1] ? base + 1 : "mount", when,
+		     (int)getpid()) < 0)
+		return NULL;
+	return dir;
+}
+
+/*
+ * Write everything back; what cannot be written goes to the rescue
+ * directory. Returns the exit status.
+ */
+static int final_writeback(struct h5m *m, const struct opts *o)
+{
+	unsigned failed = 0, lost = 0, saved;
+	char *dir;
 	int err = fs_sync_all(&m->fs, &failed);
 
 	if (!err)
 		return 0;
-	log_err("%u change(s) could not be written back to SOURCE (%s); "
-		"they are lost with this daemon", failed, strerror(-err));
+	dir = o->rescue ? strdup(o->rescue) : default_rescue(o->mountpoint);
+	if (!dir) {
+		log_err("out of memory: %u file(s) not written back", failed);
+		return 2;
+	}
+	saved = fs_rescue(&m->fs, dir, &lost);
+	if (saved)
+		log_err("%u file(s) could not be written back to SOURCE; "
+			"they were saved under %s", saved, dir);
+	if (lost)
+		log_err("%u file(s) could not be written back nor rescued: "
+			"their changes are lost", lost);
+	free(dir);
 	return 2;
 }
 
@@ -116,6 +163,9 @@ int session_run(struct opts *o)
 		.increment = o->increment,
 		.page_size = o->page_size,
 		.max_memory = o->max_memory,
+		.sync_on_close = o->sync_on_close,
+		.validate = (enum fs_validate)o->validate,
+		.commit = o->commit,
 	};
 	struct sigaction sa = { .sa_handler = wake };
 	struct sigctx sc = { 0 };
@@ -167,10 +217,15 @@ int session_run(struct opts *o)
 		goto out_unmount;
 	}
 	pthread_detach(sigthr);
+	err = fs_commit_start(&m->fs, m->writeback_cache ? flush_kernel : NULL,
+			      o->mountpoint);
+	if (err)
+		log_warn("cannot start the commit thread: %s", strerror(-err));
 	err = serve(se, o);
 	if (err < 0 && err != -EINTR)
 		log_warn("request loop ended: %s", strerror(-err));
-	status = final_writeback(m);
+	fs_commit_stop(&m->fs);
+	status = final_writeback(m, o);
 out_unmount:
 	fuse_session_unmount(se);
 out_session:

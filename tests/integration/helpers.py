@@ -32,7 +32,8 @@ def run(argv, timeout=60, check=True, **kw):
     kw.setdefault("stdout", subprocess.PIPE)
     kw.setdefault("stderr", subprocess.PIPE)
     kw.setdefault("stdin", subprocess.DEVNULL)
-    res = subprocess.run(argv, timeout=timeout, text=True, **kw)
+    kw.setdefault("text", True)
+    res = subprocess.run(argv, timeout=timeout, **kw)
     if check and res.returncode != 0:
         raise AssertionError(
             f"{argv} exited {res.returncode}\nstdout: {res.stdout}\n"

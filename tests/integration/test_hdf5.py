@@ -2,6 +2,7 @@
 file locking left on, as by default."""
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -164,3 +165,109 @@ def test_h5repack_and_h5diff_work_between_files_in_the_mount(mnt):
     res = helpers.run(["h5diff", str(mnt / "data/sample.h5"),
                        str(mnt / "repacked.h5")], timeout=60, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("rel", H5_FILES)
+def test_h5stat_through_the_mount_equals_h5stat_on_source(mnt, source, rel):
+    want = tool_output(["h5stat"], str(source / rel))
+    assert tool_output(["h5stat"], str(mnt / rel)) == want
+
+
+def test_h5copy_and_h5clear_work_on_files_in_the_mount(mnt):
+    helpers.run(["h5copy", "-i", str(mnt / "data/sample.h5"), "-o",
+                 str(mnt / "copied.h5"), "-s", "/measurements",
+                 "-d", "/m"], timeout=60)
+    helpers.run(["h5clear", "-s", str(mnt / "copied.h5")], timeout=60)
+    out = helpers.run(["h5ls", "-r", str(mnt / "copied.h5")]).stdout
+    assert "/m/run1/ints" in out
+
+
+def test_h5jam_adds_a_user_block_to_a_file_in_the_mount(mnt, tmp_path):
+    ub = tmp_path / "userblock.txt"
+    ub.write_bytes(b"user block text\n")
+    helpers.run(["h5jam", "-i", str(mnt / "data/sample.h5"), "-u", str(ub),
+                 "-o", str(mnt / "jammed.h5")], timeout=60)
+    assert helpers.read_file(mnt / "jammed.h5")[:16] == b"user block text\n"
+    import h5py
+    with h5py.File(mnt / "jammed.h5", "r") as f:
+        assert f.userblock_size == 512
+        assert (f["measurements/run1/ints"][:] == np.arange(1000)).all()
+
+
+CDL = """netcdf sample {
+dimensions:
+    time = UNLIMITED ;
+    x = 4 ;
+variables:
+    double temp(time, x) ;
+        temp:units = "K" ;
+    int x(x) ;
+data:
+    temp = 1, 2, 3, 4, 5, 6, 7, 8 ;
+    x = 10, 20, 30, 40 ;
+}
+"""
+
+
+def test_netcdf4_tools_read_and_write_in_the_mount(rw, tmp_path):
+    cdl = tmp_path / "sample.cdl"
+    cdl.write_text(CDL)
+    helpers.run(["ncgen", "-k", "nc4", "-o", str(tmp_path / "ref.nc"),
+                 str(cdl)], timeout=60)
+    helpers.run(["ncgen", "-k", "nc4", "-o", str(rw / "sample.nc"),
+                 str(cdl)], timeout=60)
+    want = tool_output(["ncdump"], str(tmp_path / "ref.nc"))
+    assert tool_output(["ncdump"], str(rw / "sample.nc")).replace(
+        "sample", "ref") == want.replace("sample", "ref")
+    helpers.run(["nccopy", "-d", "1", str(rw / "sample.nc"),
+                 str(rw / "copy.nc")], timeout=60)
+    assert tool_output(["ncdump"], str(rw / "copy.nc")).replace(
+        "netcdf copy", "netcdf ref") == want.replace("sample", "ref")
+
+
+SWMR_READER = r"""
+import h5py, sys, time
+f = h5py.File(sys.argv[1], "r", libver="latest", swmr=True)
+ds = f["x"]
+seen = 0
+deadline = time.monotonic() + 20
+while seen < 500 and time.monotonic() < deadline:
+    ds.refresh()
+    n = ds.shape[0]
+    if n > seen:
+        data = ds[:n]
+        assert (data == list(range(n))).all(), "torn data"
+        seen = n
+    time.sleep(0.01)
+print(seen)
+"""
+
+
+def test_an_swmr_writer_is_followed_by_a_reader_in_another_process(rw):
+    import subprocess
+    import h5py
+    path = rw / "swmr.h5"
+    f = h5py.File(path, "w", libver="latest")
+    try:
+        ds = f.create_dataset("x", shape=(0,), maxshape=(None,), dtype="i8",
+                              chunks=(64,))
+        f.swmr_mode = True
+        reader = subprocess.Popen([helpers.PYTHON, "-c", SWMR_READER,
+                                   str(path)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL)
+        try:
+            for i in range(0, 500, 50):
+                ds.resize(i + 50, axis=0)
+                ds[i:i + 50] = np.arange(i, i + 50)
+                ds.flush()
+                time.sleep(0.02)
+            out, err = reader.communicate(timeout=30)
+        finally:
+            if reader.poll() is None:
+                reader.kill()
+                reader.communicate(timeout=10)
+    finally:
+        f.close()
+    assert reader.returncode == 0, err.decode()
+    assert out.decode().strip() == "500"

@@ -464,3 +464,82 @@ def test_fcntl_record_locks_conflict_with_a_child_process(rw):
         assert res.stdout.split() == ["locked"]
     finally:
         os.close(fd)
+
+
+# --- tools and concurrency -------------------------------------------------------
+
+def test_cp_and_cat_copy_bytes_into_out_of_and_within_the_mount(
+        mnt, source, tmp_path):
+    helpers.run(["cp", str(source / "random.bin"), str(mnt / "c1")])
+    helpers.run(["cp", "--reflink=auto", str(mnt / "c1"), str(mnt / "c2")])
+    helpers.run(["cp", "-a", str(mnt / "data"), str(mnt / "data-copy")])
+    helpers.run(["cp", str(mnt / "c2"), str(tmp_path / "out")])
+    with open(mnt / "c3", "wb") as out:
+        helpers.run(["cat", str(mnt / "c2")], stdout=out, text=False)
+    for p in (mnt / "c1", mnt / "c2", mnt / "c3", tmp_path / "out"):
+        helpers.run(["cmp", str(source / "random.bin"), str(p)])
+    helpers.run(["diff", "-r", "--no-dereference", str(source / "data"),
+                 str(mnt / "data-copy")])
+
+
+def test_posix_fallocate_extends_a_file_with_zeros(rw):
+    fd = os.open(rw / "alloc", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"abc")
+        os.posix_fallocate(fd, 0, 1 << 20)
+        assert os.fstat(fd).st_size == 1 << 20
+        assert os.pread(fd, 1 << 20, 0) == b"abc" + bytes((1 << 20) - 3)
+    finally:
+        os.close(fd)
+
+
+CONCURRENT_WRITER = r"""
+import os, sys
+root, me = sys.argv[1], int(sys.argv[2])
+shared = os.open(os.path.join(root, "shared"), os.O_WRONLY)
+for i in range(40):
+    path = os.path.join(root, f"w{me}-{i}")
+    with open(path, "wb") as f:
+        f.write(bytes([me]) * (1000 + 97 * i))
+    os.pwrite(shared, bytes([me]) * 4096, (me * 40 + i) * 4096)
+    with open(path, "rb") as f:
+        assert f.read() == bytes([me]) * (1000 + 97 * i), path
+    if i % 2:
+        os.rename(path, path + ".renamed")
+os.close(shared)
+print("done")
+"""
+
+
+def test_many_processes_writing_at_once_lose_nothing(rw, empty_source):
+    import subprocess
+    nproc = 8
+    helpers.write_file(rw / "shared", b"")
+    os.truncate(rw / "shared", nproc * 40 * 4096)
+    procs = [subprocess.Popen([helpers.PYTHON, "-c", CONCURRENT_WRITER,
+                               str(rw.path), str(me)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL)
+             for me in range(nproc)]
+    results = []
+    for p in procs:
+        try:
+            results.append(p.communicate(timeout=40))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0 and out == b"done\n", err.decode()
+    shared = helpers.read_file(rw / "shared")
+    for me in range(nproc):
+        for i in range(40):
+            name = f"w{me}-{i}" + (".renamed" if i % 2 else "")
+            assert helpers.read_file(rw / name) == \
+                bytes([me]) * (1000 + 97 * i)
+            off = (me * 40 + i) * 4096
+            assert shared[off:off + 4096] == bytes([me]) * 4096
+    want = helpers.snapshot(rw.path, dir_mtime=False)
+    assert rw.unmount() == 0
+    helpers.assert_same_tree(want, helpers.snapshot(empty_source,
+                                                    dir_mtime=False))
