@@ -368,7 +368,7 @@ unsigned ns_nlink(const struct node *n)
 {
 	if (S_ISDIR(n->mode))
 		return n->flags & N_SCANNED ? 2 + n->nsubdirs : n->src_nlink;
-	return n->nlinks;
+	return n->nlinks + n->src_nlink;
 }
 
 void ns_stat(const struct node *n, struct stat *st)

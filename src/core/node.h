@@ -83,7 +83,8 @@ struct node {
 	struct dentry *links;		/* those names */
 	struct dentry *first, *last;	/* directory entries, in order */
 	unsigned nchildren, nsubdirs;
-	unsigned src_nlink;		/* directory's st_nlink until scanned */
+	unsigned src_nlink;		/* dir: st_nlink until scanned; others:
+					   SOURCE names not yet scanned */
 	struct xattr *xattrs;
 	uint64_t nlookup;		/* kernel references */
 	unsigned nopen;			/* open handles */

@@ -91,6 +91,27 @@ int fs_open(struct fs *fs, struct node *n, bool trunc)
 	return err;
 }
 
+char **fs_open_paths(struct fs *fs)
+{
+	size_t count = 0, i = 0;
+	char **v;
+	struct node *n;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	for (n = fs->ns.all; n; n = n->all_next)
+		count += S_ISREG(n->mode) && n->nopen && n->links;
+	v = calloc(count + 1, sizeof(*v));
+	for (n = fs->ns.all; v && n && i < count; n = n->all_next) {
+		bool unlinked;
+
+		if (S_ISREG(n->mode) && n->nopen && n->links &&
+		    (v[i] = ns_path(&fs->ns, n, &unlinked)))
+			i++;
+	}
+	pthread_mutex_unlock(&fs->ns.lock);
+	return v;
+}
+
 void fs_close(struct fs *fs, struct node *n)
 {
 	pthread_mutex_lock(&fs->ns.lock);

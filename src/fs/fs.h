@@ -118,6 +118,13 @@ int fs_readlink(struct fs *fs, struct node *n, char **target);
  * it (O_TRUNC) without loading it first. Counts the handle.
  */
 int fs_open(struct fs *fs, struct node *n, bool trunc);
+/*
+ * Mount paths of the regular files that have open handles (their pages
+ * may still sit in the kernel's cache). NULL-terminated; caller frees
+ * each and the array. NULL on ENOMEM.
+ */
+char **fs_open_paths(struct fs *fs);
+
 /* Last step of a handle. */
 void fs_close(struct fs *fs, struct node *n);
 

@@ -76,7 +76,8 @@ static struct node *node_from_stat(struct fs *fs, const struct stat *st,
 	n->mtime = st->st_mtim;
 	n->ctime = st->st_ctim;
 	n->flags = N_FROM_SOURCE;
-	n->src_nlink = (unsigned)st->st_nlink;
+	/* directories: st_nlink until scanned; others: names not seen yet */
+	n->src_nlink = (unsigned)st->st_nlink - !S_ISDIR(st->st_mode);
 	src_ident_from_stat(&n->ident, st);
 	if (target && !(n->target = strdup(target))) {
 		ns_maybe_free(&fs->ns, n);
@@ -105,8 +106,10 @@ static int scan_entry(void *arg, const char *name, const struct stat *st,
 		return err;
 	}
 	if (h) {
+		if (n->src_nlink)
+			n->src_nlink--;
 		/* every name found: SOURCE holds no more of this file */
-		if (n->nlinks >= st->st_nlink) {
+		if (!n->src_nlink) {
 			fs_hlink_drop(fs, n);
 			ns_unpin(&fs->ns, n);
 		}

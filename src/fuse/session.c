@@ -27,6 +27,7 @@
 
 struct sigctx {
 	struct fuse_session *se;
+	struct fs *fs;
 	const char *mountpoint;
 	pthread_t main;
 	sigset_t set;
@@ -37,20 +38,47 @@ static void wake(int sig)
 	(void)sig; /* only interrupts the loop's wait */
 }
 
+/*
+ * Bring every write the kernel still caches into the daemon. syncfs does
+ * not wait for FUSE writeback (the kernel will not trust a server with
+ * its sync), but close(2) does: FLUSH waits for the file's pending
+ * writes. So each open file is opened and closed once more.
+ */
+static void drain_kernel_cache(struct fs *fs, const char *mountpoint)
+{
+	char **paths = fs_open_paths(fs);
+	int fd;
+
+	for (size_t i = 0; paths && paths[i]; i++) {
+		char *p;
+
+		if (asprintf(&p, "%s/%s", mountpoint, paths[i]) >= 0) {
+			fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+			if (fd >= 0)
+				close(fd);
+			free(p);
+		}
+		free(paths[i]);
+	}
+	free(paths);
+	fd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		syncfs(fd); /* starts writeback of mmap-dirtied pages */
+		close(fd);
+	}
+}
+
 static void *signal_thread(void *arg)
 {
 	struct sigctx *c = arg;
-	int sig, fd;
+	int sig;
 
 	if (sigwait(&c->set, &sig) != 0)
 		return NULL;
 	log_info("signal %d: writing back and unmounting", sig);
-	/* Flush the kernel's cached writes to us while we still serve. */
-	fd = open(c->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		syncfs(fd);
-		close(fd);
-	}
+	/* stopped while the loop still serves: a tick may be in syncfs */
+	fs_commit_stop(c->fs);
+	drain_kernel_cache(c->fs, c->mountpoint);
 	fuse_session_exit(c->se);
 	pthread_kill(c->main, SIGUSR1);
 	return NULL;
@@ -210,6 +238,7 @@ int session_run(struct opts *o)
 		log_setup(true, o->debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
 	sc.se = se;
+	sc.fs = &m->fs;
 	sc.mountpoint = o->mountpoint;
 	sc.main = pthread_self();
 	if (pthread_create(&sigthr, NULL, signal_thread, &sc) != 0) {

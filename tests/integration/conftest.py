@@ -9,7 +9,7 @@ stdout or stderr, and left no mount behind. On any failure the mount is
 lazily unmounted and the daemon terminated and killed, by its PID.
 
 The daemon is $H5MEMFS, or $H5MEMFS_BUILD/src/h5memfs, or
-<repo>/build/src/h5memfs.
+<repo>/build/src/h5memfs. $H5MEMFS_TEST_SLOWDOWN scales every timeout.
 """
 
 import os
@@ -41,10 +41,13 @@ DAEMON = _daemon_path()
 # HDF5 file locking must stay on, as by default.
 os.environ.pop("HDF5_USE_FILE_LOCKING", None)
 
-DEFAULT_DEADLINE = 45      # seconds a test may take before the watchdog
-SLOW_DEADLINE = 150        # ... and for tests marked slow
-START_TIMEOUT = 20
-EXIT_TIMEOUT = 60
+# Seconds. H5MEMFS_TEST_SLOWDOWN multiplies them all, for a daemon under
+# valgrind or a sanitizer.
+SLOWDOWN = float(os.environ.get("H5MEMFS_TEST_SLOWDOWN", "1"))
+DEFAULT_DEADLINE = 45 * SLOWDOWN  # a test's time before the watchdog fires
+SLOW_DEADLINE = 150 * SLOWDOWN    # ... for tests marked slow
+START_TIMEOUT = 20 * SLOWDOWN
+EXIT_TIMEOUT = 60 * SLOWDOWN
 
 # Daemons started and not yet reaped, for the watchdog and the session end.
 _live = []
@@ -63,6 +66,8 @@ class DaemonStartError(AssertionError):
 class Mount:
     """One h5memfs daemon serving MOUNTPOINT.
 
+    As a context manager: `with Mount(mp, src) as m:` starts it and
+    finishes it (unmount and checks) on the way out.
     Mount(...).start() returns once the daemon wrote 'ready' to its notify
     pipe; it raises DaemonStartError if the daemon exits first or does not
     get ready in time. unmount()/umount()/sigterm() end it and return its
@@ -197,6 +202,13 @@ class Mount:
 
     def __truediv__(self, rel):
         return self.path / rel
+
+    def __enter__(self):
+        return self if self.proc is not None else self.start()
+
+    def __exit__(self, *exc):
+        self.finish()
+        return False
 
     # --- stop -------------------------------------------------------------
 
