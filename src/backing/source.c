@@ -169,12 +169,14 @@ static int copy_range(int from, int to, uint64_t off, uint64_t len)
 	return err;
 }
 
-int src_copy_data(int from, int to, uint64_t size)
+int src_copy_span(int from, int to, uint64_t start, uint64_t end,
+		  uint64_t *copied)
 {
-	off_t pos = 0;
+	off_t pos = (off_t)start;
 	int err;
 
-	while ((uint64_t)pos < size) {
+	*copied = 0;
+	while ((uint64_t)pos < end) {
 		off_t data = lseek(from, pos, SEEK_DATA), hole;
 
 		if (data < 0) {
@@ -183,23 +185,34 @@ int src_copy_data(int from, int to, uint64_t size)
 			if (errno != EINVAL)
 				return -errno;
 			data = pos; /* no SEEK_DATA support: copy it all */
-			hole = (off_t)size;
+			hole = (off_t)end;
 		} else {
 			hole = lseek(from, data, SEEK_HOLE);
 			if (hole < 0)
 				return -errno;
 		}
-		if ((uint64_t)hole > size)
-			hole = (off_t)size;
+		if ((uint64_t)data >= end)
+			break;
+		if ((uint64_t)hole > end)
+			hole = (off_t)end;
 		err = copy_range(from, to, (uint64_t)data,
 				 (uint64_t)(hole - data));
 		if (err)
 			return err;
+		*copied += (uint64_t)(hole - data);
 		pos = hole;
 	}
-	if (ftruncate(to, (off_t)size) < 0)
-		return -errno;
 	return 0;
+}
+
+int src_copy_data(int from, int to, uint64_t size)
+{
+	uint64_t copied;
+	int err = src_copy_span(from, to, 0, size, &copied);
+
+	if (!err && ftruncate(to, (off_t)size) < 0)
+		err = -errno;
+	return err;
 }
 
 int src_load_fd(int fd, struct img *im, struct src_ident *id)

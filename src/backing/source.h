@@ -74,4 +74,11 @@ int src_load_xattrs(const struct src *s, const char *rel, struct node *n);
  */
 int src_copy_data(int from, int to, uint64_t size);
 
+/*
+ * As src_copy_data, for [start, end) only, leaving to's size alone.
+ * *copied gets the bytes of data copied. 0 or -errno.
+ */
+int src_copy_span(int from, int to, uint64_t start, uint64_t end,
+		  uint64_t *copied);
+
 #endif

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -127,7 +129,61 @@ out:
 	return err;
 }
 
-int wb_write_file(const struct src *s, const struct wb_file *f,
+/*
+ * Clone the old file into the temporary, then write only what changed:
+ * dirty pages below clean_size, and everything from clean_size on.
+ * Returns 0, -EOPNOTSUPP (or -EXDEV, -EINVAL) when SOURCE cannot clone,
+ * or another -errno.
+ */
+static int write_changed(int dirfd, const char *leaf, int tmp,
+			 struct wb_file *f)
+{
+	const struct img *im = f->pages;
+	uint64_t ps = UINT64_C(1) << im->page_shift;
+	uint64_t low = im->clean_size < f->size ? im->clean_size : f->size;
+	uint64_t copied, npages = (low + ps - 1) / ps;
+	int old, err = 0;
+
+	old = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (old < 0)
+		return -errno;
+	if (ioctl(tmp, FICLONE, old) < 0)
+		err = -errno;
+	close(old);
+	if (err)
+		return err == -ENOTTY ? -EOPNOTSUPP : err;
+	f->cloned = true;
+	if (ftruncate(tmp, (off_t)low) < 0)
+		return -errno;
+	for (uint64_t p = 0; p < npages && !err; p++) {
+		uint64_t q = p;
+
+		if (!img_page_dirty(im, p))
+			continue;
+		while (q + 1 < npages && img_page_dirty(im, q + 1))
+			q++;
+		uint64_t end = (q + 1) * ps < low ? (q + 1) * ps : low;
+
+		err = src_copy_span(f->fd, tmp, p * ps, end, &copied);
+		f->written += copied;
+		p = q;
+	}
+	if (!err && f->size > low) {
+		err = src_copy_span(f->fd, tmp, low, f->size, &copied);
+		f->written += copied;
+	}
+	if (!err && ftruncate(tmp, (off_t)f->size) < 0)
+		err = -errno;
+	return err;
+}
+
+static bool cannot_clone(int err)
+{
+	return err == -EOPNOTSUPP || err == -EXDEV || err == -EINVAL ||
+	       err == -ENOSYS || err == -ENOENT || err == -ETXTBSY;
+}
+
+int wb_write_file(const struct src *s, struct wb_file *f,
 		  struct src_ident *id)
 {
 	const char *leaf;
@@ -142,7 +198,18 @@ int wb_write_file(const struct src *s, const struct wb_file *f,
 		err = fd;
 		goto out;
 	}
-	err = f->fd >= 0 ? src_copy_data(f->fd, fd, f->size) : 0;
+	f->written = 0;
+	f->cloned = false;
+	err = -EOPNOTSUPP;
+	if (f->pages && f->fd >= 0 && f->pages->clean_size && !f->noreplace)
+		err = write_changed(dirfd, leaf, fd, f);
+	if (err && cannot_clone(err) && !f->cloned) {
+		err = 0;
+		if (f->fd >= 0) {
+			err = src_copy_data(f->fd, fd, f->size);
+			f->written = f->size;
+		}
+	}
 	if (!err)
 		err = set_fd_meta(fd, f->mode, f->uid, f->gid, &f->atime,
 				  &f->mtime, f->xattrs);

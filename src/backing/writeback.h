@@ -31,6 +31,15 @@ struct wb_file {
 	struct timespec atime, mtime;
 	const struct xattr *xattrs;
 	bool noreplace;		/* fail with EEXIST rather than replace */
+	/*
+	 * Only-changed-pages: when `pages` is set and SOURCE's filesystem
+	 * can clone (FICLONE), the old file is cloned into the temporary
+	 * and only these pages, plus everything from clean_size on, are
+	 * written. Elsewhere the whole image is written.
+	 */
+	const struct img *pages;
+	uint64_t written;	/* out: bytes of data written */
+	bool cloned;		/* out: the clone path was taken */
 };
 
 /*
@@ -39,7 +48,7 @@ struct wb_file {
  * On failure SOURCE keeps the old version, no temporary remains, and the
  * errno is returned negated (ENOSPC, EROFS, EACCES, EIO...).
  */
-int wb_write_file(const struct src *s, const struct wb_file *f,
+int wb_write_file(const struct src *s, struct wb_file *f,
 		  struct src_ident *id);
 
 /*

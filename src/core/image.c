@@ -155,6 +155,7 @@ void img_clear_dirty(struct img *im)
 {
 	if (im->dirty)
 		memset(im->dirty, 0, im->dirty_words * sizeof(*im->dirty));
+	img_size(im, &im->clean_size);
 }
 
 int img_write(struct img *im, const void *buf, size_t len, uint64_t off,
@@ -207,5 +208,7 @@ int img_truncate(struct img *im, uint64_t size)
 	 */
 	if (ftruncate(im->fd, (off_t)size) < 0)
 		return -errno;
+	if (size < im->clean_size)
+		im->clean_size = size;
 	return 0;
 }

@@ -26,6 +26,9 @@ struct img {
 	unsigned page_shift;	/* log2 of the dirty-tracking page */
 	uint64_t *dirty;	/* bitmap of dirty pages, grown on demand */
 	size_t dirty_words;	/* words in the bitmap */
+	uint64_t clean_size;	/* smallest size since the last clean state:
+				   bytes past it differ from SOURCE even
+				   where no page is marked */
 };
 
 /* Prepare an empty image. page_size must be a power of two >= 4096. */
@@ -76,7 +79,10 @@ bool img_page_dirty(const struct img *im, uint64_t page);
 /* Number of dirty pages. */
 uint64_t img_dirty_pages(const struct img *im);
 
-/* Forget all dirty marks (after a successful write-back). */
+/*
+ * Forget all dirty marks: the image now equals what SOURCE holds (after
+ * a load or a successful write-back); clean_size becomes the size.
+ */
 void img_clear_dirty(struct img *im);
 
 #endif

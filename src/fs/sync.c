@@ -217,6 +217,9 @@ static int snapshot_file(struct fs *fs, struct node *n, struct wb_file *f)
 	f->atime = n->atime;
 	f->mtime = n->mtime;
 	f->xattrs = xattrs_copy(n->xattrs);
+	/* only changed pages, when the image is SOURCE's file plus edits */
+	if ((n->flags & N_FROM_SOURCE) && n->ident.ino)
+		f->pages = &n->img;
 	if (n->xattrs && !f->xattrs) {
 		paths_free(f->paths, i);
 		return -ENOMEM;
@@ -343,6 +346,7 @@ static int write_file(struct fs *fs, struct node *n)
 	struct wb_file f;
 	char *orig = NULL, *cname = NULL, *name = NULL;
 	size_t npaths = 0;
+	uint64_t written = 0;
 	int err, conflict = 0;
 
 	err = fs_load_xattrs(fs, n);
@@ -380,8 +384,14 @@ static int write_file(struct fs *fs, struct node *n)
 		if (!cname)
 			err = -ENOMEM;
 	}
-	if (!conflict && !err)
+	if (!conflict && !err) {
 		err = wb_write_file(&fs->src, &f, &id);
+		written = f.written;
+		if (!err)
+			log_debug("wrote back %s: %llu bytes%s", orig,
+				  (unsigned long long)written,
+				  f.cloned ? " (changed pages on a clone)" : "");
+	}
 	f.paths[0] = orig;
 	paths_free(f.paths, npaths);
 	xattrs_free((struct xattr *)f.xattrs);
@@ -405,7 +415,7 @@ out:
 		img_clear_dirty(&n->img);
 		parents_touched(n);
 		fs->stats.writebacks++;
-		fs->stats.writeback_bytes += f.size;
+		fs->stats.writeback_bytes += written;
 		set_result(n, 0, "written");
 	} else if (err != -EIO || !(n->flags & N_INVALID)) {
 		if (n->wb.err != err)

@@ -30,10 +30,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _daemon_path():
+    """Absolute, since the daemon runs with / as its working directory."""
     if os.environ.get("H5MEMFS"):
-        return Path(os.environ["H5MEMFS"])
+        return Path(os.environ["H5MEMFS"]).absolute()
     build = Path(os.environ.get("H5MEMFS_BUILD", REPO / "build"))
-    return build / "src" / "h5memfs"
+    return (build / "src" / "h5memfs").absolute()
 
 
 DAEMON = _daemon_path()

@@ -85,6 +85,9 @@ CASES = [
     ("XATTR_REPLACE of a missing attribute", errno.ENODATA,
      lambda r: os.setxattr(f"{r}/f", "user.missing", b"v",
                            os.XATTR_REPLACE)),
+    ("a user xattr on a symlink", errno.EPERM,
+     lambda r: os.setxattr(f"{r}/l", "user.k", b"v",
+                           follow_symlinks=False)),
     ("rename of a file to another filesystem", errno.EXDEV,
      lambda r: rename_out_of(r, "/tmp" if r.startswith("/dev/shm")
                              else "/dev/shm")),

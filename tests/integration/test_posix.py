@@ -543,3 +543,36 @@ def test_many_processes_writing_at_once_lose_nothing(rw, empty_source):
     assert rw.unmount() == 0
     helpers.assert_same_tree(want, helpers.snapshot(empty_source,
                                                     dir_mtime=False))
+
+
+def test_rename_onto_another_name_of_the_same_inode_changes_nothing(rw):
+    helpers.write_file(rw / "a", b"same inode")
+    os.link(rw / "a", rw / "b")
+    os.rename(rw / "a", rw / "b")
+    assert sorted(os.listdir(rw.path)) == ["a", "b"]
+    assert os.stat(rw / "a").st_nlink == 2
+    os.rename(rw / "a", rw / "a")
+    assert helpers.read_file(rw / "a") == b"same inode"
+
+
+def test_an_open_descriptor_sees_writes_and_truncates_made_elsewhere(rw):
+    path = rw / "shared"
+    helpers.write_file(path, b"A" * 100000)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert os.pread(fd, 10, 0) == b"A" * 10
+        helpers.run_python(
+            "import os, sys\n"
+            "fd = os.open(sys.argv[1], os.O_WRONLY)\n"
+            "os.pwrite(fd, b'B' * 10, 0)\n"
+            "os.pwrite(fd, b'C' * 10, 200000)\n", path)
+        assert os.pread(fd, 10, 0) == b"B" * 10
+        assert os.fstat(fd).st_size == 200010
+        assert os.pread(fd, 10, 200000) == b"C" * 10
+        os.truncate(path, 5)
+        assert os.fstat(fd).st_size == 5
+        assert os.pread(fd, 100, 0) == b"BBBBB"
+        helpers.write_file(path, b"new content")  # O_TRUNC by another open
+        assert os.pread(fd, 100, 0) == b"new content"
+    finally:
+        os.close(fd)
