@@ -27,6 +27,7 @@ static const struct fuse_opt opt_table[] = {
 	OPT("validate=%s", validate_s, 0),
 	OPT("commit=%s", commit_s, 0),
 	OPT("rescue=%s", rescue, 0),
+	OPT("passthrough=%s", passthrough_s, 0),
 	OPT("sync_on_close", sync_on_close, 1),
 	OPT("ro", ro, 1),
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
@@ -61,7 +62,7 @@ static const char *const fstab_words[] = {
 
 /* Options of SPEC section 2 that this version does not provide yet. */
 static const char *const later_words[] = {
-	"preload", "max_memory=", "passthrough=", NULL
+	"preload", "max_memory=", NULL
 };
 
 static bool word_in(const char *arg, const char *const *list)
@@ -281,6 +282,18 @@ static int check_values(struct opts *o)
 		}
 		o->commit = (unsigned)v;
 	}
+	if (!o->passthrough_s || !strcmp(o->passthrough_s, "auto")) {
+		o->passthrough = 0;
+	} else if (!strcmp(o->passthrough_s, "on")) {
+		o->passthrough = 1;
+	} else if (!strcmp(o->passthrough_s, "off")) {
+		o->passthrough = 2;
+	} else {
+		fprintf(stderr, "h5memfs: invalid value '%s' for option "
+			"passthrough: expected auto, on or off\n",
+			o->passthrough_s);
+		return -1;
+	}
 	if (o->rescue && o->rescue[0] != '/') {
 		fprintf(stderr, "h5memfs: invalid value '%s' for option "
 			"rescue: expected an absolute directory path\n",
@@ -365,6 +378,7 @@ void opts_free(struct opts *o)
 	free(o->validate_s);
 	free(o->commit_s);
 	free(o->rescue);
+	free(o->passthrough_s);
 	fuse_opt_free_args(&o->fuse_args);
 }
 
@@ -395,6 +409,11 @@ void opts_print_help(const char *prog)
 "    -o rescue=DIR          where images that cannot be written back at\n"
 "                           unmount are saved (default\n"
 "                           /var/tmp/h5memfs-rescue/NAME-DATE-PID)\n"
+"    -o passthrough=auto|on|off\n"
+"                           data path: the kernel serves reads, writes\n"
+"                           and mmap from the images itself (Linux 6.9+,\n"
+"                           root); off: the daemon serves them with the\n"
+"                           kernel's writeback cache (default auto)\n"
 "    -o notify_pipe=PATH    write \"ready\" to the FIFO at PATH once the\n"
 "                           mount serves requests\n"
 "\n"

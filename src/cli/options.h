@@ -20,7 +20,7 @@ struct opts {
 	char *backing_store;
 	char *increment_s, *page_size_s;
 	char *notify_pipe;
-	char *validate_s, *commit_s, *rescue;
+	char *validate_s, *commit_s, *rescue, *passthrough_s;
 	int sync_on_close;
 	int foreground, debug, single_thread;
 	int show_help, show_version;
@@ -29,6 +29,7 @@ struct opts {
 	uint64_t increment, page_size, max_memory;
 	int validate;			/* enum fs_validate */
 	unsigned commit;		/* seconds, 0 = off */
+	int passthrough;		/* 0 auto, 1 on, 2 off */
 	struct fuse_args fuse_args;	/* what libfuse parses */
 };
 

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 void img_init(struct img *im, uint64_t page_size)
 {
@@ -25,6 +26,9 @@ void img_destroy(struct img *im)
 	if (im->fd >= 0)
 		close(im->fd);
 	free(im->dirty);
+	free(im->sums);
+	im->sums = NULL;
+	im->nsums = 0;
 	im->fd = -1;
 	im->dirty = NULL;
 	im->dirty_words = 0;
@@ -211,4 +215,105 @@ int img_truncate(struct img *im, uint64_t size)
 	if (size < im->clean_size)
 		im->clean_size = size;
 	return 0;
+}
+
+bool img_changed_behind(struct img *im, struct timespec *mtime)
+{
+	struct stat st;
+
+	if (im->fd < 0 || fstat(im->fd, &st) < 0)
+		return false;
+	if (st.st_mtim.tv_sec == im->seen_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == im->seen_mtime.tv_nsec)
+		return false;
+	im->seen_mtime = st.st_mtim;
+	*mtime = st.st_mtim;
+	return true;
+}
+
+void img_seen_now(struct img *im)
+{
+	struct stat st;
+
+	if (im->fd >= 0 && fstat(im->fd, &st) == 0)
+		im->seen_mtime = st.st_mtim;
+}
+
+/* Checksum every page of [0, size) into sums (n entries). */
+static int page_sums(const struct img *im, uint64_t size, uint64_t *sums,
+		     size_t n)
+{
+	uint64_t ps = UINT64_C(1) << im->page_shift;
+	const unsigned char *p;
+
+	if (size == 0)
+		return 0;
+	p = mmap(NULL, size, PROT_READ, MAP_SHARED, im->fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t off = (uint64_t)i * ps;
+		uint64_t len = size - off < ps ? size - off : ps;
+
+		sums[i] = XXH3_64bits(p + off, len);
+	}
+	munmap((void *)p, size);
+	return 0;
+}
+
+int img_sums_take(struct img *im)
+{
+	uint64_t size, ps = UINT64_C(1) << im->page_shift;
+	uint64_t *sums;
+	size_t n;
+	int err = img_size(im, &size);
+
+	if (err)
+		return err;
+	n = (size_t)((size + ps - 1) / ps);
+	sums = malloc((n ? n : 1) * sizeof(*sums));
+	if (!sums)
+		return -ENOMEM;
+	err = im->fd >= 0 ? page_sums(im, size, sums, n) : 0;
+	if (err) {
+		free(sums);
+		free(im->sums); /* stale sums would hide changes */
+		im->sums = NULL;
+		im->nsums = 0;
+		return err;
+	}
+	free(im->sums);
+	im->sums = sums;
+	im->nsums = n;
+	return 0;
+}
+
+int img_sums_mark(struct img *im)
+{
+	uint64_t size, ps = UINT64_C(1) << im->page_shift, limit;
+	uint64_t *now;
+	size_t n;
+	int err;
+
+	if (!im->sums)
+		return 0;
+	err = img_size(im, &size);
+	if (err)
+		return err;
+	limit = size < im->clean_size ? size : im->clean_size;
+	n = (size_t)(limit / ps); /* whole pages below clean_size */
+	if (n > im->nsums)
+		n = im->nsums;
+	now = malloc((n ? n : 1) * sizeof(*now));
+	if (!now)
+		return -ENOMEM;
+	err = page_sums(im, n * ps, now, n);
+	for (size_t i = 0; !err && i < n; i++)
+		if (now[i] != im->sums[i])
+			err = img_mark_dirty(im, (uint64_t)i * ps, 1);
+	/* a partial last page below clean_size: always rewrite it */
+	if (!err && limit % ps)
+		err = img_mark_dirty(im, n * ps, 1);
+	free(now);
+	return err;
 }

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 struct img {
 	int fd;			/* memfd, or -1 while the image is empty */
@@ -29,6 +30,15 @@ struct img {
 	uint64_t clean_size;	/* smallest size since the last clean state:
 				   bytes past it differ from SOURCE even
 				   where no page is marked */
+	/*
+	 * When the kernel writes the image itself (passthrough), the image
+	 * sees no write: a change shows as a new mtime of the memfd, and
+	 * which pages changed is found by comparing per-page checksums
+	 * (xxh3) with those taken when the image was last clean.
+	 */
+	struct timespec seen_mtime;
+	uint64_t *sums;
+	size_t nsums;
 };
 
 /* Prepare an empty image. page_size must be a power of two >= 4096. */
@@ -75,6 +85,27 @@ int img_mark_dirty(struct img *im, uint64_t off, uint64_t len);
 
 /* Whether page number `page` is dirty. */
 bool img_page_dirty(const struct img *im, uint64_t page);
+
+/*
+ * Has the memfd changed since seen_mtime? If so, remember its new mtime
+ * in seen_mtime and *mtime, and return true.
+ */
+bool img_changed_behind(struct img *im, struct timespec *mtime);
+
+/* Remember the current mtime as seen (after our own change). */
+void img_seen_now(struct img *im);
+
+/*
+ * Take per-page checksums of the clean image. 0 or -errno (then the
+ * image has no checksums at all, never stale ones).
+ */
+int img_sums_take(struct img *im);
+
+/*
+ * Mark dirty every page below clean_size whose checksum changed since
+ * img_sums_take. No-op without checksums. 0 or -errno.
+ */
+int img_sums_mark(struct img *im);
 
 /* Number of dirty pages. */
 uint64_t img_dirty_pages(const struct img *im);

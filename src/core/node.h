@@ -89,6 +89,7 @@ struct node {
 	uint64_t nlookup;		/* kernel references */
 	unsigned nopen;			/* open handles */
 	unsigned pins;			/* internal references */
+	int kernel_id;			/* passthrough backing id, or 0 */
 	struct src_ident ident;		/* SOURCE identity when loaded */
 	struct wb_result wb;		/* last write-back of this file */
 	struct img img;			/* regular files: the content */

@@ -51,10 +51,18 @@ static int load(struct fs *fs, struct node *n)
 	free(path);
 	if (err)
 		return err;
+	if (fs->o.kernel_writes)
+		err = img_sums_take(&n->img);
+	if (err) {
+		img_destroy(&n->img);
+		img_init(&n->img, fs->o.page_size);
+		return err;
+	}
 	pthread_mutex_lock(&fs->ns.lock);
 	n->ident = id;
 	n->flags |= N_LOADED;
 	img_clear_dirty(&n->img);
+	img_seen_now(&n->img);
 	img_reserve(&n->img, id.size, fs->o.increment);
 	fs->stats.loads++;
 	fs->stats.load_bytes += id.size;
@@ -91,6 +99,19 @@ int fs_open(struct fs *fs, struct node *n, bool trunc)
 	return err;
 }
 
+void fs_notice_kernel_writes(struct fs *fs, struct node *n)
+{
+	struct timespec mtime;
+
+	if (!fs->o.kernel_writes || !S_ISREG(n->mode) ||
+	    !(n->flags & N_LOADED))
+		return;
+	if (img_changed_behind(&n->img, &mtime)) {
+		n->mtime = n->ctime = mtime;
+		n->flags |= N_DIRTY | N_META_DIRTY;
+	}
+}
+
 char **fs_open_paths(struct fs *fs)
 {
 	size_t count = 0, i = 0;
@@ -112,12 +133,41 @@ char **fs_open_paths(struct fs *fs)
 	return v;
 }
 
-void fs_close(struct fs *fs, struct node *n)
+int fs_close(struct fs *fs, struct node *n)
 {
+	int id = 0;
+
 	pthread_mutex_lock(&fs->ns.lock);
-	n->nopen--;
+	fs_notice_kernel_writes(fs, n);
+	if (--n->nopen == 0) {
+		id = n->kernel_id;
+		n->kernel_id = 0;
+	}
 	ns_maybe_free(&fs->ns, n);
 	pthread_mutex_unlock(&fs->ns.lock);
+	return id;
+}
+
+int fs_kernel_handle(struct fs *fs, struct node *n,
+		     int (*reg)(void *arg, int fd), void *arg)
+{
+	int id, err;
+
+	pthread_mutex_lock(&n->io);
+	pthread_mutex_lock(&fs->ns.lock);
+	id = n->kernel_id;
+	pthread_mutex_unlock(&fs->ns.lock);
+	if (!id) {
+		err = img_open(&n->img);
+		id = err ? err : reg(arg, n->img.fd);
+		if (id > 0) {
+			pthread_mutex_lock(&fs->ns.lock);
+			n->kernel_id = id;
+			pthread_mutex_unlock(&fs->ns.lock);
+		}
+	}
+	pthread_mutex_unlock(&n->io);
+	return id;
 }
 
 int fs_flush(struct fs *fs, struct node *n)
@@ -127,6 +177,7 @@ int fs_flush(struct fs *fs, struct node *n)
 	if (!fs->o.sync_on_close || !S_ISREG(n->mode))
 		return 0;
 	pthread_mutex_lock(&fs->ns.lock);
+	fs_notice_kernel_writes(fs, n);
 	last = n->nopen <= 1 && (n->flags & N_DIRTY);
 	pthread_mutex_unlock(&fs->ns.lock);
 	return last ? fs_fsync(fs, n) : 0;
@@ -143,6 +194,7 @@ int fs_read(struct fs *fs, struct node *n, void *buf, size_t size,
 static void wrote(struct fs *fs, struct node *n)
 {
 	pthread_mutex_lock(&fs->ns.lock);
+	fs_notice_kernel_writes(fs, n);
 	n->flags |= N_DIRTY;
 	fs_touch_mc(n);
 	pthread_mutex_unlock(&fs->ns.lock);

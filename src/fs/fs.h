@@ -32,12 +32,14 @@ struct fs_opts {
 	enum fs_validate validate;
 	unsigned commit;	/* seconds between background write-backs */
 	const char *rescue;	/* where unwritable images go at the end */
+	bool kernel_writes;	/* passthrough: the kernel writes images */
 	uint64_t increment;	/* image growth step */
 	uint64_t page_size;	/* dirty tracking granularity */
 	uint64_t max_memory;	/* budget in bytes; statfs reports it */
 };
 
 struct fs_stats {
+	uint64_t reads, writes;		/* requests the daemon served */
 	uint64_t writebacks, writeback_bytes, writeback_errors;
 	uint64_t conflicts, invalid, commits;
 	uint64_t loads, load_bytes;
@@ -125,8 +127,19 @@ int fs_open(struct fs *fs, struct node *n, bool trunc);
  */
 char **fs_open_paths(struct fs *fs);
 
-/* Last step of a handle. */
-void fs_close(struct fs *fs, struct node *n);
+/*
+ * Last step of a handle. Returns the kernel handle of the image to
+ * release now that no handle is open (see fs_kernel_handle), or 0.
+ */
+int fs_close(struct fs *fs, struct node *n);
+
+/*
+ * The handle by which the kernel knows n's image (passthrough), made by
+ * reg(arg, image fd) at the first open and kept while a handle is open.
+ * Returns the id (> 0) or -errno.
+ */
+int fs_kernel_handle(struct fs *fs, struct node *n,
+		     int (*reg)(void *arg, int fd), void *arg);
 
 /*
  * A handle is being closed (close(2)); with sync_on_close and when it is

@@ -22,6 +22,12 @@ char *fs_source_path_locked(struct fs *fs, const struct node *n);
 int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 	       const char *p2, mode_t mode, dev_t rdev, unsigned flags);
 
+/*
+ * Passthrough: notice writes the kernel made to n's image itself (its
+ * memfd has a new mtime): take that time, mark n dirty. ns.lock held.
+ */
+void fs_notice_kernel_writes(struct fs *fs, struct node *n);
+
 /* Stamp mtime and ctime with now. */
 void fs_touch_mc(struct node *n);
 /* Stamp ctime (and mark metadata dirty). */

@@ -91,6 +91,7 @@ void fs_forget(struct fs *fs, struct node *n, uint64_t nlookup)
 int fs_getattr(struct fs *fs, struct node *n, struct stat *st)
 {
 	pthread_mutex_lock(&fs->ns.lock);
+	fs_notice_kernel_writes(fs, n);
 	ns_stat(n, st);
 	pthread_mutex_unlock(&fs->ns.lock);
 	return 0;
@@ -113,6 +114,7 @@ static int set_size(struct fs *fs, struct node *n, uint64_t size)
 	pthread_mutex_unlock(&n->io);
 	pthread_mutex_lock(&fs->ns.lock);
 	if (!err) {
+		fs_notice_kernel_writes(fs, n);
 		n->flags |= N_DIRTY;
 		fs_touch_mc(n);
 	}
@@ -133,6 +135,7 @@ int fs_setattr(struct fs *fs, struct node *n, const struct stat *attr,
 			return err;
 	}
 	pthread_mutex_lock(&fs->ns.lock);
+	fs_notice_kernel_writes(fs, n);
 	if (to_set & FS_SET_MODE)
 		n->mode = (n->mode & S_IFMT) | (attr->st_mode & 07777);
 	if (to_set & FS_SET_UID)

@@ -218,7 +218,8 @@ static int snapshot_file(struct fs *fs, struct node *n, struct wb_file *f)
 	f->mtime = n->mtime;
 	f->xattrs = xattrs_copy(n->xattrs);
 	/* only changed pages, when the image is SOURCE's file plus edits */
-	if ((n->flags & N_FROM_SOURCE) && n->ident.ino)
+	if ((n->flags & N_FROM_SOURCE) && n->ident.ino &&
+	    (!fs->o.kernel_writes || n->img.sums))
 		f->pages = &n->img;
 	if (n->xattrs && !f->xattrs) {
 		paths_free(f->paths, i);
@@ -355,6 +356,7 @@ static int write_file(struct fs *fs, struct node *n)
 	pthread_mutex_lock(&n->io);
 	pthread_mutex_lock(&fs->replay_lock);
 	pthread_mutex_lock(&fs->ns.lock);
+	fs_notice_kernel_writes(fs, n);
 	if (!(n->flags & N_DIRTY) || !n->links || (n->flags & N_VOLATILE)) {
 		if (!n->links) /* deleted: nothing to write, ever */
 			n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
@@ -371,7 +373,13 @@ static int write_file(struct fs *fs, struct node *n)
 	npaths = f.npaths;
 	orig = f.paths[0];
 	name = strdup(orig);
-	err = validate(fs, n, &f);
+	if (fs->o.kernel_writes && f.pages) {
+		/* writes did not pass here: find the changed pages */
+		img_seen_now(&n->img);
+		err = img_sums_mark(&n->img);
+	}
+	if (!err)
+		err = validate(fs, n, &f);
 	if (!err)
 		err = conflict = check_conflict(fs, n, &f, &cname);
 	for (int seq = 1; conflict > 0 && seq < 100; seq++) {
@@ -413,6 +421,8 @@ out:
 		n->flags |= N_FROM_SOURCE;
 		n->ident = id;
 		img_clear_dirty(&n->img);
+		if (fs->o.kernel_writes)
+			img_sums_take(&n->img); /* no sums: whole file next */
 		parents_touched(n);
 		fs->stats.writebacks++;
 		fs->stats.writeback_bytes += written;

@@ -7,13 +7,33 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 
+#include "../core/log.h"
 #include "ll.h"
+#include "passthrough.h"
 
-/* Cache pages across opens: nothing but this daemon changes a file. */
-static void open_flags(struct fuse_file_info *fi)
+/*
+ * Set up the reply of an open: on the passthrough path, the image
+ * becomes the kernel's backing file; elsewhere keep the page cache
+ * across opens, since nothing but this daemon changes a file.
+ */
+static void open_flags(struct h5m *m, struct node *n,
+		       struct fuse_file_info *fi)
 {
+	int err;
+
 	fi->keep_cache = 1;
+	if (!m->passthrough || !S_ISREG(n->mode))
+		return;
+	err = pt_prepare_open(m, n, fi);
+	if (!err)
+		fi->keep_cache = 0; /* the kernel refuses it with passthrough */
+	if (err && !m->pt_warned) {
+		m->pt_warned = true;
+		log_warn("cannot hand an image to the kernel (%s): such files "
+			 "are served by the daemon", strerror(-err));
+	}
 }
 
 void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -38,9 +58,9 @@ void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	e.ino = ll_ino(m, n);
 	e.attr_timeout = e.entry_timeout = m->timeout;
-	open_flags(fi);
+	open_flags(m, n, fi);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		fs_close(&m->fs, n);
+		pt_release(fs_close(&m->fs, n));
 		fs_forget(&m->fs, n, 1);
 	}
 }
@@ -55,9 +75,9 @@ void ll_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -err);
 		return;
 	}
-	open_flags(fi);
+	open_flags(m, n, fi);
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		fs_close(&m->fs, n);
+		pt_release(fs_close(&m->fs, n));
 }
 
 void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -67,6 +87,7 @@ void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int fd = fs_data_fd(&ll_ctx(req)->fs, ll_node(req, ino));
 
 	(void)fi;
+	__atomic_add_fetch(&ll_ctx(req)->fs.stats.reads, 1, __ATOMIC_RELAXED);
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
 		return;
@@ -88,6 +109,7 @@ void ll_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
 	int fd, err;
 
 	(void)fi;
+	__atomic_add_fetch(&m->fs.stats.writes, 1, __ATOMIC_RELAXED);
 	fd = fs_data_fd(&m->fs, n);
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
@@ -118,7 +140,7 @@ void ll_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void ll_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)fi;
-	fs_close(&ll_ctx(req)->fs, ll_node(req, ino));
+	pt_release(fs_close(&ll_ctx(req)->fs, ll_node(req, ino)));
 	fuse_reply_err(req, 0);
 }
 

@@ -18,6 +18,10 @@ struct h5m {
 	int notify_fd;		/* FIFO to write "ready" to, or -1 */
 	double timeout;		/* entry and attr cache time, seconds */
 	bool writeback_cache;
+	bool passthrough;	/* data path: kernel passthrough wanted */
+	bool pt_required;	/* passthrough=on: no fallback */
+	bool pt_offered;	/* the kernel offered it at INIT */
+	bool pt_warned;		/* a registration failure was logged */
 };
 
 static inline struct h5m *ll_ctx(fuse_req_t req)

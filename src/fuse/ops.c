@@ -9,10 +9,28 @@
 #include "../core/log.h"
 #include "ll.h"
 
+/* Settle the data path now that the kernel said what it offers. */
+static void choose_data_path(struct h5m *m)
+{
+	if (m->passthrough && !m->pt_offered) {
+		if (m->pt_required)
+			log_err("passthrough=on, but the kernel did not offer "
+				"FUSE passthrough: using the daemon path");
+		else
+			log_info("the kernel did not offer FUSE passthrough: "
+				 "using the daemon path");
+		m->passthrough = false;
+	}
+	m->writeback_cache = !m->passthrough;
+	m->fs.o.kernel_writes = m->passthrough;
+	log_info("data path: %s", m->passthrough ? "passthrough" : "daemon");
+}
+
 static void ll_op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct h5m *m = userdata;
 
+	choose_data_path(m);
 	conn->max_write = 1 << 20;
 	conn->max_readahead = 1 << 20;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)

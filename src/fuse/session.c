@@ -24,6 +24,7 @@
 
 #include "../core/log.h"
 #include "ll.h"
+#include "passthrough.h"
 
 struct sigctx {
 	struct fuse_session *se;
@@ -213,6 +214,17 @@ int session_run(struct opts *o)
 	m->notify_fd = notify;
 	m->timeout = 3600.0;
 	m->writeback_cache = true;
+	if (o->passthrough != 2) {
+		const char *why = pt_unavailable_reason();
+
+		if (why && o->passthrough == 1) {
+			fprintf(stderr, "h5memfs: passthrough=on cannot be "
+				"honoured: %s\n", why);
+			goto out_free;
+		}
+		m->passthrough = !why;
+		m->pt_required = o->passthrough == 1;
+	}
 	raise_fd_limit();
 	err = fs_init(&m->fs, o->source, &fo);
 	if (err) {
@@ -225,6 +237,10 @@ int session_run(struct opts *o)
 		goto out_fs; /* libfuse printed why */
 	if (fuse_session_mount(se, o->mountpoint) != 0)
 		goto out_session;
+	if (m->passthrough && pt_install(m, se) < 0) {
+		log_warn("cannot install the passthrough hooks: daemon path");
+		m->passthrough = false;
+	}
 	/* Block the signals in every thread; one thread waits for them. */
 	sigemptyset(&sc.set);
 	sigaddset(&sc.set, SIGTERM);

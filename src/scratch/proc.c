@@ -68,7 +68,7 @@ static int pidfd_open(pid_t pid)
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-pid_t proc_spawn(char *const argv[], void (*setup)(void *), void *arg,
+pid_t proc_spawn(const char *const argv[], void (*setup)(void *), void *arg,
 		 int *pidfd)
 {
 	pid_t pid;
@@ -82,7 +82,8 @@ pid_t proc_spawn(char *const argv[], void (*setup)(void *), void *arg,
 		if (setup)
 			setup(arg);
 		sigprocmask(SIG_SETMASK, &orig_mask, NULL);
-		execvp(argv[0], argv);
+		/* execvp() does not write to argv; its prototype predates const */
+		execvp(argv[0], (char *const *)argv);
 		saved = errno;
 		fprintf(stderr, SCRATCH_PROG ": cannot run '%s': %s\n", argv[0],
 			strerror(saved));

@@ -54,7 +54,7 @@ bool proc_should_forward(const struct signalfd_siginfo *si, pid_t pid);
  * Returns the child's pid and stores a pidfd (close-on-exec) for it in
  * *pidfd; returns -1 with errno set and starts nothing on failure.
  */
-pid_t proc_spawn(char *const argv[], void (*setup)(void *), void *arg,
+pid_t proc_spawn(const char *const argv[], void (*setup)(void *), void *arg,
 		 int *pidfd);
 
 /*

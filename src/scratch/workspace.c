@@ -18,20 +18,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "path.h"
 #include "proc.h"
 
 #define STOP_TIMEOUT_MS 20000	/* SIGTERM to SIGKILL */
 #define KILL_TIMEOUT_MS 10000	/* SIGKILL to giving up */
-
-/* Whether canonical directory `in` is `dir` or below it. */
-static bool path_inside(const char *in, const char *dir)
-{
-	size_t l = strlen(dir);
-
-	if (l == 1)
-		return true; /* "/" */
-	return !strncmp(in, dir, l) && (in[l] == '/' || in[l] == '\0');
-}
 
 /*
  * The directory to make the mount point in: $TMPDIR, else /tmp. The
@@ -119,7 +110,7 @@ static bool is_mounted(const char *mnt)
 /* Detach whatever is mounted on mnt: directly as root, else fusermount3. */
 static void detach(const char *mnt)
 {
-	char *argv[] = { "fusermount3", "-u", "-z", "-q", (char *)mnt, NULL };
+	const char *argv[] = { "fusermount3", "-u", "-z", "-q", mnt, NULL };
 	struct signalfd_siginfo si;
 	int fd, st;
 	pid_t pid;
@@ -166,15 +157,15 @@ static void daemon_setup(void *arg)
 	fcntl(s->notify_w, F_SETFD, 0);
 }
 
-static char **daemon_argv(const struct ws_config *cfg, const char *mnt,
-			  char *notify_opt)
+static const char **daemon_argv(const struct ws_config *cfg, const char *mnt,
+				const char *notify_opt)
 {
-	char **argv = calloc(cfg->nopts * 2 + 10, sizeof(*argv));
+	const char **argv = calloc(cfg->nopts * 2 + 10, sizeof(*argv));
 	size_t n = 0, i;
 
 	if (!argv)
 		return NULL;
-	argv[n++] = (char *)cfg->daemon;
+	argv[n++] = cfg->daemon;
 	argv[n++] = "-f";
 	argv[n++] = "-o";
 	argv[n++] = "volatile";
@@ -185,8 +176,8 @@ static char **daemon_argv(const struct ws_config *cfg, const char *mnt,
 		argv[n++] = cfg->opts[i];
 	}
 	if (cfg->from)
-		argv[n++] = (char *)cfg->from;
-	argv[n++] = (char *)mnt;
+		argv[n++] = cfg->from;
+	argv[n++] = mnt;
 	return argv;
 }
 
@@ -314,7 +305,8 @@ int ws_mount(struct ws *ws, const struct ws_config *cfg, int sigfd,
 {
 	struct daemon_setup setup = { .parent = getpid() };
 	struct signalfd_siginfo dummy;
-	char *base, *notify_opt = NULL, **argv = NULL, what[64];
+	char *base, *notify_opt = NULL, what[64];
+	const char **argv = NULL;
 	int notify[2] = { -1, -1 }, r = -1;
 	struct stat st_base, st_mnt;
 

@@ -1,0 +1,45 @@
+/*
+ * kernel_abi.h - the few FUSE passthrough ABI facts (protocol 7.40,
+ * Linux 6.9+) that Debian 12's kernel headers (6.1) and libfuse 3.14
+ * lack. Values from include/uapi/linux/fuse.h; offsets are of the wire
+ * structures, little-endian.
+ */
+#ifndef H5M_KERNEL_ABI_H
+#define H5M_KERNEL_ABI_H
+
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+/* opcodes (struct fuse_in_header: len u32 @0, opcode u32 @4, unique @8) */
+#define KABI_OP_OPEN 14
+#define KABI_OP_INIT 26
+#define KABI_OP_CREATE 35
+
+/* struct fuse_init_in: flags u32 @12, flags2 u32 @16 (with INIT_EXT) */
+#define KABI_INIT_IN_FLAGS 12
+#define KABI_INIT_IN_FLAGS2 16
+/* struct fuse_init_out: flags u32 @12, flags2 u32 @32, depth u32 @36 */
+#define KABI_INIT_OUT_FLAGS 12
+#define KABI_INIT_OUT_FLAGS2 32
+#define KABI_INIT_OUT_STACK_DEPTH 36
+#define KABI_INIT_EXT (1u << 30)		/* in flags */
+#define KABI_WRITEBACK_CACHE (1u << 16)		/* in flags */
+#define KABI_PASSTHROUGH2 (1u << 5)		/* bit 37: in flags2 */
+
+/* struct fuse_open_out: fh u64 @0, open_flags u32 @8, backing_id @12 */
+#define KABI_OPEN_OUT_FLAGS 8
+#define KABI_OPEN_OUT_BACKING_ID 12
+#define KABI_FOPEN_PASSTHROUGH (1u << 7)
+/* A CREATE reply is a fuse_entry_out, then a fuse_open_out. */
+#define KABI_ENTRY_OUT_SIZE 128
+
+struct kabi_backing_map {
+	int32_t fd;
+	uint32_t flags;
+	uint64_t padding;
+};
+
+#define KABI_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct kabi_backing_map)
+#define KABI_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+
+#endif
