@@ -492,6 +492,9 @@ int fs_fsync(struct fs *fs, struct node *n)
 		return 0;
 	pthread_mutex_lock(&fs->sync_lock);
 	err = replay_all(fs);
+	pthread_mutex_lock(&fs->ns.lock);
+	fs_notice_kernel_writes(fs, n);
+	pthread_mutex_unlock(&fs->ns.lock);
 	if (!err && S_ISREG(n->mode) && (n->flags & N_DIRTY))
 		err = write_file(fs, n);
 	if (!err)
@@ -567,6 +570,8 @@ int fs_sync_all(struct fs *fs, unsigned *failed)
 		bad++;
 	}
 	pthread_mutex_lock(&fs->ns.lock);
+	for (struct node *n = fs->ns.all; n; n = n->all_next)
+		fs_notice_kernel_writes(fs, n);
 	v = collect(fs, N_DIRTY, &count);
 	pthread_mutex_unlock(&fs->ns.lock);
 	for (size_t i = 0; v && i < count; i++) {
