@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 
+#include "cli/commands.h"
 #include "cli/options.h"
 #include "core/log.h"
 #include "fuse/session.h"
@@ -10,8 +11,11 @@
 int main(int argc, char **argv)
 {
 	struct opts o;
-	int r = opts_parse(&o, argc, argv), status;
+	int r, status;
 
+	if (cmd_is_command(argc, argv))
+		return cmd_main(argc, argv);
+	r = opts_parse(&o, argc, argv);
 	if (r != 0) {
 		opts_free(&o);
 		return r > 0 ? 0 : 1;

@@ -60,6 +60,7 @@ enum node_flags {
 	N_VOLATILE = 1 << 6,	/* user.h5memfs.volatile: never written */
 	N_INVALID = 1 << 7,	/* last write-back refused: HDF5 invalid */
 	N_CONFLICT = 1 << 8,	/* SOURCE changed behind: saved beside it */
+	N_LOADING = 1 << 9,	/* being read from SOURCE now */
 };
 
 /* The outcome of a file's last write-back, for status and logs. */

@@ -84,7 +84,13 @@ int fs_open(struct fs *fs, struct node *n, bool trunc)
 		if (trunc)
 			err = img_truncate(&n->img, 0);
 	} else if (!trunc) {
+		pthread_mutex_lock(&fs->ns.lock);
+		n->flags |= N_LOADING;
+		pthread_mutex_unlock(&fs->ns.lock);
 		err = load(fs, n);
+		pthread_mutex_lock(&fs->ns.lock);
+		n->flags &= ~(unsigned)N_LOADING;
+		pthread_mutex_unlock(&fs->ns.lock);
 	}
 	if (!err && trunc) {
 		/* O_TRUNC: the old content is never needed, nor loaded */
@@ -97,6 +103,17 @@ int fs_open(struct fs *fs, struct node *n, bool trunc)
 	if (err)
 		fs_close(fs, n);
 	return err;
+}
+
+void fs_unload_locked(struct fs *fs, struct node *n)
+{
+	uint64_t size = 0;
+
+	img_size(&n->img, &size);
+	n->size = size;
+	img_destroy(&n->img);
+	img_init(&n->img, fs->o.page_size);
+	n->flags &= ~(unsigned)N_LOADED;
 }
 
 void fs_notice_kernel_writes(struct fs *fs, struct node *n)

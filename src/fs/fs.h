@@ -56,6 +56,7 @@ struct fs {
 	struct fs_stats stats;
 	struct hlink *hlinks;		/* SOURCE hard links seen so far */
 	char host[64];			/* for conflict names */
+	char *source_path;		/* as given, for status */
 	/* commit thread */
 	pthread_t committer;
 	bool committing, stop_commit;
@@ -210,6 +211,32 @@ int fs_sync_all(struct fs *fs, unsigned *failed);
  * number that could not even be rescued.
  */
 unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost);
+
+/* Control: see src/fs/control.c. */
+#define FS_CONTROL_PREFIX "user.h5memfs."
+#define FS_STATUS_XATTR "user.h5memfs.status"
+#define FS_SYNC_XATTR "user.h5memfs.sync"
+#define FS_DISCARD_XATTR "user.h5memfs.discard"
+#define FS_EVICT_XATTR "user.h5memfs.evict"
+
+/* The state word status shows for n ("clean", "dirty", ...). */
+const char *fs_state_name(const struct fs *fs, const struct node *n);
+
+/* JSON status of one file, or of the mount; caller frees. 0/-errno. */
+int fs_status_file(struct fs *fs, struct node *n, char **json);
+int fs_status_mount(struct fs *fs, char **json);
+
+/*
+ * Drop n's unsaved changes: the image becomes SOURCE's version again,
+ * in place (open handles see it). -ENODATA for a file not in SOURCE.
+ */
+int fs_discard(struct fs *fs, struct node *n);
+
+/*
+ * Drop n's clean image from memory; it is loaded again on next open.
+ * -EBUSY when it has unsaved changes or open handles.
+ */
+int fs_evict(struct fs *fs, struct node *n);
 
 /*
  * Start the background write-back every o.commit seconds (no-op when 0

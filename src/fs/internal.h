@@ -28,6 +28,9 @@ int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
  */
 void fs_notice_kernel_writes(struct fs *fs, struct node *n);
 
+/* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
+void fs_unload_locked(struct fs *fs, struct node *n);
+
 /* Stamp mtime and ctime with now. */
 void fs_touch_mc(struct node *n);
 /* Stamp ctime (and mark metadata dirty). */

@@ -43,6 +43,7 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o)
 			return err;
 		}
 		fs->has_source = true;
+		fs->source_path = strdup(source);
 	}
 	err = ns_init(&fs->ns, st.st_mode, o->page_size);
 	if (err) {
@@ -69,6 +70,7 @@ void fs_destroy(struct fs *fs)
 	ns_destroy(&fs->ns);
 	jrn_destroy(&fs->jrn);
 	src_close(&fs->src);
+	free(fs->source_path);
 	pthread_mutex_destroy(&fs->replay_lock);
 	pthread_mutex_destroy(&fs->sync_lock);
 }

@@ -22,6 +22,9 @@ struct h5m {
 	bool pt_required;	/* passthrough=on: no fallback */
 	bool pt_offered;	/* the kernel offered it at INIT */
 	bool pt_warned;		/* a registration failure was logged */
+	bool single_thread;	/* -s: a handler must not wait for another */
+	const char *mountpoint;
+	struct fuse_session *se;
 };
 
 static inline struct h5m *ll_ctx(fuse_req_t req)
@@ -46,6 +49,14 @@ void ll_reply_entry(fuse_req_t req, int err, struct node *n,
 
 /* Reply with attributes or an error. */
 void ll_reply_attr(fuse_req_t req, int err, const struct stat *st);
+
+/*
+ * The control xattrs (control.c): each returns true when `name` was one
+ * and the request has been replied to.
+ */
+bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    size_t size);
+bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 /* The operations, from the files of this folder. */
 extern const struct fuse_lowlevel_ops ll_ops;

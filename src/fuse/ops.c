@@ -70,6 +70,8 @@ void ll_op_statfs(fuse_req_t req, fuse_ino_t ino)
 void ll_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		    const char *value, size_t size, int flags)
 {
+	if (ll_control_set(req, ino, name))
+		return;
 	fuse_reply_err(req, -fs_setxattr(&ll_ctx(req)->fs, ll_node(req, ino),
 					 name, value, size, flags));
 }
@@ -89,9 +91,14 @@ static void reply_xattr(fuse_req_t req, int err, const char *buf,
 void ll_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		    size_t size)
 {
-	char *buf = size ? malloc(size) : NULL;
+	char *buf;
 	size_t len = 0;
-	int err = size && !buf ? -ENOMEM :
+	int err;
+
+	if (ll_control_get(req, ino, name, size))
+		return;
+	buf = size ? malloc(size) : NULL;
+	err = size && !buf ? -ENOMEM :
 		fs_getxattr(&ll_ctx(req)->fs, ll_node(req, ino), name, buf,
 			    size, &len);
 

@@ -235,6 +235,9 @@ int session_run(struct opts *o)
 	se = fuse_session_new(&o->fuse_args, &ll_ops, sizeof(ll_ops), m);
 	if (!se)
 		goto out_fs; /* libfuse printed why */
+	m->se = se;
+	m->mountpoint = o->mountpoint;
+	m->single_thread = o->single_thread;
 	if (fuse_session_mount(se, o->mountpoint) != 0)
 		goto out_session;
 	if (m->passthrough && pt_install(m, se) < 0) {

@@ -315,6 +315,9 @@ int main(int argc, char **argv)
 	} else if (a.keep && !lost) {
 		fprintf(stderr, SCRATCH_PROG ": the command was interrupted; "
 			"nothing was kept in '%s'\n", keep.path);
+		/* A run that kept nothing must not look like a success. */
+		if (code == 0)
+			code = 128 + sig;
 	}
 	if (ws_unmount(&ws, sigfd) < 0)
 		failed = true;

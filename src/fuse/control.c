@@ -1,0 +1,134 @@
+/*
+ * control.c - the control channel: virtual xattrs in the user.h5memfs.
+ * namespace, on the mount's files and on its root.
+ *
+ *   getxattr user.h5memfs.status     JSON status of the file (root: mount)
+ *   setxattr user.h5memfs.sync       write the file (root: all) back now
+ *   setxattr user.h5memfs.discard    drop the file's unsaved changes
+ *   setxattr user.h5memfs.evict      drop the file's clean image
+ *   user.h5memfs.volatile            see src/fs/names.c
+ *
+ * The kernel checks permissions (default_permissions): reading a user.*
+ * xattr needs read access and setting one needs write access, so only a
+ * user who may write a file may change its state, with allow_other too.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "ll.h"
+
+/*
+ * Pour the kernel's cached writes of `path` (a mount path, "" for all
+ * open files) into the daemon: closing a handle waits for them. Served
+ * by the other worker threads; skipped single-threaded, where it would
+ * wait for itself.
+ */
+static void drain(struct h5m *m, struct node *n)
+{
+	bool unlinked;
+	char *rel, *p;
+	int fd;
+
+	if (m->single_thread || m->passthrough)
+		return;
+	pthread_mutex_lock(&m->fs.ns.lock);
+	rel = ns_path(&m->fs.ns, n, &unlinked);
+	pthread_mutex_unlock(&m->fs.ns.lock);
+	if (!rel)
+		return;
+	if (asprintf(&p, "%s/%s", m->mountpoint, rel) >= 0) {
+		fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+		free(p);
+	}
+	free(rel);
+}
+
+static void drain_all(struct h5m *m)
+{
+	char **paths;
+
+	if (m->single_thread || m->passthrough)
+		return;
+	paths = fs_open_paths(&m->fs);
+	for (size_t i = 0; paths && paths[i]; i++) {
+		char *p;
+
+		if (asprintf(&p, "%s/%s", m->mountpoint, paths[i]) >= 0) {
+			int fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+			if (fd >= 0)
+				close(fd);
+			free(p);
+		}
+		free(paths[i]);
+	}
+	free(paths);
+}
+
+bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    size_t size)
+{
+	struct h5m *m = ll_ctx(req);
+	char *json = NULL;
+	size_t len;
+	int err;
+
+	if (strcmp(name, FS_STATUS_XATTR) != 0)
+		return false;
+	err = ino == FUSE_ROOT_ID ? fs_status_mount(&m->fs, &json)
+				  : fs_status_file(&m->fs, ll_node(req, ino),
+						   &json);
+	len = json ? strlen(json) : 0;
+	if (err)
+		fuse_reply_err(req, -err);
+	else if (len > 65536)
+		fuse_reply_err(req, E2BIG);
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, json, len);
+	free(json);
+	return true;
+}
+
+bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct h5m *m = ll_ctx(req);
+	struct node *n = ll_node(req, ino);
+	bool inval = false;
+	int err;
+
+	if (!strcmp(name, FS_SYNC_XATTR)) {
+		if (ino == FUSE_ROOT_ID) {
+			drain_all(m);
+			err = fs_sync_all(&m->fs, NULL);
+		} else {
+			drain(m, n);
+			err = fs_fsync(&m->fs, n);
+		}
+	} else if (!strcmp(name, FS_DISCARD_XATTR)) {
+		err = fs_discard(&m->fs, n);
+		inval = !err;
+	} else if (!strcmp(name, FS_EVICT_XATTR)) {
+		err = fs_evict(&m->fs, n);
+		inval = !err;
+	} else if (!strcmp(name, FS_STATUS_XATTR)) {
+		err = -EPERM; /* read-only */
+	} else {
+		return false;
+	}
+	fuse_reply_err(req, -err);
+	/* after the reply: the kernel must drop pages it cached before */
+	if (inval && !m->passthrough)
+		fuse_lowlevel_notify_inval_inode(m->se, ino, 0, 0);
+	return true;
+}
