@@ -28,6 +28,8 @@ static const struct fuse_opt opt_table[] = {
 	OPT("commit=%s", commit_s, 0),
 	OPT("rescue=%s", rescue, 0),
 	OPT("passthrough=%s", passthrough_s, 0),
+	OPT("max_memory=%s", max_memory_s, 0),
+	OPT("preload", preload, 1),
 	OPT("sync_on_close", sync_on_close, 1),
 	OPT("ro", ro, 1),
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
@@ -58,11 +60,6 @@ static const char *const fuse_words[] = {
 static const char *const fstab_words[] = {
 	"defaults", "noauto", "auto", "user", "users", "nouser", "nofail",
 	"_netdev", "owner", "group", "comment=", "x-", NULL
-};
-
-/* Options of SPEC section 2 that this version does not provide yet. */
-static const char *const later_words[] = {
-	"preload", "max_memory=", NULL
 };
 
 static bool word_in(const char *arg, const char *const *list)
@@ -119,11 +116,6 @@ static int opt_proc(void *data, const char *arg, int key,
 			return 1;
 		if (word_in(arg, fstab_words))
 			return 0;
-		if (word_in(arg, later_words)) {
-			fprintf(stderr, "h5memfs: option '%s' is not "
-				"available in this version of h5memfs\n", arg);
-			return -1;
-		}
 		fprintf(stderr, "h5memfs: unknown option '%s' (see "
 			"h5memfs --help)\n", arg);
 		return -1;
@@ -255,6 +247,15 @@ static int check_values(struct opts *o)
 		       &o->page_size) < 0)
 		return -1;
 	o->max_memory = size_ram_bytes() / 2;
+	if (o->max_memory_s &&
+	    (size_parse(o->max_memory_s, size_ram_bytes(), &o->max_memory) < 0 ||
+	     o->max_memory < (1 << 20))) {
+		fprintf(stderr, "h5memfs: invalid value '%s' for option "
+			"max_memory: expected a size of at least 1M (K, M, G, "
+			"T suffixes) or a percentage of RAM like 50%%\n",
+			o->max_memory_s);
+		return -1;
+	}
 	if (!o->validate_s || !strcmp(o->validate_s, "strict")) {
 		o->validate = 0;
 	} else if (!strcmp(o->validate_s, "warn")) {
@@ -379,6 +380,7 @@ void opts_free(struct opts *o)
 	free(o->commit_s);
 	free(o->rescue);
 	free(o->passthrough_s);
+	free(o->max_memory_s);
 	fuse_opt_free_args(&o->fuse_args);
 }
 
@@ -403,6 +405,11 @@ void opts_print_help(const char *prog)
 "    -o increment=SIZE      image growth step (default 64K)\n"
 "    -o page_size=SIZE      dirty tracking page, a power of two >= 4K\n"
 "                           (default 64K)\n"
+"    -o max_memory=SIZE     cap on the memory of all images together\n"
+"                           (K/M/G/T, or N%% of RAM; default 50%%): clean\n"
+"                           images nobody has open are evicted first,\n"
+"                           then writes fail with ENOSPC\n"
+"    -o preload             load every file at mount, in the background\n"
 "    -o validate=strict|warn|off\n"
 "                           check HDF5 images with libhdf5 before they\n"
 "                           replace their file; strict refuses an image\n"

@@ -20,7 +20,8 @@ struct opts {
 	char *backing_store;
 	char *increment_s, *page_size_s;
 	char *notify_pipe;
-	char *validate_s, *commit_s, *rescue, *passthrough_s;
+	char *validate_s, *commit_s, *rescue, *passthrough_s, *max_memory_s;
+	int preload;
 	int sync_on_close;
 	int foreground, debug, single_thread;
 	int show_help, show_version;

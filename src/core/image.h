@@ -39,7 +39,23 @@ struct img {
 	struct timespec seen_mtime;
 	uint64_t *sums;
 	size_t nsums;
+	uint64_t accounted;	/* memory counted against the budget */
 };
+
+/*
+ * Where images live: memfds (the default), or O_TMPFILE files in the
+ * directory `dirfd` (a private tmpfs sized to the budget, so that the
+ * kernel itself refuses growth past it, even for writes it makes on its
+ * own in passthrough mode). Set once, before any image is opened.
+ */
+void img_store_use(int dirfd);
+
+/*
+ * Make a private tmpfs instance, mounted nowhere, of `size` bytes, with
+ * huge pages where they fit. Returns its root fd, or -errno (EPERM
+ * without CAP_SYS_ADMIN).
+ */
+int img_store_private_tmpfs(uint64_t size);
 
 /* Prepare an empty image. page_size must be a power of two >= 4096. */
 void img_init(struct img *im, uint64_t page_size);

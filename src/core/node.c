@@ -62,6 +62,7 @@ struct node *ns_node_new(struct ns *ns, mode_t mode, uid_t uid, gid_t gid)
 	n->gid = gid;
 	n->atime = n->mtime = n->ctime = ns_now();
 	n->flags = N_SCANNED | N_XATTRS;
+	n->direct_fd = -1;
 	img_init(&n->img, ns->page_size);
 	pthread_mutex_init(&n->io, NULL);
 	n->all_next = ns->all;
@@ -88,8 +89,19 @@ int ns_init(struct ns *ns, mode_t root_mode, uint64_t page_size)
 	return 0;
 }
 
+void ns_account(struct ns *ns, struct node *n)
+{
+	uint64_t now = img_mem_bytes(&n->img);
+
+	ns->mem_used += now - n->img.accounted;
+	n->img.accounted = now;
+}
+
 static void node_free(struct ns *ns, struct node *n)
 {
+	ns->mem_used -= n->img.accounted;
+	if (n->direct_fd >= 0)
+		close(n->direct_fd);
 	img_destroy(&n->img);
 	ns_xattr_free_all(n);
 	pthread_mutex_destroy(&n->io);

@@ -91,6 +91,9 @@ struct node {
 	unsigned nopen;			/* open handles */
 	unsigned pins;			/* internal references */
 	int kernel_id;			/* passthrough backing id, or 0 */
+	int direct_fd;			/* too big for memory: SOURCE's file,
+					   open read-only, or -1 */
+	uint64_t last_use;		/* LRU clock of the last open/close */
 	struct src_ident ident;		/* SOURCE identity when loaded */
 	struct wb_result wb;		/* last write-back of this file */
 	struct img img;			/* regular files: the content */
@@ -106,6 +109,7 @@ struct ns {
 	uint64_t next_ino;
 	uint64_t page_size;
 	uint64_t nodes;			/* live nodes */
+	uint64_t mem_used;		/* memory of all images */
 	struct node *all;		/* list of every live node */
 };
 
@@ -171,6 +175,9 @@ bool ns_is_ancestor(const struct node *anc, const struct node *n);
 
 /* st_nlink as a program expects it. */
 unsigned ns_nlink(const struct node *n);
+
+/* Bring n's share of mem_used up to date with its image. */
+void ns_account(struct ns *ns, struct node *n);
 
 /* Fill a struct stat from the node (size from the image when loaded). */
 void ns_stat(const struct node *n, struct stat *st);

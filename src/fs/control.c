@@ -20,6 +20,8 @@ const char *fs_state_name(const struct fs *fs, const struct node *n)
 		return S_ISDIR(n->mode) ? "directory" : "special";
 	if (n->flags & N_LOADING)
 		return "loading";
+	if (n->direct_fd >= 0)
+		return "from SOURCE";
 	if (!(n->flags & N_LOADED))
 		return "not loaded";
 	if (n->flags & N_INVALID)
@@ -151,8 +153,8 @@ int fs_status_mount(struct fs *fs, char **json)
 		if (!S_ISREG(n->mode) || !(n->flags & N_LOADED))
 			continue;
 		fs_notice_kernel_writes(fs, n);
+		ns_account(&fs->ns, n);
 		loaded++;
-		used += img_mem_bytes(&n->img);
 		if (n->flags & N_DIRTY) {
 			ndirty++;
 			dirty += dirty_bytes(fs, n);
@@ -160,6 +162,7 @@ int fs_status_mount(struct fs *fs, char **json)
 	}
 	st = fs->stats;
 	nodes = fs->ns.nodes;
+	used = fs->ns.mem_used;
 	pthread_mutex_unlock(&fs->ns.lock);
 	sb_printf(&b, "{\"format\": 1, \"source\": ");
 	sb_json_str(&b, fs->source_path ? fs->source_path : "");
@@ -171,7 +174,9 @@ int fs_status_mount(struct fs *fs, char **json)
 		  "\"writeback_bytes\": %llu, \"writeback_errors\": %llu, "
 		  "\"conflicts\": %llu, \"invalid\": %llu, \"commits\": %llu, "
 		  "\"loads\": %llu, \"load_bytes\": %llu, "
-		  "\"read_requests\": %llu, \"write_requests\": %llu}",
+		  "\"read_requests\": %llu, \"write_requests\": %llu, "
+		  "\"evictions\": %llu, \"preload\": {\"state\": \"%s\", "
+		  "\"files\": %llu, \"bytes\": %llu, \"skipped\": %llu}}",
 		  fs->o.volatile_ || !fs->has_source ? "true" : "false",
 		  fs->o.kernel_writes ? "passthrough" : "daemon",
 		  (unsigned long long)fs->o.max_memory,
@@ -187,7 +192,13 @@ int fs_status_mount(struct fs *fs, char **json)
 		  (unsigned long long)st.loads,
 		  (unsigned long long)st.load_bytes,
 		  (unsigned long long)st.reads,
-		  (unsigned long long)st.writes);
+		  (unsigned long long)st.writes,
+		  (unsigned long long)st.evictions,
+		  !fs->preload.running && !fs->preload.done ? "off" :
+		  fs->preload.done ? "done" : "running",
+		  (unsigned long long)fs->preload.files,
+		  (unsigned long long)fs->preload.bytes,
+		  (unsigned long long)fs->preload.skipped);
 	*json = sb_take(&b);
 	return *json ? 0 : -ENOMEM;
 }

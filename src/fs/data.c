@@ -16,90 +16,252 @@
 #include "../core/log.h"
 #include "internal.h"
 
-/* Load n from SOURCE; n->io held by the caller. */
-static int load(struct fs *fs, struct node *n)
+/* Open n's file in SOURCE, where it is now. n->io held. */
+static int open_source(struct fs *fs, struct node *n, char **pathp)
 {
-	struct src_ident id;
 	char *path;
-	int fd, err;
+	int fd;
 
 	pthread_mutex_lock(&fs->replay_lock);
 	pthread_mutex_lock(&fs->ns.lock);
 	path = fs_source_path_locked(fs, n);
 	pthread_mutex_unlock(&fs->ns.lock);
-	if (!path) {
-		pthread_mutex_unlock(&fs->replay_lock);
-		return -ENOMEM;
-	}
-	/* Open under replay_lock (the path is right), copy outside it. */
-	fd = src_openat(&fs->src, path, O_RDONLY);
+	/* Open under replay_lock (the path is right), read outside it. */
+	fd = path ? src_openat(&fs->src, path, O_RDONLY) : -ENOMEM;
 	pthread_mutex_unlock(&fs->replay_lock);
-	if (fd < 0) {
-		log_warn("cannot load %s from SOURCE: %s", path,
-			 strerror(-fd));
-		free(path);
-		return fd == -ELOOP ? -EIO : fd;
-	}
+	if (fd == -ELOOP)
+		fd = -EIO; /* replaced by a symlink behind the mount */
+	*pathp = path;
+	return fd;
+}
+
+/* Throw away a partly filled image. ns.lock not held. */
+static void reset_image(struct fs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->ns.lock);
+	fs_unload_locked(fs, n);
+	pthread_mutex_unlock(&fs->ns.lock);
+}
+
+/* Load n from SOURCE; n->io held by the caller. */
+static int load(struct fs *fs, struct node *n, int fd, const char *path)
+{
+	struct src_ident id;
+	int err;
+
 	err = src_load_fd(fd, &n->img, &id);
-	close(fd);
+	if (!err && fs->o.kernel_writes)
+		err = img_sums_take(&n->img);
 	if (err) {
 		log_warn("cannot load %s from SOURCE: %s", path,
 			 strerror(-err));
-		img_destroy(&n->img);
-		img_init(&n->img, fs->o.page_size);
-	}
-	free(path);
-	if (err)
-		return err;
-	if (fs->o.kernel_writes)
-		err = img_sums_take(&n->img);
-	if (err) {
-		img_destroy(&n->img);
-		img_init(&n->img, fs->o.page_size);
+		reset_image(fs, n);
 		return err;
 	}
 	pthread_mutex_lock(&fs->ns.lock);
 	n->ident = id;
+	n->size = id.size;
 	n->flags |= N_LOADED;
 	img_clear_dirty(&n->img);
 	img_seen_now(&n->img);
 	img_reserve(&n->img, id.size, fs->o.increment);
+	ns_account(&fs->ns, n);
 	fs->stats.loads++;
 	fs->stats.load_bytes += id.size;
 	pthread_mutex_unlock(&fs->ns.lock);
 	return 0;
 }
 
-int fs_open(struct fs *fs, struct node *n, bool trunc)
+/* Oldest use first. */
+static int by_use(const void *a, const void *b)
 {
-	int err = 0;
+	uint64_t ua = (*(struct node *const *)a)->last_use;
+	uint64_t ub = (*(struct node *const *)b)->last_use;
+
+	return ua < ub ? -1 : ua > ub;
+}
+
+int fs_make_room_locked(struct fs *fs, uint64_t need)
+{
+	struct node **v, *n;
+	size_t count = 0, i = 0;
+
+	if (fs->ns.mem_used + need <= fs->o.max_memory)
+		return 0;
+	for (n = fs->ns.all; n; n = n->all_next)
+		count += (n->flags & N_LOADED) != 0;
+	v = malloc((count ? count : 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	count = 0;
+	for (n = fs->ns.all; n; n = n->all_next)
+		if ((n->flags & (N_LOADED | N_DIRTY | N_FROM_SOURCE |
+				 N_LOADING)) == (N_LOADED | N_FROM_SOURCE) &&
+		    S_ISREG(n->mode) && !n->nopen && !n->pins)
+			v[count++] = n;
+	qsort(v, count, sizeof(*v), by_use);
+	for (i = 0; i < count && fs->ns.mem_used + need > fs->o.max_memory;
+	     i++) {
+		/* lock order is io, then ns: only take an idle image */
+		if (pthread_mutex_trylock(&v[i]->io) != 0)
+			continue;
+		fs_notice_kernel_writes(fs, v[i]);
+		if (!(v[i]->flags & N_DIRTY)) {
+			log_debug("evicting a clean image of %llu bytes",
+				  (unsigned long long)v[i]->img.accounted);
+			fs_unload_locked(fs, v[i]);
+			fs->stats.evictions++;
+		}
+		pthread_mutex_unlock(&v[i]->io);
+	}
+	free(v);
+	return fs->ns.mem_used + need <= fs->o.max_memory ? 0 : -ENOSPC;
+}
+
+static int make_room(struct fs *fs, uint64_t need)
+{
+	int err;
 
 	pthread_mutex_lock(&fs->ns.lock);
-	n->nopen++;
+	err = fs_make_room_locked(fs, need);
+	pthread_mutex_unlock(&fs->ns.lock);
+	return err;
+}
+
+/*
+ * A clean image whose file changed in SOURCE since it was loaded (a
+ * write-back by another node, another program) is read again, so that
+ * nobody is served stale bytes. n->io held, n has no other handle.
+ * Returns 1 when the image was dropped, 0 when it is current.
+ */
+static int drop_if_stale(struct fs *fs, struct node *n)
+{
+	struct src_ident now;
+	char *path;
+	int err;
+
+	pthread_mutex_lock(&fs->replay_lock);
+	pthread_mutex_lock(&fs->ns.lock);
+	path = fs_source_path_locked(fs, n);
+	pthread_mutex_unlock(&fs->ns.lock);
+	err = path ? wb_ident(&fs->src, path, &now) : -ENOMEM;
+	pthread_mutex_unlock(&fs->replay_lock);
+	free(path);
+	if (err || fs_same_file(&now, &n->ident))
+		return 0; /* gone from SOURCE, or unchanged: keep ours */
+	pthread_mutex_lock(&fs->ns.lock);
+	fs_notice_kernel_writes(fs, n);
+	if (n->flags & N_DIRTY) {
+		pthread_mutex_unlock(&fs->ns.lock);
+		return 0;
+	}
+	log_info("a file changed in SOURCE; loading it again");
+	fs_unload_locked(fs, n);
+	n->size = now.size;
+	pthread_mutex_unlock(&fs->ns.lock);
+	return 1;
+}
+
+/* Bring n's content into memory, or decide to serve it from SOURCE. */
+static int bring_in(struct fs *fs, struct node *n, int flags)
+{
+	char *path = NULL;
+	struct stat st;
+	int fd, err;
+
+	fd = open_source(fs, n, &path);
+	if (fd < 0) {
+		log_warn("cannot load %s from SOURCE: %s", path ? path : "",
+			 strerror(-fd));
+		free(path);
+		return fd;
+	}
+	err = fstat(fd, &st) < 0 ? -errno : 0;
+	if (!err && (uint64_t)st.st_size > fs->o.max_memory) {
+		/* larger than the whole budget: never in memory */
+		if ((flags & O_ACCMODE) != O_RDONLY) {
+			log_err("%s (%llu bytes) is larger than max_memory; "
+				"it can only be opened read-only", path,
+				(unsigned long long)st.st_size);
+			err = -ENOSPC;
+		} else if (n->direct_fd < 0) {
+			n->direct_fd = fd;
+			fd = -1;
+		}
+		goto out;
+	}
+	if (!err)
+		err = make_room(fs, (uint64_t)st.st_size);
+	if (err) {
+		log_err("no room in max_memory to load %s (%llu bytes)", path,
+			(unsigned long long)st.st_size);
+		goto out;
+	}
+	pthread_mutex_lock(&fs->ns.lock);
+	n->flags |= N_LOADING;
+	pthread_mutex_unlock(&fs->ns.lock);
+	err = load(fs, n, fd, path);
+	pthread_mutex_lock(&fs->ns.lock);
+	n->flags &= ~(unsigned)N_LOADING;
+	pthread_mutex_unlock(&fs->ns.lock);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	return err;
+}
+
+int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
+{
+	bool trunc = flags & O_TRUNC, first;
+	int err = 0;
+
+	if (fresh)
+		*fresh = false;
+	pthread_mutex_lock(&fs->ns.lock);
+	first = n->nopen++ == 0;
+	n->last_use = ++fs->use_clock;
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (!S_ISREG(n->mode))
 		return 0;
 	pthread_mutex_lock(&n->io);
-	if (n->flags & N_LOADED) {
+	if ((n->flags & N_LOADED) && first && !trunc && fs->has_source &&
+	    (n->flags & N_FROM_SOURCE) && !(n->flags & N_DIRTY) &&
+	    drop_if_stale(fs, n) && fresh)
+		*fresh = true;
+	if (n->direct_fd >= 0 && (flags & O_ACCMODE) != O_RDONLY) {
+		err = -ENOSPC; /* served from SOURCE: read-only */
+	} else if (n->flags & N_LOADED) {
 		if (trunc)
 			err = img_truncate(&n->img, 0);
-	} else if (!trunc) {
-		pthread_mutex_lock(&fs->ns.lock);
-		n->flags |= N_LOADING;
-		pthread_mutex_unlock(&fs->ns.lock);
-		err = load(fs, n);
-		pthread_mutex_lock(&fs->ns.lock);
-		n->flags &= ~(unsigned)N_LOADING;
-		pthread_mutex_unlock(&fs->ns.lock);
+	} else if (trunc) {
+		if (n->direct_fd >= 0) {
+			close(n->direct_fd);
+			n->direct_fd = -1;
+		}
+	} else if (n->direct_fd < 0) {
+		err = bring_in(fs, n, flags);
 	}
 	if (!err && trunc) {
 		/* O_TRUNC: the old content is never needed, nor loaded */
 		pthread_mutex_lock(&fs->ns.lock);
 		n->flags |= N_LOADED | N_DIRTY;
 		fs_touch_mc(n);
+		ns_account(&fs->ns, n);
 		pthread_mutex_unlock(&fs->ns.lock);
 	}
 	pthread_mutex_unlock(&n->io);
+	if (!err && fs->o.kernel_writes && (flags & O_ACCMODE) != O_RDONLY) {
+		/*
+		 * The kernel writes these images itself and meets the
+		 * budget's ENOSPC without asking us to evict: keep an eighth
+		 * of it free for the writes to come, where clean images
+		 * allow.
+		 */
+		pthread_mutex_lock(&fs->ns.lock);
+		fs_make_room_locked(fs, fs->o.max_memory / 8);
+		pthread_mutex_unlock(&fs->ns.lock);
+	}
 	if (err)
 		fs_close(fs, n);
 	return err;
@@ -109,8 +271,11 @@ void fs_unload_locked(struct fs *fs, struct node *n)
 {
 	uint64_t size = 0;
 
-	img_size(&n->img, &size);
-	n->size = size;
+	if (n->flags & N_LOADED) {
+		img_size(&n->img, &size);
+		n->size = size;
+	}
+	fs->ns.mem_used -= n->img.accounted;
 	img_destroy(&n->img);
 	img_init(&n->img, fs->o.page_size);
 	n->flags &= ~(unsigned)N_LOADED;
@@ -156,9 +321,14 @@ int fs_close(struct fs *fs, struct node *n)
 
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
+	n->last_use = ++fs->use_clock;
 	if (--n->nopen == 0) {
 		id = n->kernel_id;
 		n->kernel_id = 0;
+		if (n->direct_fd >= 0) {
+			close(n->direct_fd);
+			n->direct_fd = -1;
+		}
 	}
 	ns_maybe_free(&fs->ns, n);
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -175,8 +345,10 @@ int fs_kernel_handle(struct fs *fs, struct node *n,
 	id = n->kernel_id;
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (!id) {
-		err = img_open(&n->img);
-		id = err ? err : reg(arg, n->img.fd);
+		/* a file served from SOURCE is backed by SOURCE's file */
+		err = n->direct_fd >= 0 ? 0 : img_open(&n->img);
+		id = err ? err : reg(arg, n->direct_fd >= 0 ? n->direct_fd
+							 : n->img.fd);
 		if (id > 0) {
 			pthread_mutex_lock(&fs->ns.lock);
 			n->kernel_id = id;
@@ -204,6 +376,14 @@ int fs_read(struct fs *fs, struct node *n, void *buf, size_t size,
 	    uint64_t off, size_t *done)
 {
 	(void)fs;
+	if (n->direct_fd >= 0) {
+		ssize_t r = pread(n->direct_fd, buf, size, (off_t)off);
+
+		if (r < 0)
+			return -errno;
+		*done = (size_t)r;
+		return 0;
+	}
 	return img_read(&n->img, buf, size, off, done);
 }
 
@@ -214,7 +394,19 @@ static void wrote(struct fs *fs, struct node *n)
 	fs_notice_kernel_writes(fs, n);
 	n->flags |= N_DIRTY;
 	fs_touch_mc(n);
+	ns_account(&fs->ns, n);
 	pthread_mutex_unlock(&fs->ns.lock);
+}
+
+int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len)
+{
+	uint64_t size = 0, need;
+
+	if (n->direct_fd >= 0)
+		return -EBADF; /* opened read-only: the kernel checks first */
+	img_size(&n->img, &size);
+	need = off + len > size ? off + len - size : 0;
+	return need ? make_room(fs, need) : 0;
 }
 
 int fs_write(struct fs *fs, struct node *n, const void *buf, size_t size,
@@ -234,6 +426,8 @@ int fs_data_fd(struct fs *fs, struct node *n)
 {
 	int err;
 
+	if (n->direct_fd >= 0)
+		return n->direct_fd; /* stable while a handle is open */
 	pthread_mutex_lock(&n->io);
 	err = img_open(&n->img);
 	pthread_mutex_unlock(&n->io);

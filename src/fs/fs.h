@@ -41,7 +41,7 @@ struct fs_opts {
 struct fs_stats {
 	uint64_t reads, writes;		/* requests the daemon served */
 	uint64_t writebacks, writeback_bytes, writeback_errors;
-	uint64_t conflicts, invalid, commits;
+	uint64_t conflicts, invalid, commits, evictions;
 	uint64_t loads, load_bytes;
 };
 
@@ -57,6 +57,13 @@ struct fs {
 	struct hlink *hlinks;		/* SOURCE hard links seen so far */
 	char host[64];			/* for conflict names */
 	char *source_path;		/* as given, for status */
+	uint64_t use_clock;		/* LRU clock for eviction */
+	struct {
+		pthread_t thread;
+		bool running, done;
+		volatile bool stop;
+		uint64_t files, bytes, skipped;
+	} preload;
 	/* commit thread */
 	pthread_t committer;
 	bool committing, stop_commit;
@@ -117,10 +124,27 @@ int fs_rename(struct fs *fs, struct node *dir, const char *name,
 int fs_readlink(struct fs *fs, struct node *n, char **target);
 
 /*
- * Open: loads a regular file from SOURCE on first open. `trunc` empties
- * it (O_TRUNC) without loading it first. Counts the handle.
+ * Open with open(2) `flags`: loads a regular file from SOURCE on first
+ * open, making room within max_memory by evicting clean images nobody
+ * has open, least recently used first. O_TRUNC empties it without
+ * loading it. A clean image whose file changed in SOURCE is loaded again
+ * (*fresh set, when not NULL: cached pages are stale). A file larger than
+ * max_memory is served from SOURCE, read-only; a write open gets ENOSPC.
+ * Counts the handle.
  */
-int fs_open(struct fs *fs, struct node *n, bool trunc);
+int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh);
+
+/*
+ * Before a write of len bytes at off: make room for the growth within
+ * max_memory. 0, or -ENOSPC when even eviction cannot make it fit.
+ */
+int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len);
+
+/*
+ * Evict clean images nobody has open, least recently used first, until
+ * `need` more bytes fit in max_memory. ns.lock held. 0 or -ENOSPC.
+ */
+int fs_make_room_locked(struct fs *fs, uint64_t need);
 /*
  * Mount paths of the regular files that have open handles (their pages
  * may still sit in the kernel's cache). NULL-terminated; caller frees
@@ -244,5 +268,12 @@ int fs_evict(struct fs *fs, struct node *n);
  */
 int fs_commit_start(struct fs *fs, void (*flush)(void *), void *arg);
 void fs_commit_stop(struct fs *fs);
+
+/*
+ * Load every file of SOURCE in the background, as far as max_memory
+ * allows without evicting; progress in the mount's status. 0/-errno.
+ */
+int fs_preload_start(struct fs *fs);
+void fs_preload_stop(struct fs *fs);
 
 #endif

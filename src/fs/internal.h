@@ -4,6 +4,7 @@
 #ifndef H5M_FS_INTERNAL_H
 #define H5M_FS_INTERNAL_H
 
+#include "../backing/writeback.h"
 #include "fs.h"
 
 /* Read `dir`'s entries from SOURCE if not done yet. Takes the locks. */
@@ -27,6 +28,9 @@ int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
  * memfd has a new mtime): take that time, mark n dirty. ns.lock held.
  */
 void fs_notice_kernel_writes(struct fs *fs, struct node *n);
+
+/* The same file in SOURCE as when loaded? (ctime left out: renames) */
+bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
 
 /* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
 void fs_unload_locked(struct fs *fs, struct node *n);

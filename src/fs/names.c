@@ -5,6 +5,7 @@
  * Each change is made in memory at once and journalled for SOURCE.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,7 +107,7 @@ static int set_size(struct fs *fs, struct node *n, uint64_t size)
 		return -EISDIR;
 	if (!S_ISREG(n->mode))
 		return -EINVAL;
-	err = fs_open(fs, n, size == 0);
+	err = fs_open(fs, n, O_RDWR | (size == 0 ? O_TRUNC : 0), NULL);
 	if (err)
 		return err;
 	pthread_mutex_lock(&n->io);
@@ -725,12 +726,16 @@ int fs_removexattr(struct fs *fs, struct node *n, const char *name)
 
 int fs_statfs(struct fs *fs, struct statvfs *sv)
 {
-	uint64_t used = 0, bsize = 4096;
-	struct node *n;
+	uint64_t used, bsize = 4096;
 
 	pthread_mutex_lock(&fs->ns.lock);
-	for (n = fs->ns.all; n; n = n->all_next)
-		used += img_mem_bytes(&n->img);
+	for (struct node *n = fs->ns.all; n; n = n->all_next) {
+		if (!(n->flags & N_LOADED))
+			continue;
+		fs_notice_kernel_writes(fs, n);
+		ns_account(&fs->ns, n);
+	}
+	used = fs->ns.mem_used;
 	memset(sv, 0, sizeof(*sv));
 	sv->f_bsize = sv->f_frsize = bsize;
 	sv->f_blocks = fs->o.max_memory / bsize;

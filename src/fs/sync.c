@@ -237,8 +237,7 @@ static void parents_touched(struct node *n)
 		d->dir->flags |= N_META_DIRTY;
 }
 
-/* Same file as when loaded? ctime is left out: our own renames move it. */
-static bool same_file(const struct src_ident *a, const struct src_ident *b)
+bool fs_same_file(const struct src_ident *a, const struct src_ident *b)
 {
 	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
 	       a->mtime.tv_sec == b->mtime.tv_sec &&
@@ -331,7 +330,7 @@ static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
 		return 0; /* gone behind us: nothing to clobber */
 	if (err)
 		return err;
-	if (same_file(&now, &n->ident))
+	if (fs_same_file(&now, &n->ident))
 		return 0;
 	*cname = conflict_name(fs, f->paths[0], 0);
 	if (!*cname)

@@ -48,7 +48,7 @@ void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	err = fs_mknod(&m->fs, ll_node(req, parent), name, S_IFREG | mode, 0,
 		       c->uid, c->gid, &n, &e.attr);
 	if (!err) {
-		err = fs_open(&m->fs, n, false);
+		err = fs_open(&m->fs, n, O_RDWR, NULL);
 		if (err)
 			fs_forget(&m->fs, n, 1);
 	}
@@ -69,13 +69,19 @@ void ll_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct h5m *m = ll_ctx(req);
 	struct node *n = ll_node(req, ino);
-	int err = fs_open(&m->fs, n, fi->flags & O_TRUNC);
+	bool fresh;
+	int err = fs_open(&m->fs, n, fi->flags, &fresh);
 
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
 	}
 	open_flags(m, n, fi);
+	if (fresh) {
+		/* reloaded from SOURCE: cached pages and size are stale */
+		fi->keep_cache = 0;
+		fuse_lowlevel_notify_inval_inode(m->se, ino, -1, 0);
+	}
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		pt_release(fs_close(&m->fs, n));
 }
@@ -118,15 +124,23 @@ void ll_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = fd;
 	out.buf[0].pos = off;
-	/* Dirty marks come first: a write-back never misses these pages. */
-	err = fs_wrote(&m->fs, n, (uint64_t)off, size);
+	err = fs_reserve(&m->fs, n, (uint64_t)off, size);
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
 	}
 	done = fuse_buf_copy(&out, bufv, 0);
+	/*
+	 * Marked after the copy: a write-back that ran meanwhile took the
+	 * new bytes already, or sees the mark; marking first could let one
+	 * clear the mark before the bytes arrived.
+	 */
+	err = done > 0 ? fs_wrote(&m->fs, n, (uint64_t)off, (uint64_t)done)
+		       : 0;
 	if (done < 0)
 		fuse_reply_err(req, (int)-done);
+	else if (err)
+		fuse_reply_err(req, -err);
 	else
 		fuse_reply_write(req, (size_t)done);
 }

@@ -201,7 +201,7 @@ int session_run(struct opts *o)
 	struct fuse_session *se = NULL;
 	struct h5m *m;
 	pthread_t sigthr;
-	int err, status = 1, notify;
+	int err, status = 1, notify, store = -1;
 
 	notify = notify_open(o->notify_pipe);
 	if (o->notify_pipe && notify < 0)
@@ -226,6 +226,14 @@ int session_run(struct opts *o)
 		m->pt_required = o->passthrough == 1;
 	}
 	raise_fd_limit();
+	/*
+	 * Images in a private tmpfs sized to the budget: the kernel refuses
+	 * growth past it, passthrough writes included. Needs CAP_SYS_ADMIN;
+	 * memfds otherwise (the daemon checks the budget on growth).
+	 */
+	store = img_store_private_tmpfs(o->max_memory);
+	if (store >= 0)
+		img_store_use(store);
 	err = fs_init(&m->fs, o->source, &fo);
 	if (err) {
 		fprintf(stderr, "h5memfs: cannot open SOURCE '%s': %s\n",
@@ -269,9 +277,12 @@ int session_run(struct opts *o)
 			      o->mountpoint);
 	if (err)
 		log_warn("cannot start the commit thread: %s", strerror(-err));
+	if (o->preload && (err = fs_preload_start(&m->fs)) < 0)
+		log_warn("cannot start preloading: %s", strerror(-err));
 	err = serve(se, o);
 	if (err < 0 && err != -EINTR)
 		log_warn("request loop ended: %s", strerror(-err));
+	fs_preload_stop(&m->fs);
 	fs_commit_stop(&m->fs);
 	status = final_writeback(m, o);
 out_unmount:
@@ -280,6 +291,8 @@ out_session:
 	fuse_session_destroy(se);
 out_fs:
 	fs_destroy(&m->fs);
+	if (store >= 0)
+		close(store);
 out_free:
 	notify = m->notify_fd;
 	free(m);

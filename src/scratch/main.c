@@ -233,11 +233,7 @@ static int wait_command(pid_t pid, int pidfd, struct ws *ws, int sigfd,
 		if (p[2].revents && !ws_daemon_alive(ws)) {
 			p[2].fd = -1;
 			*lost = true;
-			st = ws->daemon_status;
-			snprintf(what, sizeof(what), WIFSIGNALED(st) ?
-				 "was killed by signal %d" :
-				 "exited with status %d", WIFSIGNALED(st) ?
-				 WTERMSIG(st) : WEXITSTATUS(st));
+			ws_describe_exit(ws, what, sizeof(what));
 			fprintf(stderr, SCRATCH_PROG ": h5memfs %s while the "
 				"command ran; the workspace is lost\n", what);
 		}

@@ -239,9 +239,10 @@ bool ws_daemon_alive(struct ws *ws)
 	return false;
 }
 
-/* The daemon's fate, as a phrase. */
-static void describe_status(int st, char *buf, size_t len)
+void ws_describe_exit(const struct ws *ws, char *buf, size_t len)
 {
+	int st = ws->daemon_status;
+
 	if (WIFSIGNALED(st))
 		snprintf(buf, len, "was killed by signal %d", WTERMSIG(st));
 	else
@@ -278,7 +279,7 @@ static int teardown(struct ws *ws, int sigfd, bool report)
 		ws->daemon = 0;
 		ws->daemon_fd = -1;
 		if (report && ws->daemon_status != 0) {
-			describe_status(ws->daemon_status, what, sizeof(what));
+			ws_describe_exit(ws, what, sizeof(what));
 			fprintf(stderr, SCRATCH_PROG ": h5memfs %s while "
 				"unmounting '%s'\n", what, ws->mnt);
 			ret = -1;
@@ -355,7 +356,7 @@ int ws_mount(struct ws *ws, const struct ws_config *cfg, int sigfd,
 			ws->daemon_fd = -1;
 		}
 		if (!ws->daemon) {
-			describe_status(ws->daemon_status, what, sizeof(what));
+			ws_describe_exit(ws, what, sizeof(what));
 			fprintf(stderr, SCRATCH_PROG ": the workspace could "
 				"not be mounted (h5memfs %s)\n", what);
 		} else {

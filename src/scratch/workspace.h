@@ -47,6 +47,9 @@ int ws_mount(struct ws *ws, const struct ws_config *cfg, int sigfd,
  */
 bool ws_daemon_alive(struct ws *ws);
 
+/* How the daemon ended, as a phrase ("exited with status 1"), into buf. */
+void ws_describe_exit(const struct ws *ws, char *buf, size_t len);
+
 /*
  * End the workspace: SIGTERM to the daemon, which unmounts (lazily, so a
  * process left inside cannot keep it) and exits; after 20 s, or at once if
