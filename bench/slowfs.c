@@ -25,7 +25,9 @@
  *         -o bench/slowfs
  */
 #define FUSE_USE_VERSION 31
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 
 #include <dirent.h>
 #include <errno.h>

@@ -244,7 +244,7 @@ int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 		return 0;
 	}
 	path = ns_child_path(&fs->ns, dir, name);
-	err = path ? fs_journal(fs, J_MKNOD, path, NULL, mode, rdev, 0) :
+	err = path ? fs_journal(fs, J_MKNOD, path, NULL, mode, rdev, 0, NULL) :
 		     -ENOMEM;
 	free(path);
 	if (err)
@@ -265,7 +265,7 @@ int fs_mkdir(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 	if (err)
 		return err;
 	path = ns_child_path(&fs->ns, dir, name);
-	err = path ? fs_journal(fs, J_MKDIR, path, NULL, n->mode, 0, 0) :
+	err = path ? fs_journal(fs, J_MKDIR, path, NULL, n->mode, 0, 0, NULL) :
 		     -ENOMEM;
 	free(path);
 	if (err)
@@ -292,7 +292,7 @@ int fs_symlink(struct fs *fs, struct node *dir, const char *name,
 	n->target = strdup(target);
 	path = ns_child_path(&fs->ns, dir, name);
 	err = n->target && path ?
-		      fs_journal(fs, J_SYMLINK, path, target, 0, 0, 0) :
+		      fs_journal(fs, J_SYMLINK, path, target, 0, 0, 0, NULL) :
 		      -ENOMEM;
 	free(path);
 	if (err)
@@ -334,7 +334,7 @@ int fs_link(struct fs *fs, struct node *n, struct node *dir,
 	err = ns_link(&fs->ns, dir, name, n);
 	if (err)
 		goto out;
-	err = fs_journal(fs, J_LINK, from, to, 0, 0, 0);
+	err = fs_journal(fs, J_LINK, from, to, 0, 0, 0, n);
 	if (err) {
 		ns_unlink(&fs->ns, ns_find(&fs->ns, dir, name));
 		goto out;
@@ -371,7 +371,7 @@ static int remove_name(struct fs *fs, struct node *dir, const char *name,
 	if (!path)
 		return -ENOMEM;
 	err = fs_journal(fs, want_dir ? J_RMDIR : J_UNLINK, path, NULL, 0, 0,
-			 0);
+			 0, NULL);
 	free(path);
 	if (err)
 		return err;
@@ -488,7 +488,7 @@ int fs_rename(struct fs *fs, struct node *dir, const char *name,
 		goto out;
 	}
 	err = fs_journal(fs, J_RENAME, from, to, 0, 0,
-			 flags & RENAME_EXCHANGE);
+			 flags & RENAME_EXCHANGE, src->node);
 	if (err)
 		goto out;
 	fs_touch_mc(dir);

@@ -76,9 +76,20 @@ void fs_destroy(struct fs *fs)
 }
 
 int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
-	       const char *p2, mode_t mode, dev_t rdev, unsigned flags)
+	       const char *p2, mode_t mode, dev_t rdev, unsigned flags,
+	       const struct node *n)
 {
-	if (fs->o.volatile_ || !fs->has_source)
+	if (!fs->has_source)
+		return 0;
+	/*
+	 * A volatile mount never replays the journal, but still needs the
+	 * renames and links that move files it may load from SOURCE later:
+	 * those of SOURCE's files and of directories (which may hold them).
+	 */
+	if (fs->o.volatile_ &&
+	    ((kind != J_RENAME && kind != J_LINK) || !n ||
+	     (!(n->flags & N_FROM_SOURCE) && !S_ISDIR(n->mode) &&
+	      !(flags & RENAME_EXCHANGE))))
 		return 0;
 	return jrn_add(&fs->jrn, kind, p1, p2, mode, rdev, flags);
 }

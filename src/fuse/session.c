@@ -246,24 +246,28 @@ int session_run(struct opts *o)
 	m->se = se;
 	m->mountpoint = o->mountpoint;
 	m->single_thread = o->single_thread;
+	/*
+	 * Block the signals before the mount exists: one arriving before the
+	 * signal thread runs stays pending for it, instead of killing the
+	 * daemon and leaving a dead mount behind.
+	 */
+	sigemptyset(&sc.set);
+	sigaddset(&sc.set, SIGTERM);
+	sigaddset(&sc.set, SIGINT);
+	sigaddset(&sc.set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
 	if (fuse_session_mount(se, o->mountpoint) != 0)
 		goto out_session;
 	if (m->passthrough && pt_install(m, se) < 0) {
 		log_warn("cannot install the passthrough hooks: daemon path");
 		m->passthrough = false;
 	}
-	/* Block the signals in every thread; one thread waits for them. */
-	sigemptyset(&sc.set);
-	sigaddset(&sc.set, SIGTERM);
-	sigaddset(&sc.set, SIGINT);
-	sigaddset(&sc.set, SIGHUP);
 	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (fuse_daemonize(o->foreground) != 0)
 		goto out_unmount;
 	if (!o->foreground)
 		log_setup(true, o->debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
-	pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
 	sc.se = se;
 	sc.fs = &m->fs;
 	sc.mountpoint = o->mountpoint;

@@ -10,6 +10,8 @@ lazily unmounted and the daemon terminated and killed, by its PID.
 
 The daemon is $H5MEMFS, or $H5MEMFS_BUILD/src/h5memfs, or
 <repo>/build/src/h5memfs. $H5MEMFS_TEST_SLOWDOWN scales every timeout.
+$H5MEMFS_TEST_OPTIONS (comma-separated) is added to every mount's options,
+to run the suite on another data path, e.g. passthrough=off.
 """
 
 import os
@@ -50,6 +52,9 @@ SLOW_DEADLINE = 150 * SLOWDOWN    # ... for tests marked slow
 START_TIMEOUT = 20 * SLOWDOWN
 EXIT_TIMEOUT = 60 * SLOWDOWN
 
+EXTRA_OPTIONS = [o for o in os.environ.get("H5MEMFS_TEST_OPTIONS",
+                                          "").split(",") if o]
+
 # Daemons started and not yet reaped, for the watchdog and the session end.
 _live = []
 _live_lock = threading.Lock()
@@ -85,7 +90,8 @@ class Mount:
         self.n = Mount._count
         self.path = Path(mountpoint)
         self.source = Path(source) if source is not None else None
-        self.options = list(options)
+        self.options = list(options) + [o for o in EXTRA_OPTIONS
+                                        if o not in options]
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="h5memfs-"))
         self.allow_stderr = allow_stderr
         self.expect_exit = expect_exit

@@ -212,6 +212,22 @@ def test_hdf5_files_written_in_the_mount_are_valid_in_source_after_sigterm(
         assert (f["data"][:] == np.arange(100_000)).all()
 
 
+def test_a_sparse_file_keeps_its_hole_in_source_after_write_back(
+        rw, empty_source):
+    fd = os.open(rw / "sparse", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, b"head", 0)
+        os.pwrite(fd, b"tail", 1 << 30)
+    finally:
+        os.close(fd)
+    assert rw.unmount() == 0
+    st = os.stat(empty_source / "sparse")
+    assert st.st_size == (1 << 30) + 4
+    assert st.st_blocks * 512 < 4 << 20, \
+        f"{st.st_blocks * 512} bytes allocated for 8 bytes of data"
+
+
+@pytest.mark.slow
 def test_a_sparse_file_over_4_gib_is_written_back_with_its_bytes(
         rw, empty_source):
     fd = os.open(rw / "big.bin", os.O_RDWR | os.O_CREAT, 0o644)

@@ -105,7 +105,7 @@ Test(fs, a_file_is_loaded_on_open_and_read_from_memory)
 	char buf[16];
 	size_t done;
 
-	cr_assert_eq(fs_open(&fs, a, false), 0);
+	cr_assert_eq(fs_open(&fs, a, O_RDWR, NULL), 0);
 	cr_assert(a->flags & N_LOADED);
 	put("a", "changed behind");
 	cr_assert_eq(fs_read(&fs, a, buf, sizeof(buf), 0, &done), 0);
@@ -118,7 +118,7 @@ Test(fs, writes_reach_source_only_at_fsync)
 {
 	struct node *a = look(fs.ns.root, "a");
 
-	cr_assert_eq(fs_open(&fs, a, false), 0);
+	cr_assert_eq(fs_open(&fs, a, O_RDWR, NULL), 0);
 	cr_assert_eq(fs_write(&fs, a, "ALPHA!", 6, 0), 0);
 	cr_assert_str_eq(get("a"), "alpha");
 	cr_assert_eq(fs_fsync(&fs, a), 0);
@@ -135,7 +135,7 @@ Test(fs, a_file_renamed_before_loading_loads_from_its_old_place)
 
 	cr_assert_eq(fs_rename(&fs, d, "b", fs.ns.root, "moved", 0), 0);
 	b = look(fs.ns.root, "moved");
-	cr_assert_eq(fs_open(&fs, b, false), 0);
+	cr_assert_eq(fs_open(&fs, b, O_RDWR, NULL), 0);
 	cr_assert_eq(fs_read(&fs, b, buf, sizeof(buf), 0, &done), 0);
 	cr_assert_eq(memcmp(buf, "beta", 4), 0);
 	fs_close(&fs, b);
@@ -156,7 +156,7 @@ Test(fs, sync_all_mirrors_new_files_dirs_symlinks_and_deletions)
 			      getgid(), &dir, &st), 0);
 	cr_assert_eq(fs_mknod(&fs, dir, "f", S_IFREG | 0640, 0, getuid(),
 			      getgid(), &n, &st), 0);
-	cr_assert_eq(fs_open(&fs, n, false), 0);
+	cr_assert_eq(fs_open(&fs, n, O_RDWR, NULL), 0);
 	cr_assert_eq(fs_write(&fs, n, "fresh", 5, 0), 0);
 	fs_close(&fs, n);
 	cr_assert_eq(fs_symlink(&fs, fs.ns.root, "ln", "new/f", getuid(),
@@ -181,7 +181,7 @@ Test(fs, no_temporary_remains_after_a_write_back)
 	struct dirent *de;
 	DIR *d;
 
-	cr_assert_eq(fs_open(&fs, a, true), 0);
+	cr_assert_eq(fs_open(&fs, a, O_RDWR | O_TRUNC, NULL), 0);
 	cr_assert_eq(fs_write(&fs, a, "x", 1, 0), 0);
 	fs_close(&fs, a);
 	cr_assert_eq(fs_sync_all(&fs, NULL), 0);
@@ -218,7 +218,7 @@ Test(fs, volatile_never_touches_source)
 	stop();
 	start(true);
 	a = look(fs.ns.root, "a");
-	cr_assert_eq(fs_open(&fs, a, false), 0);
+	cr_assert_eq(fs_open(&fs, a, O_RDWR, NULL), 0);
 	cr_assert_eq(fs_write(&fs, a, "zzzzz", 5, 0), 0);
 	cr_assert_eq(fs_fsync(&fs, a), 0);
 	fs_close(&fs, a);
