@@ -51,9 +51,8 @@ struct img {
 void img_store_use(int dirfd);
 
 /*
- * Make a private tmpfs instance, mounted nowhere, of `size` bytes, with
- * huge pages where they fit. Returns its root fd, or -errno (EPERM
- * without CAP_SYS_ADMIN).
+ * Make a private tmpfs instance, mounted nowhere, of `size` bytes.
+ * Returns its root fd, or -errno (EPERM without CAP_SYS_ADMIN).
  */
 int img_store_private_tmpfs(uint64_t size);
 
