@@ -163,6 +163,9 @@ with h5py.File(sys.argv[1], "r+") as f:
 PY
 run h5ls -r "$mnt/experiment.h5"
 
+heading "h5memfs status: what is in memory, what awaits write-back"
+run "$bin" status "$mnt"
+
 heading "SOURCE is unchanged until write-back (the edit lives in memory)"
 run h5ls -r "$src/experiment.h5"
 [ "$(sha256sum <"$src/experiment.h5")" = "$before" ] ||

@@ -289,6 +289,14 @@ void fs_notice_kernel_writes(struct fs *fs, struct node *n)
 	    !(n->flags & N_LOADED))
 		return;
 	if (img_changed_behind(&n->img, &mtime)) {
+		/*
+		 * The kernel stamps with its coarse clock, which can lag our
+		 * CLOCK_REALTIME stamps: never let ctime go back.
+		 */
+		if (mtime.tv_sec < n->ctime.tv_sec ||
+		    (mtime.tv_sec == n->ctime.tv_sec &&
+		     mtime.tv_nsec < n->ctime.tv_nsec))
+			mtime = n->ctime;
 		n->mtime = n->ctime = mtime;
 		n->flags |= N_DIRTY | N_META_DIRTY;
 	}

@@ -47,6 +47,10 @@ os.environ.pop("HDF5_USE_FILE_LOCKING", None)
 # Seconds. H5MEMFS_TEST_SLOWDOWN multiplies them all, for a daemon under
 # valgrind or a sanitizer.
 SLOWDOWN = float(os.environ.get("H5MEMFS_TEST_SLOWDOWN", "1"))
+
+# The data path under test: "passthrough", "daemon", or None for the
+# daemon's own choice (auto: passthrough as root on Linux 6.9+).
+DATA_PATH = os.environ.get("H5MEMFS_DATA_PATH") or None
 DEFAULT_DEADLINE = 45 * SLOWDOWN  # a test's time before the watchdog fires
 SLOW_DEADLINE = 150 * SLOWDOWN    # ... for tests marked slow
 START_TIMEOUT = 20 * SLOWDOWN
@@ -110,6 +114,10 @@ class Mount:
 
     def argv(self, notify_pipe):
         opts = [f"notify_pipe={notify_pipe}"] + self.options
+        # H5MEMFS_DATA_PATH=passthrough|daemon runs the suite on one path.
+        if DATA_PATH and not any(o.startswith("passthrough=") for o in opts):
+            opts.append("passthrough=" +
+                        ("on" if DATA_PATH == "passthrough" else "off"))
         argv = [str(self.binary), "-f", "-o", ",".join(opts)]
         if self.source is not None:
             argv.append(str(self.source))

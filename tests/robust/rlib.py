@@ -1,0 +1,194 @@
+"""Shared pieces of the robustness tests: the integration suite's Mount class
+(imported from tests/integration/conftest.py under its own module name, so
+that both suites can run in one pytest session), directories that other
+users can traverse, running a function as another user in a forked child,
+subprocesses that are always killed on timeout, and checks that a daemon is
+still alive and answering.
+
+This is not a test module and holds no fixtures (those are in conftest.py).
+"""
+
+import errno
+import importlib.util
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+INTEGRATION = REPO / "tests" / "integration"
+
+for p in (str(HERE), str(INTEGRATION)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import helpers  # noqa: E402  (tests/integration/helpers.py)
+
+
+def _load_integration_conftest():
+    name = "h5memfs_integration_conftest"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, INTEGRATION / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ic = _load_integration_conftest()
+Mount = ic.Mount
+DAEMON = ic.DAEMON
+SLOWDOWN = ic.SLOWDOWN
+PYTHON = "/usr/bin/python3"
+
+# The two data paths every data test runs on.
+DATA_PATHS = ["passthrough=on", "passthrough=off"]
+
+OTHER_UID = helpers.OTHER_UID
+OTHER_GID = helpers.OTHER_GID
+
+
+def open_dir(prefix, base="/tmp"):
+    """A fresh directory under base that every user can traverse (pytest's
+    tmp_path is 0700, which hides a mount from other uids)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    os.chmod(d, 0o755)
+    return d
+
+
+def run(argv, timeout=60, check=True, **kw):
+    """helpers.run with the timeout scaled by H5MEMFS_TEST_SLOWDOWN."""
+    return helpers.run(argv, timeout=timeout * SLOWDOWN, check=check, **kw)
+
+
+class Child:
+    """A subprocess started with Popen that is killed (by its PID, with
+    its process group) when the test ends, whatever the outcome."""
+
+    def __init__(self, argv, **kw):
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        kw.setdefault("start_new_session", True)
+        self.argv = argv
+        self.proc = subprocess.Popen(argv, **kw)
+
+    def wait(self, timeout):
+        """Wait; on timeout kill and raise AssertionError."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout * SLOWDOWN)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            out, err = self.proc.communicate()
+            raise AssertionError(
+                f"{self.argv} did not finish in {timeout}s (killed)\n"
+                f"stdout: {_text(out)[-3000:]}\nstderr: {_text(err)[-3000:]}")
+        return self.proc.returncode, _text(out), _text(err)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _text(b):
+    if b is None:
+        return ""
+    return b.decode(errors="replace") if isinstance(b, bytes) else b
+
+
+def as_user(fn, uid=OTHER_UID, gid=OTHER_GID, groups=(), timeout=20):
+    """Run fn() in a forked child with real, effective and saved ids set to
+    uid/gid; return ('ok', value) or ('err', errno). The child's result
+    comes back pickled through a pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: no Python cleanup, just the answer and _exit
+        try:
+            os.close(r)
+            os.setgroups(list(groups))
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            try:
+                res = ("ok", fn())
+            except OSError as e:
+                res = ("err", e.errno)
+            except BaseException:
+                res = ("exc", traceback.format_exc())
+            data = pickle.dumps(res)
+            os.write(w, data)
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    deadline = time.monotonic() + timeout * SLOWDOWN
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"child as uid {uid} timed out")
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    res = pickle.loads(data)
+    if res[0] == "exc":
+        raise AssertionError(f"child as uid {uid} raised:\n{res[1]}")
+    return res
+
+
+def as_user_errno(fn, **kw):
+    """0 when fn() succeeds as the other user, else its errno."""
+    res = as_user(fn, **kw)
+    return 0 if res[0] == "ok" else res[1]
+
+
+def daemon_answers(m, timeout=10):
+    """The daemon is alive and serves a stat and a readdir of the root
+    within timeout (checked from a child process, so that a hung request
+    does not hang the test)."""
+    assert m.running(), (f"daemon died (exit {m.proc.poll()}); "
+                         f"stderr: {m.stderr()}")
+    code = ("import os,sys; os.stat(sys.argv[1]); os.listdir(sys.argv[1]);"
+            "print('ok')")
+    c = Child([PYTHON, "-c", code, str(m.path)])
+    rc, out, err = c.wait(timeout)
+    assert rc == 0 and out.strip() == "ok", f"mount not answering: {err}"
+    assert m.running(), f"daemon died; stderr: {m.stderr()}"
+
+
+def errname(n):
+    return helpers.errname(n)
+
+
+def eno(fn, *a, **kw):
+    """errno of fn(*a), 0 when it succeeds (fds it returns are closed)."""
+    try:
+        res = fn(*a, **kw)
+        if fn is os.open and isinstance(res, int):
+            os.close(res)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+E = errno
