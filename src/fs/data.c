@@ -395,13 +395,21 @@ int fs_read(struct fs *fs, struct node *n, void *buf, size_t size,
 	return img_read(&n->img, buf, size, off, done);
 }
 
-/* After data changed: stamp times, mark dirty. */
+/*
+ * After data changed: mark dirty, stamp times. With the kernel's
+ * writeback cache the kernel keeps mtime and ctime itself and sends
+ * them (SETATTR) with its writes: a WRITE that arrives late must not
+ * stamp a later time than the one programs saw.
+ */
 static void wrote(struct fs *fs, struct node *n)
 {
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
 	n->flags |= N_DIRTY;
-	fs_touch_mc(n);
+	if (fs->o.kernel_times)
+		n->flags |= N_META_DIRTY;
+	else
+		fs_touch_mc(n);
 	ns_account(&fs->ns, n);
 	pthread_mutex_unlock(&fs->ns.lock);
 }

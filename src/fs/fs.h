@@ -33,6 +33,7 @@ struct fs_opts {
 	unsigned commit;	/* seconds between background write-backs */
 	const char *rescue;	/* where unwritable images go at the end */
 	bool kernel_writes;	/* passthrough: the kernel writes images */
+	bool kernel_times;	/* writeback cache: the kernel keeps times */
 	uint64_t increment;	/* image growth step */
 	uint64_t page_size;	/* dirty tracking granularity */
 	uint64_t max_memory;	/* budget in bytes; statfs reports it */

@@ -467,8 +467,14 @@ static int write_meta(struct fs *fs, struct node *n)
 		return err;
 	pthread_mutex_lock(&fs->replay_lock);
 	pthread_mutex_lock(&fs->ns.lock);
+	/*
+	 * A file whose data could not be written (invalid HDF5, SOURCE
+	 * full) or must not be (volatile) keeps SOURCE's file untouched,
+	 * times and mode included: they go with the data.
+	 */
 	if (!(n->flags & N_META_DIRTY) ||
-	    (!n->links && n != fs->ns.root)) {
+	    (!n->links && n != fs->ns.root) ||
+	    (S_ISREG(n->mode) && (n->flags & (N_DIRTY | N_VOLATILE)))) {
 		pthread_mutex_unlock(&fs->ns.lock);
 		pthread_mutex_unlock(&fs->replay_lock);
 		return 0;

@@ -22,54 +22,62 @@
 #include "../core/log.h"
 #include "ll.h"
 
+/* Open and close `rel` in the mount: close(2) waits for its writes. */
+static void reopen(const struct h5m *m, const char *rel)
+{
+	char *p;
+	int fd;
+
+	if (asprintf(&p, "%s/%s", m->mountpoint, rel) < 0)
+		return;
+	fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	free(p);
+}
+
 /*
- * Pour the kernel's cached writes of `path` (a mount path, "" for all
- * open files) into the daemon: closing a handle waits for them. Served
- * by the other worker threads; skipped single-threaded, where it would
- * wait for itself.
+ * Pour the kernel's cached writes of n into the daemon. syncfs does not
+ * wait for FUSE writeback (the kernel does not trust a server with its
+ * sync), but close(2) does: FLUSH waits for the file's pending writes.
+ * Served by the other worker threads; skipped single-threaded, where it
+ * would wait for itself, and on the passthrough path, which has no
+ * cache in between.
  */
 static void drain(struct h5m *m, struct node *n)
 {
 	bool unlinked;
-	char *rel, *p;
-	int fd;
+	char *rel;
 
-	if (m->single_thread || m->passthrough)
+	if (m->single_thread || !m->writeback_cache)
 		return;
 	pthread_mutex_lock(&m->fs.ns.lock);
 	rel = ns_path(&m->fs.ns, n, &unlinked);
 	pthread_mutex_unlock(&m->fs.ns.lock);
-	if (!rel)
-		return;
-	if (asprintf(&p, "%s/%s", m->mountpoint, rel) >= 0) {
-		fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-		if (fd >= 0)
-			close(fd);
-		free(p);
-	}
+	if (rel)
+		reopen(m, rel);
 	free(rel);
 }
 
-static void drain_all(struct h5m *m)
+void ll_drain_all(void *arg)
 {
+	struct h5m *m = arg;
 	char **paths;
+	int fd;
 
-	if (m->single_thread || m->passthrough)
+	if (m->single_thread || !m->writeback_cache)
 		return;
 	paths = fs_open_paths(&m->fs);
 	for (size_t i = 0; paths && paths[i]; i++) {
-		char *p;
-
-		if (asprintf(&p, "%s/%s", m->mountpoint, paths[i]) >= 0) {
-			int fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-
-			if (fd >= 0)
-				close(fd);
-			free(p);
-		}
+		reopen(m, paths[i]);
 		free(paths[i]);
 	}
 	free(paths);
+	fd = open(m->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		syncfs(fd); /* starts writeback of mmap-dirtied pages */
+		close(fd);
+	}
 }
 
 bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
@@ -109,7 +117,7 @@ bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 	if (!strcmp(name, FS_SYNC_XATTR)) {
 		if (ino == FUSE_ROOT_ID) {
-			drain_all(m);
+			ll_drain_all(m);
 			err = fs_sync_all(&m->fs, NULL);
 		} else {
 			drain(m, n);

@@ -58,6 +58,12 @@ bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 		    size_t size);
 bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name);
 
+/*
+ * Bring every write the kernel still caches for open files into the
+ * daemon (writeback-cache path; no-op otherwise). arg is the struct h5m.
+ */
+void ll_drain_all(void *arg);
+
 /* The operations, from the files of this folder. */
 extern const struct fuse_lowlevel_ops ll_ops;
 

@@ -42,8 +42,10 @@ static void ll_op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 	/* nothing else changes files: no invalidation on attribute change */
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
-	if (m->writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+	if (m->writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+		m->fs.o.kernel_times = true;
+	}
 	/* locks stay in the kernel: correct for one mount, and fast */
 	conn->want &= ~(unsigned)(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	if (m->notify_fd >= 0) {

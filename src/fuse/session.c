@@ -29,7 +29,7 @@
 struct sigctx {
 	struct fuse_session *se;
 	struct fs *fs;
-	const char *mountpoint;
+	struct h5m *m;
 	pthread_t main;
 	sigset_t set;
 };
@@ -37,36 +37,6 @@ struct sigctx {
 static void wake(int sig)
 {
 	(void)sig; /* only interrupts the loop's wait */
-}
-
-/*
- * Bring every write the kernel still caches into the daemon. syncfs does
- * not wait for FUSE writeback (the kernel will not trust a server with
- * its sync), but close(2) does: FLUSH waits for the file's pending
- * writes. So each open file is opened and closed once more.
- */
-static void drain_kernel_cache(struct fs *fs, const char *mountpoint)
-{
-	char **paths = fs_open_paths(fs);
-	int fd;
-
-	for (size_t i = 0; paths && paths[i]; i++) {
-		char *p;
-
-		if (asprintf(&p, "%s/%s", mountpoint, paths[i]) >= 0) {
-			fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-			if (fd >= 0)
-				close(fd);
-			free(p);
-		}
-		free(paths[i]);
-	}
-	free(paths);
-	fd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		syncfs(fd); /* starts writeback of mmap-dirtied pages */
-		close(fd);
-	}
 }
 
 static void *signal_thread(void *arg)
@@ -79,7 +49,7 @@ static void *signal_thread(void *arg)
 	log_info("signal %d: writing back and unmounting", sig);
 	/* stopped while the loop still serves: a tick may be in syncfs */
 	fs_commit_stop(c->fs);
-	drain_kernel_cache(c->fs, c->mountpoint);
+	ll_drain_all(c->m);
 	fuse_session_exit(c->se);
 	pthread_kill(c->main, SIGUSR1);
 	return NULL;
@@ -125,18 +95,6 @@ static int notify_open(const char *path)
 		fprintf(stderr, "h5memfs: cannot open notify_pipe '%s': %s\n",
 			path, strerror(errno));
 	return fd;
-}
-
-/* Push the kernel's cached writes into the daemon (commit ticks). */
-static void flush_kernel(void *arg)
-{
-	const char *mountpoint = arg;
-	int fd = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd >= 0) {
-		syncfs(fd);
-		close(fd);
-	}
 }
 
 /* The default rescue directory: outside SOURCE, kept across reboots. */
@@ -270,15 +228,14 @@ int session_run(struct opts *o)
 		log_setup(true, o->debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	sc.se = se;
 	sc.fs = &m->fs;
-	sc.mountpoint = o->mountpoint;
+	sc.m = m;
 	sc.main = pthread_self();
 	if (pthread_create(&sigthr, NULL, signal_thread, &sc) != 0) {
 		log_err("cannot start the signal thread");
 		goto out_unmount;
 	}
 	pthread_detach(sigthr);
-	err = fs_commit_start(&m->fs, m->writeback_cache ? flush_kernel : NULL,
-			      o->mountpoint);
+	err = fs_commit_start(&m->fs, ll_drain_all, m);
 	if (err)
 		log_warn("cannot start the commit thread: %s", strerror(-err));
 	if (o->preload && (err = fs_preload_start(&m->fs)) < 0)

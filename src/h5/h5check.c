@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 static pthread_mutex_t h5_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
 
 static const uint8_t sig[8] = { 0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n' };
 
@@ -159,8 +158,8 @@ int h5_inspect(int fd, uint64_t size, struct h5_report *r)
 			r->swmr = sb[11] & 0x4;
 		}
 	}
-	pthread_once(&h5_once, h5_setup);
 	pthread_mutex_lock(&h5_lock);
+	h5_setup(); /* per thread in a thread-safe libhdf5: every time */
 	if (r->writer_open || r->swmr) {
 		if (clear_status_flags(p + base, size - (uint64_t)base))
 			r->opens = try_open(p, size, r);

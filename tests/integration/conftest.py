@@ -10,8 +10,9 @@ lazily unmounted and the daemon terminated and killed, by its PID.
 
 The daemon is $H5MEMFS, or $H5MEMFS_BUILD/src/h5memfs, or
 <repo>/build/src/h5memfs. $H5MEMFS_TEST_SLOWDOWN scales every timeout.
-$H5MEMFS_TEST_OPTIONS (comma-separated) is added to every mount's options,
-to run the suite on another data path, e.g. passthrough=off.
+$H5MEMFS_DATA_PATH=passthrough|daemon runs every mount on one data path;
+$H5MEMFS_TEST_OPTIONS (comma-separated) adds other options to every mount,
+e.g. increment=4K,page_size=4K.
 """
 
 import os
