@@ -177,6 +177,65 @@ static int write_changed(int dirfd, const char *leaf, int tmp,
 	return err;
 }
 
+/*
+ * Rename that never replaces. Network filesystems (NFS, the GlusterFS
+ * FUSE client) refuse RENAME_NOREPLACE with EINVAL: there a hard link,
+ * which fails with EEXIST just as atomically, does the same.
+ */
+static int rename_noreplace(int dirfd, const char *tmp, const char *leaf)
+{
+	if (renameat2(dirfd, tmp, dirfd, leaf, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	if (linkat(dirfd, tmp, dirfd, leaf, 0) < 0)
+		return -errno;
+	unlinkat(dirfd, tmp, 0);
+	return 0;
+}
+
+int wb_lock(const struct src *s, const char *rel, struct src_ident *id)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	const char *leaf;
+
+	for (int tries = 0; tries < 300; tries++) {
+		struct stat a, b;
+		int fd = src_openat(s, rel, O_RDWR), dirfd;
+
+		if (fd == -EACCES || fd == -EROFS || fd == -ETXTBSY)
+			fd = src_openat(s, rel, O_RDONLY);
+		if (fd < 0)
+			return fd;
+		if (fcntl(fd, F_SETLK, &fl) < 0) {
+			int e = errno;
+
+			if (e == EAGAIN || e == EACCES) {
+				close(fd); /* another node writes it back */
+				usleep(100 * 1000);
+				continue;
+			}
+			/* no locks here (or a read-only fd): go on unlocked */
+		}
+		/* still the file that the name holds? */
+		dirfd = src_parent(s, rel, &leaf);
+		if (dirfd < 0) {
+			close(fd);
+			return dirfd;
+		}
+		if (fstat(fd, &a) == 0 &&
+		    fstatat(dirfd, leaf, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+			close(dirfd);
+			src_ident_from_stat(id, &a);
+			return fd;
+		}
+		close(dirfd);
+		close(fd); /* replaced meanwhile: lock the new one */
+	}
+	return -EBUSY;
+}
+
 static bool cannot_clone(int err)
 {
 	return err == -EOPNOTSUPP || err == -EXDEV || err == -EINVAL ||
@@ -215,8 +274,9 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 				  &f->mtime, f->xattrs);
 	if (!err && fsync(fd) < 0)
 		err = -errno;
-	if (!err && renameat2(dirfd, tmp, dirfd, leaf,
-			      f->noreplace ? RENAME_NOREPLACE : 0) < 0)
+	if (!err && f->noreplace)
+		err = rename_noreplace(dirfd, tmp, leaf);
+	else if (!err && renameat(dirfd, tmp, dirfd, leaf) < 0)
 		err = -errno;
 	if (err) {
 		unlinkat(dirfd, tmp, 0);

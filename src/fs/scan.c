@@ -180,6 +180,8 @@ int fs_load_xattrs(struct fs *fs, struct node *n)
 		goto out;
 	}
 	err = src_load_xattrs(&fs->src, path, n);
+	if (err == -ESTALE) /* replaced by another node just now: again */
+		err = src_load_xattrs(&fs->src, path, n);
 	free(path);
 	if (err == -ENOENT || err == -EACCES || err == -ELOOP ||
 	    err == -ENXIO)

@@ -326,21 +326,24 @@ static int validate(struct fs *fs, struct node *n, const struct wb_file *f)
 /*
  * If SOURCE's file changed since it was loaded, point the write at a
  * conflict name beside it. Returns 1 when redirected, 0 when not, or
- * -errno. ns.lock not held; sync_lock held, so SOURCE's names hold still.
+ * -errno. SOURCE's file stays locked (*lockfd) against other mounts
+ * until the caller has replaced it. ns.lock not held; sync_lock held,
+ * so this mount's names hold still.
  */
 static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
-			  char **cname)
+			  char **cname, int *lockfd)
 {
 	struct src_ident now;
-	int err;
+	int fd;
 
 	if (!(n->flags & N_FROM_SOURCE) || !n->ident.ino)
 		return 0;
-	err = wb_ident(&fs->src, f->paths[0], &now);
-	if (err == -ENOENT)
+	fd = wb_lock(&fs->src, f->paths[0], &now);
+	if (fd == -ENOENT)
 		return 0; /* gone behind us: nothing to clobber */
-	if (err)
-		return err;
+	if (fd < 0)
+		return fd;
+	*lockfd = fd; /* held until the new version is in place */
 	if (fs_same_file(&now, &n->ident))
 		return 0;
 	*cname = conflict_name(fs, f->paths[0], 0);
@@ -352,7 +355,12 @@ static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
 	return 1;
 }
 
-/* Write one dirty regular file. sync_lock held. */
+/*
+ * Write one dirty regular file. sync_lock held. Returns 0, WB_CONFLICT
+ * (saved beside a file changed behind the mount: durable, but fsync
+ * reports EIO), or -errno.
+ */
+#define WB_CONFLICT 1
 static int write_file(struct fs *fs, struct node *n)
 {
 	struct src_ident id;
@@ -360,11 +368,19 @@ static int write_file(struct fs *fs, struct node *n)
 	char *orig = NULL, *cname = NULL, *name = NULL;
 	size_t npaths = 0;
 	uint64_t written = 0;
-	int err, conflict = 0;
+	int err, conflict = 0, lockfd = -1;
 
 	err = fs_load_xattrs(fs, n);
-	if (err)
+	if (err) {
+		pthread_mutex_lock(&fs->ns.lock);
+		if (n->wb.err != err)
+			log_err("cannot read the xattrs of a file in SOURCE: "
+				"%s; it stays in memory", strerror(-err));
+		set_result(n, err, "reading its xattrs in SOURCE: %s",
+			   strerror(-err));
+		pthread_mutex_unlock(&fs->ns.lock);
 		return err;
+	}
 	pthread_mutex_lock(&n->io);
 	pthread_mutex_lock(&fs->replay_lock);
 	pthread_mutex_lock(&fs->ns.lock);
@@ -393,7 +409,7 @@ static int write_file(struct fs *fs, struct node *n)
 	if (!err)
 		err = validate(fs, n, &f);
 	if (!err)
-		err = conflict = check_conflict(fs, n, &f, &cname);
+		err = conflict = check_conflict(fs, n, &f, &cname, &lockfd);
 	for (int seq = 1; conflict > 0 && seq < 100; seq++) {
 		err = wb_write_file(&fs->src, &f, &id);
 		if (err != -EEXIST)
@@ -412,6 +428,8 @@ static int write_file(struct fs *fs, struct node *n)
 				  (unsigned long long)written,
 				  f.cloned ? " (changed pages on a clone)" : "");
 	}
+	if (lockfd >= 0)
+		close(lockfd); /* the new version is in place: unlock */
 	f.paths[0] = orig;
 	paths_free(f.paths, npaths);
 	xattrs_free((struct xattr *)f.xattrs);
@@ -426,7 +444,7 @@ out:
 			   "as %s", cname);
 		log_warn("conflict: the file changed in SOURCE since it was "
 			 "loaded; the mount's version is saved as %s", cname);
-		err = -EIO;
+		err = WB_CONFLICT;
 	} else if (!err) {
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY | N_INVALID |
 					N_CONFLICT);
@@ -515,6 +533,8 @@ int fs_fsync(struct fs *fs, struct node *n)
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (!err && S_ISREG(n->mode) && (n->flags & N_DIRTY))
 		err = write_file(fs, n);
+	if (err == WB_CONFLICT)
+		err = -EIO;
 	if (!err)
 		err = write_meta(fs, n);
 	pthread_mutex_unlock(&fs->sync_lock);
@@ -596,6 +616,8 @@ int fs_sync_all(struct fs *fs, unsigned *failed)
 		if (!S_ISREG(v[i]->mode))
 			continue;
 		err = write_file(fs, v[i]);
+		if (err == WB_CONFLICT)
+			err = 0; /* durable beside the other version */
 		if (err && !first)
 			first = err;
 		bad += err != 0;

@@ -181,8 +181,9 @@ start_glusterd() {
 	if pgrep -x glusterd >/dev/null; then
 		skip "a glusterd runs but does not answer the gluster CLI"
 	fi
+	# fd 9 (our lock) must not live on in the daemons.
 	setsid glusterd -N --log-file="$LOGS/glusterd.log" \
-		</dev/null >>"$LOGS/glusterd.out" 2>&1 &
+		</dev/null >>"$LOGS/glusterd.out" 2>&1 9>&- &
 	pid=$!
 	echo "$pid" >"$STATE/glusterd.pid"
 	for ((i = 0; i < 300; i++)); do
@@ -233,7 +234,8 @@ mount_client() {
 	# The client daemonizes; its PID file is how we know it.
 	timeout -k 5 60 glusterfs --process-name fuse --volfile-server="$HOST" \
 		--volfile-id="/$VOL" --pid-file="$STATE/client-$n.pid" \
-		--log-file="$LOGS/client-$n.log" "$dir" || {
+		--log-file="$LOGS/client-$n.log" "$dir" \
+		</dev/null >>"$LOGS/client-$n.out" 2>&1 9>&- || {
 		say "glusterfs client $n failed (log: $LOGS/client-$n.log)"
 		return 1
 	}
