@@ -74,26 +74,32 @@ static char *mount_of(const char *path)
 
 static char *get_status(const char *path, int *err)
 {
-	ssize_t n = getxattr(path, X_STATUS, NULL, 0);
-	char *buf;
+	/* the document may grow between the size probe and the read */
+	for (int tries = 0; tries < 8; tries++) {
+		ssize_t n = getxattr(path, X_STATUS, NULL, 0);
+		char *buf;
 
-	if (n < 0) {
-		*err = errno;
-		return NULL;
-	}
-	buf = malloc((size_t)n + 1);
-	if (!buf) {
-		*err = ENOMEM;
-		return NULL;
-	}
-	n = getxattr(path, X_STATUS, buf, (size_t)n);
-	if (n < 0) {
+		if (n < 0) {
+			*err = errno;
+			return NULL;
+		}
+		n += 256;
+		buf = malloc((size_t)n + 1);
+		if (!buf) {
+			*err = ENOMEM;
+			return NULL;
+		}
+		n = getxattr(path, X_STATUS, buf, (size_t)n);
+		if (n >= 0) {
+			buf[n] = '\0';
+			return buf;
+		}
 		*err = errno;
 		free(buf);
-		return NULL;
+		if (*err != ERANGE)
+			return NULL;
 	}
-	buf[n] = '\0';
-	return buf;
+	return NULL;
 }
 
 /*

@@ -294,6 +294,35 @@ void ns_exchange(struct ns *ns, struct dentry *a, struct dentry *b)
 	}
 }
 
+struct node *ns_rebirth(struct ns *ns, struct node *old)
+{
+	struct node *n = ns_node_new(ns, old->mode, old->uid, old->gid);
+
+	if (!n)
+		return NULL;
+	n->ino = old->ino; /* same file for programs; new for the kernel */
+	n->rdev = old->rdev;
+	n->atime = old->atime;
+	n->mtime = old->mtime;
+	n->ctime = old->ctime;
+	n->size = old->size;
+	n->flags = old->flags & (N_FROM_SOURCE | N_XATTRS | N_VOLATILE);
+	n->ident = old->ident;
+	n->src_nlink = old->src_nlink;
+	n->xattrs = old->xattrs;
+	old->xattrs = NULL;
+	n->links = old->links;
+	n->nlinks = old->nlinks;
+	for (struct dentry *d = n->links; d; d = d->lnext)
+		d->node = n;
+	old->links = NULL;
+	old->nlinks = 0;
+	old->src_nlink = 0;
+	old->flags |= N_REBORN;
+	ns_maybe_free(ns, old);
+	return n;
+}
+
 void ns_pin(struct node *n)
 {
 	n->pins++;

@@ -61,6 +61,7 @@ enum node_flags {
 	N_INVALID = 1 << 7,	/* last write-back refused: HDF5 invalid */
 	N_CONFLICT = 1 << 8,	/* SOURCE changed behind: saved beside it */
 	N_LOADING = 1 << 9,	/* being read from SOURCE now */
+	N_REBORN = 1 << 10,	/* names moved to a new node: ESTALE */
 };
 
 /* The outcome of a file's last write-back, for status and logs. */
@@ -148,6 +149,15 @@ int ns_move(struct ns *ns, struct dentry *d, struct node *dir,
 
 /* Swap the nodes two dentries point at (RENAME_EXCHANGE). */
 void ns_exchange(struct ns *ns, struct dentry *a, struct dentry *b);
+
+/*
+ * A new node takes over all of old's names, attributes and xattrs, but
+ * not its image (the new one is not loaded): for a kernel that caches
+ * what it knew of `old` (its size, with a writeback cache) and must meet
+ * a new inode. `old` keeps its kernel references and is freed with the
+ * last. NULL on ENOMEM (nothing changed).
+ */
+struct node *ns_rebirth(struct ns *ns, struct node *old);
 
 /* Take or drop a reference; dropping may free the node. */
 void ns_pin(struct node *n);

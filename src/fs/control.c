@@ -223,6 +223,47 @@ int fs_discard(struct fs *fs, struct node *n)
 		err = -ENODATA; /* no SOURCE version to go back to */
 		goto unlock_all;
 	}
+	if (fs->o.kernel_times && !(n->flags & N_REBORN)) {
+		/*
+		 * The kernel's writeback cache keeps the size it knows: the
+		 * names go to a new node, unloaded, that reads SOURCE's
+		 * version when next opened. Not while the file is open.
+		 */
+		struct node *fresh;
+
+		uint64_t size = 0;
+
+		fs_notice_kernel_writes(fs, n);
+		img_size(&n->img, &size);
+		path = fs_source_path_locked(fs, n);
+		err = path ? wb_ident(&fs->src, path, &id) : -ENOMEM;
+		free(path);
+		if (err)
+			goto unlock_all;
+		if (n->nopen && size == id.size)
+			goto in_place; /* the kernel's size stays right */
+		if (n->nopen) {
+			err = -EBUSY;
+			goto unlock_all;
+		}
+		fresh = ns_rebirth(&fs->ns, n);
+		if (!fresh) {
+			err = -ENOMEM;
+			goto unlock_all;
+		}
+		fs_hlink_moved(fs, n, fresh);
+		path = fs_source_path_locked(fs, fresh);
+		if (path && wb_ident(&fs->src, path, &id) == 0) {
+			fresh->size = id.size;
+			fresh->mtime = id.mtime;
+			fresh->ctime = id.ctime;
+		}
+		fresh->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
+		free(path);
+		err = 0;
+		goto unlock_all;
+	}
+in_place:
 	path = fs_source_path_locked(fs, n);
 	pthread_mutex_unlock(&fs->ns.lock);
 	fd = path ? src_openat(&fs->src, path, O_RDONLY) : -ENOMEM;

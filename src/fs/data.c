@@ -132,7 +132,8 @@ static int make_room(struct fs *fs, uint64_t need)
  * A clean image whose file changed in SOURCE since it was loaded (a
  * write-back by another node, another program) is read again, so that
  * nobody is served stale bytes. n->io held, n has no other handle.
- * Returns 1 when the image was dropped, 0 when it is current.
+ * Returns 1 when the image was dropped, 0 when it is current, -ESTALE
+ * when n's names moved to a new node (writeback-cache path).
  */
 static int drop_if_stale(struct fs *fs, struct node *n)
 {
@@ -156,6 +157,23 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 		return 0;
 	}
 	log_info("a file changed in SOURCE; loading it again");
+	if (fs->o.kernel_times) {
+		/*
+		 * The kernel's writeback cache trusts the size it knows of
+		 * this inode over ours: give the names a new node, and have
+		 * the open fail with ESTALE, on which the kernel looks the
+		 * name up again and opens the new one.
+		 */
+		struct node *fresh = ns_rebirth(&fs->ns, n);
+
+		if (fresh) {
+			fresh->size = now.size;
+			fresh->mtime = now.mtime;
+			fs_hlink_moved(fs, n, fresh);
+			pthread_mutex_unlock(&fs->ns.lock);
+			return -ESTALE;
+		}
+	}
 	fs_unload_locked(fs, n);
 	n->size = now.size;
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -219,6 +237,10 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
 	if (fresh)
 		*fresh = false;
 	pthread_mutex_lock(&fs->ns.lock);
+	if (n->flags & N_REBORN) { /* the kernel must look the name up */
+		pthread_mutex_unlock(&fs->ns.lock);
+		return -ESTALE;
+	}
 	first = n->nopen++ == 0;
 	n->last_use = ++fs->use_clock;
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -226,9 +248,17 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
 		return 0;
 	pthread_mutex_lock(&n->io);
 	if ((n->flags & N_LOADED) && first && !trunc && fs->has_source &&
-	    (n->flags & N_FROM_SOURCE) && !(n->flags & N_DIRTY) &&
-	    drop_if_stale(fs, n) && fresh)
-		*fresh = true;
+	    (n->flags & N_FROM_SOURCE) && !(n->flags & N_DIRTY)) {
+		err = drop_if_stale(fs, n);
+		if (err > 0 && fresh)
+			*fresh = true;
+		if (err < 0) {
+			pthread_mutex_unlock(&n->io);
+			fs_close(fs, n);
+			return err;
+		}
+		err = 0;
+	}
 	if (n->direct_fd >= 0 && (flags & O_ACCMODE) != O_RDONLY) {
 		err = -ENOSPC; /* served from SOURCE: read-only */
 	} else if (n->flags & N_LOADED) {
@@ -422,7 +452,20 @@ int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len)
 		return -EBADF; /* opened read-only: the kernel checks first */
 	img_size(&n->img, &size);
 	need = off + len > size ? off + len - size : 0;
-	return need ? make_room(fs, need) : 0;
+	if (!need || make_room(fs, need) == 0)
+		return 0;
+	/*
+	 * Refused. The kernel's writeback cache already told the writer
+	 * yes and counts the file this long; it reports the ENOSPC at
+	 * fsync or close. Keep the sizes agreeing with a hole, which costs
+	 * no memory, so that SOURCE gets the length programs saw.
+	 */
+	if (fs->o.kernel_times) {
+		pthread_mutex_lock(&n->io);
+		img_truncate(&n->img, off + len);
+		pthread_mutex_unlock(&n->io);
+	}
+	return -ENOSPC;
 }
 
 int fs_write(struct fs *fs, struct node *n, const void *buf, size_t size,

@@ -56,6 +56,7 @@ struct fs {
 	pthread_mutex_t sync_lock;	/* one write-back pass at a time */
 	struct fs_stats stats;
 	struct hlink *hlinks;		/* SOURCE hard links seen so far */
+	struct fs_dir *dirs;		/* open directory snapshots */
 	char host[64];			/* for conflict names */
 	char *source_path;		/* as given, for status */
 	uint64_t use_clock;		/* LRU clock for eviction */
@@ -195,6 +196,7 @@ struct fs_dirent {
 struct fs_dir {
 	struct fs_dirent *ents;
 	size_t count;
+	struct fs_dir *prev, *next;	/* open snapshots, freed at the end */
 };
 int fs_opendir(struct fs *fs, struct node *dir, struct fs_dir **out);
 void fs_closedir(struct fs *fs, struct fs_dir *d);
@@ -236,6 +238,12 @@ int fs_sync_all(struct fs *fs, unsigned *failed);
  * number that could not even be rescued.
  */
 unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost);
+
+/*
+ * A write or truncate by a caller without CAP_FSETID (the kernel says
+ * so): clear set-user-ID, and set-group-ID where group execute is set.
+ */
+void fs_kill_suid(struct fs *fs, struct node *n);
 
 /* Control: see src/fs/control.c. */
 #define FS_CONTROL_PREFIX "user.h5memfs."

@@ -48,5 +48,7 @@ void fs_touch_c(struct node *n);
 /* Forget a SOURCE hard link entry for n (node freed). */
 void fs_hlink_drop(struct fs *fs, struct node *n);
 void fs_hlinks_free(struct fs *fs);
+/* n took over old's names (ns_rebirth). ns.lock held. */
+void fs_hlink_moved(struct fs *fs, struct node *old, struct node *n);
 
 #endif

@@ -89,9 +89,25 @@ void fs_forget(struct fs *fs, struct node *n, uint64_t nlookup)
 	pthread_mutex_unlock(&fs->ns.lock);
 }
 
+void fs_kill_suid(struct fs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->ns.lock);
+	if (S_ISREG(n->mode) && (n->mode & (S_ISUID | S_ISGID))) {
+		n->mode &= ~(mode_t)S_ISUID;
+		if (n->mode & S_IXGRP)
+			n->mode &= ~(mode_t)S_ISGID;
+		fs_touch_c(n);
+	}
+	pthread_mutex_unlock(&fs->ns.lock);
+}
+
 int fs_getattr(struct fs *fs, struct node *n, struct stat *st)
 {
 	pthread_mutex_lock(&fs->ns.lock);
+	if (n->flags & N_REBORN) {
+		pthread_mutex_unlock(&fs->ns.lock);
+		return -ESTALE; /* the kernel looks the name up again */
+	}
 	fs_notice_kernel_writes(fs, n);
 	ns_stat(n, st);
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -551,6 +567,10 @@ int fs_opendir(struct fs *fs, struct node *dir, struct fs_dir **out)
 		}
 	}
 	d->count = i;
+	d->next = fs->dirs;
+	if (fs->dirs)
+		fs->dirs->prev = d;
+	fs->dirs = d;
 out:
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (err) {
@@ -568,6 +588,12 @@ void fs_closedir(struct fs *fs, struct fs_dir *d)
 		free(d->ents[i].name);
 		ns_unpin(&fs->ns, d->ents[i].node);
 	}
+	if (d->prev)
+		d->prev->next = d->next;
+	else if (fs->dirs == d)
+		fs->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
 	pthread_mutex_unlock(&fs->ns.lock);
 	free(d->ents);
 	free(d);

@@ -52,6 +52,17 @@ void fs_hlink_drop(struct fs *fs, struct node *n)
 	}
 }
 
+void fs_hlink_moved(struct fs *fs, struct node *old, struct node *n)
+{
+	for (struct hlink *h = fs->hlinks; h; h = h->next) {
+		if (h->node == old) {
+			h->node = n;
+			ns_pin(n);
+			ns_unpin(&fs->ns, old);
+		}
+	}
+}
+
 void fs_hlinks_free(struct fs *fs)
 {
 	while (fs->hlinks) {

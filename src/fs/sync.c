@@ -66,6 +66,8 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o)
 
 void fs_destroy(struct fs *fs)
 {
+	while (fs->dirs) /* never released: the kernel went first */
+		fs_closedir(fs, fs->dirs);
 	fs_hlinks_free(fs);
 	ns_destroy(&fs->ns);
 	jrn_destroy(&fs->jrn);

@@ -52,7 +52,9 @@ static void drain(struct h5m *m, struct node *n)
 	if (m->single_thread || !m->writeback_cache)
 		return;
 	pthread_mutex_lock(&m->fs.ns.lock);
-	rel = ns_path(&m->fs.ns, n, &unlinked);
+	/* only an open file can have writes in the kernel's cache */
+	rel = n->nopen && S_ISREG(n->mode) ? ns_path(&m->fs.ns, n, &unlinked)
+					    : NULL;
 	pthread_mutex_unlock(&m->fs.ns.lock);
 	if (rel)
 		reopen(m, rel);
@@ -90,6 +92,11 @@ bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 	if (strcmp(name, FS_STATUS_XATTR) != 0)
 		return false;
+	/* report what programs wrote, not what the kernel still holds */
+	if (ino == FUSE_ROOT_ID)
+		ll_drain_all(m);
+	else
+		drain(m, ll_node(req, ino));
 	err = ino == FUSE_ROOT_ID ? fs_status_mount(&m->fs, &json)
 				  : fs_status_file(&m->fs, ll_node(req, ino),
 						   &json);

@@ -11,6 +11,8 @@
 #include <sys/ioctl.h>
 
 /* opcodes (struct fuse_in_header: len u32 @0, opcode u32 @4, unique @8) */
+#define KABI_OP_SETATTR 4
+#define KABI_OP_WRITE 16
 #define KABI_OP_OPEN 14
 #define KABI_OP_INIT 26
 #define KABI_OP_CREATE 35
@@ -25,6 +27,22 @@
 #define KABI_INIT_EXT (1u << 30)		/* in flags */
 #define KABI_WRITEBACK_CACHE (1u << 16)		/* in flags */
 #define KABI_PASSTHROUGH2 (1u << 5)		/* bit 37: in flags2 */
+#define KABI_HANDLE_KILLPRIV_V2 (1u << 28)	/* in flags */
+
+/*
+ * With HANDLE_KILLPRIV_V2 the kernel no longer asks for
+ * security.capability before every write; it marks the requests after
+ * which the server must clear set-user-ID and set-group-ID instead:
+ * struct fuse_write_in: write_flags u32 @20; struct fuse_setattr_in:
+ * valid u32 @0. The request body follows the 40-byte fuse_in_header,
+ * whose nodeid is the u64 @16.
+ */
+#define KABI_IN_HEADER_SIZE 40
+#define KABI_IN_NODEID 16
+#define KABI_WRITE_IN_FLAGS 20
+#define KABI_WRITE_KILL_SUIDGID (1u << 2)
+#define KABI_SETATTR_IN_VALID 0
+#define KABI_FATTR_KILL_SUIDGID (1u << 11)
 
 /* struct fuse_open_out: fh u64 @0, open_flags u32 @8, backing_id @12 */
 #define KABI_OPEN_OUT_FLAGS 8

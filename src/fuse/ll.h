@@ -21,6 +21,7 @@ struct h5m {
 	bool passthrough;	/* data path: kernel passthrough wanted */
 	bool pt_required;	/* passthrough=on: no fallback */
 	bool pt_offered;	/* the kernel offered it at INIT */
+	bool killpriv_offered;	/* HANDLE_KILLPRIV_V2 offered at INIT */
 	bool pt_warned;		/* a registration failure was logged */
 	bool single_thread;	/* -s: a handler must not wait for another */
 	const char *mountpoint;

@@ -112,7 +112,23 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 		m->pt_offered = (flags & KABI_INIT_EXT) &&
 				(get32(in, KABI_INIT_IN_FLAGS2) &
 				 KABI_PASSTHROUGH2);
+		m->killpriv_offered = flags & KABI_HANDLE_KILLPRIV_V2;
 		remember(unique, op);
+	} else if ((op == KABI_OP_WRITE &&
+		    n >= KABI_IN_HEADER_SIZE + KABI_WRITE_IN_FLAGS + 4 &&
+		    (get32((char *)buf + KABI_IN_HEADER_SIZE,
+			   KABI_WRITE_IN_FLAGS) & KABI_WRITE_KILL_SUIDGID)) ||
+		   (op == KABI_OP_SETATTR &&
+		    n >= KABI_IN_HEADER_SIZE + 4 &&
+		    (get32((char *)buf + KABI_IN_HEADER_SIZE,
+			   KABI_SETATTR_IN_VALID) & KABI_FATTR_KILL_SUIDGID))) {
+		uint64_t nodeid;
+
+		/* libfuse 3.14 drops these flags: act on them here */
+		memcpy(&nodeid, (char *)buf + KABI_IN_NODEID, sizeof(nodeid));
+		fs_kill_suid(&m->fs, nodeid == FUSE_ROOT_ID ?
+					     m->fs.ns.root :
+					     (struct node *)(uintptr_t)nodeid);
 	} else if (op == KABI_OP_OPEN || op == KABI_OP_CREATE) {
 		remember(unique, op);
 	}
@@ -151,14 +167,21 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 	memcpy(&error, hdr + 4, sizeof(error));
 	memcpy(&unique, hdr + 8, sizeof(unique));
 	op = unique ? forget(unique) : 0;
-	if (!error && op == KABI_OP_INIT && m->passthrough &&
+	if (!error && op == KABI_OP_INIT &&
 	    (b = body(iov, count, KABI_INIT_OUT_STACK_DEPTH + 4))) {
-		put32(b, KABI_INIT_OUT_FLAGS,
-		      (get32(b, KABI_INIT_OUT_FLAGS) | KABI_INIT_EXT) &
-			      ~KABI_WRITEBACK_CACHE);
-		put32(b, KABI_INIT_OUT_FLAGS2,
-		      get32(b, KABI_INIT_OUT_FLAGS2) | KABI_PASSTHROUGH2);
-		put32(b, KABI_INIT_OUT_STACK_DEPTH, 1);
+		if (m->killpriv_offered)
+			put32(b, KABI_INIT_OUT_FLAGS,
+			      get32(b, KABI_INIT_OUT_FLAGS) |
+				      KABI_HANDLE_KILLPRIV_V2);
+		if (m->passthrough) {
+			put32(b, KABI_INIT_OUT_FLAGS,
+			      (get32(b, KABI_INIT_OUT_FLAGS) | KABI_INIT_EXT) &
+				      ~KABI_WRITEBACK_CACHE);
+			put32(b, KABI_INIT_OUT_FLAGS2,
+			      get32(b, KABI_INIT_OUT_FLAGS2) |
+				      KABI_PASSTHROUGH2);
+			put32(b, KABI_INIT_OUT_STACK_DEPTH, 1);
+		}
 	} else if (!error && op == KABI_OP_OPEN &&
 		   (b = body(iov, count, 16))) {
 		patch_open(b);

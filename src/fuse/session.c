@@ -78,7 +78,7 @@ static int serve(struct fuse_session *se, const struct opts *o)
 		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
 	fuse_loop_cfg_set_max_threads(cfg, 16);
-	fuse_loop_cfg_set_idle_threads(cfg, 4);
+	fuse_loop_cfg_set_idle_threads(cfg, 16); /* no thread churn */
 	ret = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	return ret;
@@ -216,8 +216,9 @@ int session_run(struct opts *o)
 	pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
 	if (fuse_session_mount(se, o->mountpoint) != 0)
 		goto out_session;
-	if (m->passthrough && pt_install(m, se) < 0) {
-		log_warn("cannot install the passthrough hooks: daemon path");
+	/* both paths: the hooks also carry HANDLE_KILLPRIV_V2 */
+	if (pt_install(m, se) < 0) {
+		log_warn("cannot install the /dev/fuse hooks: daemon path");
 		m->passthrough = false;
 	}
 	sigaction(SIGUSR1, &sa, NULL);

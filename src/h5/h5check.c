@@ -22,15 +22,6 @@ static void h5_setup(void)
 	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
-/* The superblock's offset, or -1: 0, 512, 1024, 2048, ... */
-static int64_t find_signature(const uint8_t *p, uint64_t size)
-{
-	for (uint64_t off = 0; off + 8 <= size; off = off ? off * 2 : 512)
-		if (!memcmp(p + off, sig, 8))
-			return (int64_t)off;
-	return -1;
-}
-
 /* Keep the innermost message of the error stack: the most precise. */
 static herr_t take_desc(unsigned n, const H5E_error2_t *e, void *data)
 {
@@ -129,6 +120,57 @@ static bool clear_status_flags(uint8_t *sb, uint64_t avail)
 	return true;
 }
 
+/* The superblock's offset, read with pread: no page is touched. */
+static int64_t find_signature_fd(int fd, uint64_t size)
+{
+	uint8_t b[8];
+
+	for (uint64_t off = 0; off + 8 <= size; off = off ? off * 2 : 512)
+		if (pread(fd, b, 8, (off_t)off) == 8 && !memcmp(b, sig, 8))
+			return (int64_t)off;
+	return -1;
+}
+
+/*
+ * Map the image for libhdf5. Without holes: the memfd itself, private
+ * and writable, so only a patched superblock page is ever copied.
+ * With holes (a sparse image): an anonymous mapping holding only the
+ * data regions, since touching a hole of a tmpfs file allocates it (and
+ * raises SIGBUS when the budget is full).
+ */
+static uint8_t *map_image(int fd, uint64_t size)
+{
+	off_t hole = lseek(fd, 0, SEEK_HOLE), pos = 0;
+	uint8_t *p;
+
+	if (hole < 0 || (uint64_t)hole >= size) {
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+		return p == MAP_FAILED ? NULL : p;
+	}
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	while ((uint64_t)pos < size) {
+		off_t data = lseek(fd, pos, SEEK_DATA), end;
+
+		if (data < 0)
+			break;
+		end = lseek(fd, data, SEEK_HOLE);
+		if (end < 0 || (uint64_t)end > size)
+			end = (off_t)size;
+		for (off_t o = data; o < end;) {
+			ssize_t n = pread(fd, p + o, (size_t)(end - o), o);
+
+			if (n <= 0)
+				break;
+			o += n;
+		}
+		pos = end;
+	}
+	return p;
+}
+
 int h5_inspect(int fd, uint64_t size, struct h5_report *r)
 {
 	uint8_t *p;
@@ -140,13 +182,12 @@ int h5_inspect(int fd, uint64_t size, struct h5_report *r)
 		return 0;
 	if (size > SIZE_MAX)
 		return -EFBIG;
-	/* private and writable: only a patched superblock page is copied */
-	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-	if (p == MAP_FAILED)
-		return -errno;
-	base = find_signature(p, size);
+	base = find_signature_fd(fd, size);
 	if (base < 0)
-		goto out;
+		return 0; /* not HDF5: nothing mapped */
+	p = map_image(fd, size);
+	if (!p)
+		return -errno;
 	r->is_hdf5 = true;
 	r->base = (uint64_t)base;
 	if ((uint64_t)base + 12 <= size) {
@@ -170,7 +211,6 @@ int h5_inspect(int fd, uint64_t size, struct h5_report *r)
 		r->opens = try_open(p, size, r);
 	}
 	pthread_mutex_unlock(&h5_lock);
-out:
 	munmap(p, size);
 	return 0;
 }
