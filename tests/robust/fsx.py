@@ -66,6 +66,10 @@ WEIGHTS = {
 }
 
 
+# Kinds of mount a remount picks from (write-back twice as likely).
+MODES = ["writeback", "commit", "sync_on_close", "volatile", "writeback"]
+
+
 class Divergence(AssertionError):
     pass
 
@@ -266,8 +270,7 @@ class Exerciser:
     def pick_mode(self):
         if self.args.mode == "scratch":
             return "volatile"
-        return self.rng.choice(["writeback", "writeback", "commit",
-                                "sync_on_close", "volatile"])
+        return self.rng.choice(self.args.modes)
 
     def setup(self):
         self.src.mkdir(exist_ok=True)
@@ -282,7 +285,7 @@ class Exerciser:
             rlib.run(["cp", "-a", f"{self.src}/.", str(self.ref)], timeout=60)
         else:
             self.ref.mkdir()
-        self.start_mount("writeback" if self.args.mode != "scratch"
+        self.start_mount(self.args.modes[0] if self.args.mode != "scratch"
                          else "volatile")
         self.check_all()
 
@@ -835,13 +838,28 @@ def main(argv=None):
                     help="source: a SOURCE written back (remounts pick "
                     "write-back, commit=1, sync_on_close or volatile); "
                     "scratch: volatile mounts without SOURCE")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="the mount kinds remounts pick from (first: the "
+                    "first mount); default %(default)s")
     ap.add_argument("--maxsize", type=int, default=1 << 20)
     ap.add_argument("--workdir")
     ap.add_argument("--log")
     ap.add_argument("--pidfile",
                     help="append each daemon's PID and mount point here")
     ap.add_argument("--no-remount", action="store_true")
+    ap.add_argument("--weight", action="append", default=[],
+                    metavar="OP=N", help="change an operation's weight "
+                    "(to focus a run; 0 leaves it out); ops: " +
+                    " ".join(WEIGHTS))
     args = ap.parse_args(argv)
+    args.modes = args.modes.split(",")
+    if not set(args.modes) <= set(MODES):
+        ap.error(f"--modes: choose from {MODES}")
+    for w in args.weight:
+        op, _, n = w.partition("=")
+        if op not in WEIGHTS or not n.isdigit():
+            ap.error(f"bad --weight {w!r}")
+        WEIGHTS[op] = int(n)
     if args.seed is None:
         args.seed = int.from_bytes(os.urandom(4), "little")
     faulthandler.enable()
@@ -851,7 +869,8 @@ def main(argv=None):
     ex = Exerciser(args)
     replay = (f"/usr/bin/python3 {Path(__file__).resolve()} --seed "
               f"{args.seed} --path {args.path} --mode {args.mode} "
-              f"--maxsize {args.maxsize} " +
+              f"--maxsize {args.maxsize} --modes {','.join(args.modes)} " +
+              "".join(f"--weight {w} " for w in args.weight) +
               (f"--duration {args.duration}" if args.duration
                else f"--ops {args.ops}"))
     status = 0
@@ -873,6 +892,9 @@ def main(argv=None):
                   flush=True)
             print(f"fsx: replay: {replay}", flush=True)
             print(f"fsx: full log: {ex.log_path}", flush=True)
+            if ex.m is not None and ex.m.stderr():
+                print(f"fsx: daemon stderr:\n{ex.m.stderr()[-4000:]}",
+                      flush=True)
         problems = ex.teardown()
         if problems:
             status = 1

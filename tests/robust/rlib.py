@@ -88,7 +88,13 @@ class Child:
             out, err = self.proc.communicate(timeout=timeout * SLOWDOWN)
         except subprocess.TimeoutExpired:
             self.kill()
-            out, err = self.proc.communicate()
+            try:
+                out, err = self.proc.communicate(timeout=10)
+            except (subprocess.TimeoutExpired, ValueError):
+                # Unkillable for now: blocked in a FUSE request that its
+                # daemon already read (the kernel then waits for the
+                # answer). It goes when that daemon answers or dies.
+                out, err = b"", b"(still blocked after SIGKILL)"
             raise AssertionError(
                 f"{self.argv} did not finish in {timeout}s (killed)\n"
                 f"stdout: {_text(out)[-3000:]}\nstderr: {_text(err)[-3000:]}")
@@ -192,3 +198,79 @@ def eno(fn, *a, **kw):
 
 
 E = errno
+
+
+def err(fn, *a, **kw):
+    """'OK' when fn(*a, **kw) succeeds (an fd it returns is closed), else
+    the errno's name, e.g. 'EEXIST': asserts then read as the man page."""
+    return errname(eno(fn, *a, **kw))
+
+
+# --- syscalls Python's os module does not expose fully ----------------------
+
+import ctypes  # noqa: E402
+
+_libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def utimensat(path, atime, mtime, follow=True):
+    """utimensat(2); atime/mtime: (sec, nsec), UTIME_NOW or UTIME_OMIT, or
+    None for both UTIME_NOW (a NULL times pointer)."""
+    fn = _libc.utimensat
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p,
+                   ctypes.c_int]
+    flags = 0 if follow else AT_SYMLINK_NOFOLLOW
+    if atime is None and mtime is None:
+        ptr = None
+    else:
+        ts = (_Timespec * 2)()
+        for i, t in enumerate((atime, mtime)):
+            if t in (UTIME_NOW, UTIME_OMIT):
+                ts[i].tv_sec, ts[i].tv_nsec = 0, t
+            else:
+                ts[i].tv_sec, ts[i].tv_nsec = t
+        ptr = ctypes.addressof(ts)
+    if fn(AT_FDCWD, os.fsencode(path), ptr, flags) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), str(path))
+
+
+def getxattr_sized(path, name, size):
+    """getxattr(2) with a buffer of `size` bytes (0: ask the length).
+    Returns the value (or its length when size is 0)."""
+    fn = _libc.getxattr
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p,
+                   ctypes.c_size_t]
+    fn.restype = ctypes.c_ssize_t
+    buf = ctypes.create_string_buffer(max(size, 1))
+    n = fn(os.fsencode(path), name.encode(), buf if size else None, size)
+    if n < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), str(path))
+    return buf.raw[:n] if size else n
+
+
+def listxattr_sized(path, size):
+    fn = _libc.listxattr
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+    fn.restype = ctypes.c_ssize_t
+    buf = ctypes.create_string_buffer(max(size, 1))
+    n = fn(os.fsencode(path), buf if size else None, size)
+    if n < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), str(path))
+    return buf.raw[:n] if size else n
+
+
+def st_ns(path, follow=True):
+    """(atime, mtime, ctime) in ns."""
+    st = os.stat(path, follow_symlinks=follow)
+    return st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns

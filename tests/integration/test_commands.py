@@ -1,0 +1,493 @@
+"""The commands: `h5memfs status MNT [--json]`, `sync MNT [PATH...]`,
+`discard PATH...`, `evict PATH...`. Each exits 0 when it succeeded for
+every path, 1 otherwise with one message per failure; only a user who may
+write a file may change its state. status also shows the data path
+actually taken: on passthrough the daemon sees no read requests."""
+
+import datetime
+import errno
+import json
+import os
+import pty
+import subprocess
+
+import pytest
+
+import helpers
+from acceptance import (DAEMON, cli, expected_data_path, file_status,
+                        make_hdf5, mount_status, public_dir,
+                        random_bytes, status)  # noqa: F401 (fixture)
+
+MiB = 1 << 20
+
+MOUNT_KEYS = {"format", "source", "volatile", "data_path", "max_memory",
+              "memory_used", "files_loaded", "dirty_files", "dirty_bytes",
+              "writebacks", "writeback_bytes", "writeback_errors",
+              "conflicts", "invalid", "commits", "loads", "load_bytes",
+              "read_requests", "write_requests", "evictions", "preload"}
+FILE_KEYS = {"path", "state", "size", "memory_bytes", "dirty_bytes",
+             "volatile", "last_writeback", "hdf5"}
+STATES = {"not loaded", "loading", "clean", "dirty", "volatile",
+          "invalid HDF5", "conflict", "from SOURCE"}
+
+
+@pytest.fixture
+def src(empty_source):
+    helpers.write_file(empty_source / "a.txt", b"alpha\n" * 1000)
+    os.makedirs(empty_source / "sub/deep")
+    helpers.write_file(empty_source / "sub/deep/b.bin", random_bytes(200000))
+    make_hdf5(empty_source / "sub/c.h5")
+    return empty_source
+
+
+def one_message(res):
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
+    assert len(lines) == 1, f"expected one message, got: {res.stderr!r}"
+    return lines[0]
+
+
+# --- status ---------------------------------------------------------------
+
+def test_status_json_describes_the_mount_and_every_file(mount, src):
+    m = mount(src)
+    doc = status(m)
+    assert set(doc) >= {"mount", "mountpoint", "files"}
+    ms = doc["mount"]
+    assert MOUNT_KEYS <= set(ms), MOUNT_KEYS - set(ms)
+    assert set(ms["preload"]) >= {"state", "files", "bytes", "skipped"}
+    assert ms["source"] == str(src) and doc["mountpoint"] == str(m.path)
+    assert ms["volatile"] is False
+    assert ms["data_path"] in ("passthrough", "daemon")
+    if expected_data_path():
+        assert ms["data_path"] == expected_data_path()
+    assert ms["files_loaded"] == 0 and ms["dirty_files"] == 0
+    files = {f["path"]: f for f in doc["files"]}
+    assert set(files) == {"a.txt", "sub/deep/b.bin", "sub/c.h5"}
+    for rel, f in files.items():
+        assert FILE_KEYS <= set(f), (rel, FILE_KEYS - set(f))
+        assert f["state"] == "not loaded", f
+        assert f["size"] == os.path.getsize(src / rel), f
+        assert f["memory_bytes"] == 0 and f["dirty_bytes"] == 0, f
+        assert f["volatile"] is False
+        assert f["last_writeback"]["time"] is None
+    assert m.unmount() == 0
+
+
+def test_status_follows_a_file_from_not_loaded_to_dirty_to_written(
+        mount, src):
+    m = mount(src)
+    helpers.read_file(m / "a.txt")
+    st = file_status(m, "a.txt")
+    assert st["state"] == "clean" and st["memory_bytes"] >= 6000, st
+    ms = mount_status(m)
+    assert ms["files_loaded"] == 1 and ms["loads"] >= 1, ms
+    assert ms["load_bytes"] >= 6000, ms
+    fd = os.open(m / "a.txt", os.O_RDWR)
+    try:
+        os.pwrite(fd, b"CHANGED", 100)
+        st = file_status(m, "a.txt")
+        assert st["state"] == "dirty" and st["dirty_bytes"] > 0, st
+        ms = mount_status(m)
+        assert ms["dirty_files"] == 1 and ms["dirty_bytes"] > 0, ms
+        before = datetime.datetime.now(datetime.timezone.utc)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    st = file_status(m, "a.txt")
+    assert st["state"] == "clean" and st["dirty_bytes"] == 0, st
+    lw = st["last_writeback"]
+    assert lw["ok"] is True and lw["error"] is None, lw
+    when = datetime.datetime.strptime(lw["time"], "%Y-%m-%dT%H:%M:%SZ") \
+        .replace(tzinfo=datetime.timezone.utc)
+    assert abs((when - before).total_seconds()) < 60, lw
+    ms = mount_status(m)
+    assert ms["writebacks"] >= 1 and ms["writeback_bytes"] >= 7, ms
+    assert ms["dirty_files"] == 0 and ms["writeback_errors"] == 0, ms
+    assert m.unmount() == 0
+
+
+def test_status_sees_writes_still_held_open_by_their_writer(mount, src):
+    """A program that wrote and keeps its file open (no fsync, no close):
+    status already says dirty, on either data path."""
+    m = mount(src)
+    fd = os.open(m / "a.txt", os.O_RDWR)
+    try:
+        os.pwrite(fd, b"pending", 0)
+        st = file_status(m, "a.txt")
+        assert st["state"] == "dirty" and st["dirty_bytes"] > 0, st
+    finally:
+        os.close(fd)
+    assert m.unmount() == 0
+
+
+def test_status_sees_a_new_file_its_writer_still_holds_open(mount, src):
+    m = mount(src)
+    fd = os.open(m / "fresh.bin", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"f" * 100000)
+        st = file_status(m, "fresh.bin")
+        assert st["size"] == 100000 and st["memory_bytes"] >= 100000, st
+        assert st["state"] == "dirty", st
+    finally:
+        os.close(fd)
+    assert m.unmount() == 0
+
+
+def test_status_shows_an_hdf5_file_its_writer_holds_open(mount, src):
+    """The case h5clear exists for, seen live: an h5py writer (libver
+    latest) has flushed and keeps the file open; status shows its bytes
+    and that a writer has it open, without the writer doing fsync."""
+    from test_validation import WRITER
+    m = mount(src)
+    proc = subprocess.Popen([helpers.PYTHON, "-c", WRITER,
+                             str(m / "live.h5"), "latest"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n", proc.stderr.read()
+        size = os.stat(m / "live.h5").st_size
+        st = file_status(m, "live.h5")
+        assert st["size"] == size and st["state"] == "dirty", st
+        assert st["hdf5"] is not None, st
+        assert st["hdf5"]["writer_open"] is True, st
+        assert st["hdf5"]["opens"] is True, st
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert m.unmount() == 0
+
+
+def test_status_works_right_after_a_write_grows_a_new_file(mount, src):
+    m = mount(src)
+    fd = os.open(m / "grown.bin", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.pwrite(fd, b"x" * 10, MiB)
+        res = cli("status", m.path, "--json")
+        assert res.returncode == 0, res.stderr
+        files = {f["path"]: f for f in json.loads(res.stdout)["files"]}
+        assert files["grown.bin"]["size"] == MiB + 10, files["grown.bin"]
+        res = cli("status", m.path)
+        assert res.returncode == 0, res.stderr
+    finally:
+        os.close(fd)
+    assert m.unmount() == 0
+
+
+def test_status_table_has_a_header_and_a_line_per_file(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "a.txt", b"dirty now")
+    helpers.read_file(m / "sub/deep/b.bin")
+    res = cli("status", m.path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    lines = out.splitlines()
+    assert any(ln.split()[:4] == ["STATE", "SIZE", "MEMORY", "DIRTY"]
+               for ln in lines), out
+    assert ms_path_line(lines, "data path") is not None, out
+    data_path = mount_status(m)["data_path"]
+    assert data_path in ms_path_line(lines, "data path"), out
+    for rel, state in [("a.txt", "dirty"), ("sub/deep/b.bin", "clean"),
+                       ("sub/c.h5", "not loaded")]:
+        row = [ln for ln in lines if ln.rstrip().endswith(str(m / rel))]
+        assert len(row) == 1, (rel, out)
+        assert row[0].startswith(state), (rel, row[0])
+    assert m.unmount() == 0
+
+
+def ms_path_line(lines, word):
+    for ln in lines:
+        if word in ln:
+            return ln
+    return None
+
+
+def test_the_data_path_taken_shows_in_the_read_requests(mount, src):
+    m = mount(src)
+    path = mount_status(m)["data_path"]
+    if expected_data_path():
+        assert path == expected_data_path()
+    for _ in range(20):
+        subprocess.run(["cat", str(m / "sub/deep/b.bin")], timeout=10,
+                       check=True, stdout=subprocess.DEVNULL)
+        helpers.read_file(m / "a.txt")
+    reads = mount_status(m)["read_requests"]
+    if path == "passthrough":
+        assert reads == 0, f"passthrough, yet the daemon served {reads} reads"
+    else:
+        assert reads > 0, "daemon path, yet the daemon served no read"
+    assert m.unmount() == 0
+
+
+def test_status_of_a_volatile_mount_says_so(mount, src):
+    m = mount(src, options=["volatile"])
+    helpers.write_file(m / "a.txt", b"scratch")
+    ms = mount_status(m)
+    assert ms["volatile"] is True
+    assert file_status(m, "a.txt")["state"] == "volatile"
+    assert m.unmount() == 0
+
+
+# --- sync -------------------------------------------------------------------
+
+def test_sync_of_the_whole_mount_writes_every_dirty_file(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "a.txt", b"A2")
+    helpers.write_file(m / "sub/deep/b.bin", b"B2")
+    helpers.write_file(m / "new.txt", b"N")
+    res = cli("sync", m.path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"{m.path}: written back\n", res.stdout
+    assert helpers.read_file(src / "a.txt") == b"A2"
+    assert helpers.read_file(src / "sub/deep/b.bin") == b"B2"
+    assert helpers.read_file(src / "new.txt") == b"N"
+    assert mount_status(m)["dirty_files"] == 0
+    assert m.unmount() == 0
+
+
+def test_sync_of_paths_writes_those_and_says_so_for_each(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "a.txt", b"A2")
+    helpers.write_file(m / "sub/deep/b.bin", b"B2")
+    helpers.write_file(m / "sub/other.txt", b"not synced yet")
+    res = cli("sync", m.path, m / "a.txt", m / "sub/deep/b.bin")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [f"{m / 'a.txt'}: written back",
+                                       f"{m / 'sub/deep/b.bin'}: "
+                                       "written back"], res.stdout
+    assert helpers.read_file(src / "a.txt") == b"A2"
+    assert helpers.read_file(src / "sub/deep/b.bin") == b"B2"
+    assert not (src / "sub/other.txt").exists()
+    assert file_status(m, "sub/other.txt")["state"] == "dirty"
+    assert m.unmount() == 0
+    assert helpers.read_file(src / "sub/other.txt") == b"not synced yet"
+
+
+def test_sync_on_a_terminal_shows_progress_on_stderr(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "a.txt", b"A3" * 100000)
+    master, slave = pty.openpty()
+    try:
+        res = subprocess.run([str(DAEMON), "sync", str(m.path)],
+                             stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=slave,
+                             timeout=60)
+        os.close(slave)
+        slave = None
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert res.returncode == 0
+    assert b"#" in shown or b"%" in shown or b"/s" in shown, shown
+    assert helpers.read_file(src / "a.txt") == b"A3" * 100000
+    assert m.unmount() == 0
+
+
+def test_sync_of_an_unknown_path_fails_with_one_message(mount, src):
+    m = mount(src)
+    msg = one_message(cli("sync", m.path, m / "no/such/file"))
+    assert "no/such/file" in msg
+    assert m.unmount() == 0
+
+
+# --- discard ------------------------------------------------------------
+
+def test_discard_drops_unsaved_changes(mount, src):
+    m = mount(src)
+    old = helpers.read_file(src / "a.txt")
+    helpers.write_file(m / "a.txt", b"unwanted, and longer " * 1000)
+    res = cli("discard", m / "a.txt")
+    assert res.returncode == 0, res.stderr
+    assert os.path.getsize(m / "a.txt") == len(old)
+    assert helpers.read_file(m / "a.txt") == old
+    st = file_status(m, "a.txt")
+    assert st["state"] == "clean" and st["dirty_bytes"] == 0, st
+    assert m.unmount() == 0
+    assert helpers.read_file(src / "a.txt") == old
+
+
+def test_discard_is_seen_by_a_handle_already_open(mount, src):
+    m = mount(src)
+    old = helpers.read_file(src / "sub/deep/b.bin")
+    fd = os.open(m / "sub/deep/b.bin", os.O_RDWR)
+    try:
+        os.pwrite(fd, b"\0" * 5000, 0)
+        res = cli("discard", m / "sub/deep/b.bin")
+        assert res.returncode == 0, res.stderr
+        assert os.pread(fd, len(old) + 10, 0) == old
+    finally:
+        os.close(fd)
+    assert m.unmount() == 0
+    assert helpers.read_file(src / "sub/deep/b.bin") == old
+
+
+def test_discard_of_a_file_not_in_source_fails(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "only-here.txt", b"new")
+    msg = one_message(cli("discard", m / "only-here.txt"))
+    assert "only-here.txt" in msg and "SOURCE" in msg, msg
+    assert helpers.read_file(m / "only-here.txt") == b"new"
+    assert m.unmount() == 0
+    assert helpers.read_file(src / "only-here.txt") == b"new"
+
+
+def test_discard_of_several_paths_and_of_a_file_never_loaded(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "a.txt", b"x")
+    helpers.write_file(m / "sub/deep/b.bin", b"y")
+    res = cli("discard", m / "a.txt", m / "sub/deep/b.bin", m / "sub/c.h5")
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.splitlines()) == 3, res.stdout
+    assert helpers.read_file(m / "a.txt") == helpers.read_file(src / "a.txt")
+    assert helpers.read_file(m / "sub/deep/b.bin") == \
+        helpers.read_file(src / "sub/deep/b.bin")
+    assert mount_status(m)["dirty_files"] == 0
+    assert m.unmount() == 0
+
+
+# --- evict ------------------------------------------------------------------
+
+def test_evict_drops_a_clean_image_which_reloads_intact(mount, src):
+    m = mount(src)
+    data = helpers.read_file(m / "sub/deep/b.bin")
+    used = mount_status(m)["memory_used"]
+    res = cli("evict", m / "sub/deep/b.bin")
+    assert res.returncode == 0, res.stderr
+    st = file_status(m, "sub/deep/b.bin")
+    assert st["state"] == "not loaded" and st["memory_bytes"] == 0, st
+    ms = mount_status(m)
+    assert ms["memory_used"] <= used - 200000, (used, ms["memory_used"])
+    assert helpers.read_file(m / "sub/deep/b.bin") == data
+    assert file_status(m, "sub/deep/b.bin")["state"] == "clean"
+    assert m.unmount() == 0
+
+
+def test_evict_refuses_a_dirty_file(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "a.txt", b"unsaved")
+    msg = one_message(cli("evict", m / "a.txt"))
+    assert "a.txt" in msg and "unsaved" in msg, msg
+    assert file_status(m, "a.txt")["state"] == "dirty"
+    assert helpers.read_file(m / "a.txt") == b"unsaved"
+    assert m.unmount() == 0
+    assert helpers.read_file(src / "a.txt") == b"unsaved"
+
+
+def test_evict_refuses_an_open_file(mount, src):
+    m = mount(src)
+    with open(m / "a.txt", "rb") as f:
+        msg = one_message(cli("evict", m / "a.txt"))
+        assert "a.txt" in msg and "open" in msg, msg
+        assert file_status(m, "a.txt")["state"] == "clean"
+        assert f.read() == helpers.read_file(src / "a.txt")
+    assert m.unmount() == 0
+
+
+# --- errors -------------------------------------------------------------
+
+def test_commands_outside_a_mount_fail_with_one_message(tmp_path, mount,
+                                                         src):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    helpers.write_file(plain / "f", b"f")
+    m = mount(src)
+    for args in (["status", plain], ["status", plain, "--json"],
+                 ["status", "/dev/shm"], ["status", tmp_path / "missing"],
+                 ["sync", plain], ["sync", tmp_path / "missing"],
+                 ["discard", plain / "f"], ["evict", plain / "f"],
+                 ["discard", tmp_path / "missing"]):
+        res = cli(*args)
+        one_message(res)
+        assert res.stdout == "", (args, res.stdout)
+    assert m.unmount() == 0
+
+
+def test_discard_and_evict_of_unknown_paths_in_a_mount_fail(mount, src):
+    m = mount(src)
+    for verb in ("discard", "evict"):
+        msg = one_message(cli(verb, m / "nope.h5"))
+        assert "nope.h5" in msg, msg
+    assert m.unmount() == 0
+
+
+def test_one_failing_path_fails_the_command_but_not_the_others(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "a.txt", b"A9")
+    res = cli("sync", m.path, m / "missing", m / "a.txt")
+    assert res.returncode == 1
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert helpers.read_file(src / "a.txt") == b"A9"
+    assert m.unmount() == 0
+
+
+# --- permissions ------------------------------------------------------------
+
+@pytest.fixture
+def shared(public_dir, mount):
+    """A mount with allow_other in a directory every user can reach: f is
+    root's 0644, g is 0666."""
+    src = public_dir / "src"
+    src.mkdir(mode=0o755)
+    os.chmod(src, 0o755)
+    helpers.write_file(src / "f.txt", b"root's file\n")
+    os.chmod(src / "f.txt", 0o644)
+    helpers.write_file(src / "g.txt", b"everyone's file\n")
+    os.chmod(src / "g.txt", 0o666)
+    mp = public_dir / "mnt"
+    mp.mkdir()
+    m = mount(src, options=["allow_other"], mountpoint=mp)
+    return m, src
+
+
+def test_a_user_who_may_not_write_a_file_may_not_change_its_state(shared):
+    m, src = shared
+    helpers.write_file(m / "f.txt", b"root's change\n")
+    for verb in ("sync", "discard", "evict"):
+        args = [verb] + ([m.path] if verb == "sync" else []) + [m / "f.txt"]
+        res = cli(*args, user="nobody")
+        msg = one_message(res)
+        assert "permission denied" in msg.lower(), (verb, msg)
+    # Nothing happened to it.
+    assert file_status(m, "f.txt")["state"] == "dirty"
+    assert helpers.read_file(src / "f.txt") == b"root's file\n"
+    r = helpers.run(["setpriv", "--reuid=65534", "--regid=65534",
+                     "--clear-groups", helpers.PYTHON, "-c",
+                     "import os, sys\n"
+                     "try:\n"
+                     "    os.setxattr(sys.argv[1], 'user.h5memfs.volatile',"
+                     " b'1')\n"
+                     "except OSError as e:\n"
+                     "    print(e.errno)\n", str(m / "f.txt")], timeout=30)
+    assert r.stdout.strip() in (str(errno.EACCES), str(errno.EPERM)), \
+        r.stdout
+    assert file_status(m, "f.txt")["volatile"] is False
+    assert m.unmount() == 0
+    assert helpers.read_file(src / "f.txt") == b"root's change\n"
+
+
+def test_a_user_who_may_write_a_file_may_sync_it_and_anyone_may_read_status(
+        shared):
+    m, src = shared
+    helpers.write_file(m / "g.txt", b"changed\n")
+    res = cli("sync", m.path, m / "g.txt", user="nobody")
+    assert res.returncode == 0, res.stderr
+    assert helpers.read_file(src / "g.txt") == b"changed\n"
+    res = cli("status", m.path, "--json", user="nobody")
+    assert res.returncode == 0, res.stderr
+    paths = {f["path"] for f in json.loads(res.stdout)["files"]}
+    assert {"f.txt", "g.txt"} <= paths
+    assert m.unmount() == 0
