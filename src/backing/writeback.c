@@ -205,6 +205,10 @@ int wb_lock(const struct src *s, const char *rel, struct src_ident *id)
 
 		if (fd == -EACCES || fd == -EROFS || fd == -ETXTBSY)
 			fd = src_openat(s, rel, O_RDONLY);
+		if (fd == -ESTALE) { /* replaced by another node just now */
+			usleep(100 * 1000);
+			continue;
+		}
 		if (fd < 0)
 			return fd;
 		if (fcntl(fd, F_SETLK, &fl) < 0) {

@@ -96,6 +96,7 @@ struct node {
 					   open read-only, or -1 */
 	uint64_t last_use;		/* LRU clock of the last open/close */
 	struct src_ident ident;		/* SOURCE identity when loaded */
+	struct src_ident replaces;	/* new file renamed over this one */
 	struct wb_result wb;		/* last write-back of this file */
 	struct img img;			/* regular files: the content */
 	pthread_mutex_t io;		/* serialises loading and write-back */

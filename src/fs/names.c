@@ -514,8 +514,15 @@ int fs_rename(struct fs *fs, struct node *dir, const char *name,
 		fs_touch_c(dst->node);
 		ns_exchange(&fs->ns, src, dst);
 	} else {
-		if (dst)
+		if (dst) {
 			fs_touch_c(dst->node);
+			/* a new file may replace this one in SOURCE, no other */
+			if (!(src->node->flags & N_FROM_SOURCE))
+				src->node->replaces =
+					dst->node->flags & N_FROM_SOURCE ?
+						dst->node->ident :
+						dst->node->replaces;
+		}
 		err = ns_move(&fs->ns, src, newdir, newname);
 	}
 out:

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../core/log.h"
 #include "internal.h"
@@ -191,8 +192,11 @@ int fs_load_xattrs(struct fs *fs, struct node *n)
 		goto out;
 	}
 	err = src_load_xattrs(&fs->src, path, n);
-	if (err == -ESTALE) /* replaced by another node just now: again */
+	/* replaced by another node just now: a shared fs needs a moment */
+	for (int tries = 0; err == -ESTALE && tries < 20; tries++) {
+		usleep(100 * 1000);
 		err = src_load_xattrs(&fs->src, path, n);
+	}
 	free(path);
 	if (err == -ENOENT || err == -EACCES || err == -ELOOP ||
 	    err == -ENXIO)

