@@ -131,9 +131,12 @@ bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name)
 			err = fs_fsync(&m->fs, n);
 		}
 	} else if (!strcmp(name, FS_DISCARD_XATTR)) {
+		/* writes the kernel still caches land first, then go */
+		drain(m, n);
 		err = fs_discard(&m->fs, n);
 		inval = !err;
 	} else if (!strcmp(name, FS_EVICT_XATTR)) {
+		drain(m, n);
 		err = fs_evict(&m->fs, n);
 		inval = !err;
 	} else if (!strcmp(name, FS_STATUS_XATTR)) {
@@ -141,9 +144,16 @@ bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name)
 	} else {
 		return false;
 	}
+	/*
+	 * The kernel must drop the pages it cached before the command
+	 * returns, or a read right after it sees them. Pages are clean (the
+	 * drain above), so invalidating needs no other request; single-
+	 * threaded, do it after the reply all the same, to be safe.
+	 */
+	if (inval && !m->passthrough && !m->single_thread)
+		fuse_lowlevel_notify_inval_inode(m->se, ino, 0, 0);
 	fuse_reply_err(req, -err);
-	/* after the reply: the kernel must drop pages it cached before */
-	if (inval && !m->passthrough)
+	if (inval && !m->passthrough && m->single_thread)
 		fuse_lowlevel_notify_inval_inode(m->se, ino, 0, 0);
 	return true;
 }
