@@ -372,19 +372,18 @@ int img_sums_mark(struct img *im)
 	if (err)
 		return err;
 	limit = size < im->clean_size ? size : im->clean_size;
-	n = (size_t)(limit / ps); /* whole pages below clean_size */
+	/* pages below clean_size, the last one maybe partial */
+	n = (size_t)((limit + ps - 1) / ps);
 	if (n > im->nsums)
 		n = im->nsums;
 	now = malloc((n ? n : 1) * sizeof(*now));
 	if (!now)
 		return -ENOMEM;
-	err = page_sums(im, n * ps, now, n);
+	err = page_sums(im, limit < (uint64_t)n * ps ? limit : (uint64_t)n * ps,
+			now, n);
 	for (size_t i = 0; !err && i < n; i++)
 		if (now[i] != im->sums[i])
 			err = img_mark_dirty(im, (uint64_t)i * ps, 1);
-	/* a partial last page below clean_size: always rewrite it */
-	if (!err && limit % ps)
-		err = img_mark_dirty(im, n * ps, 1);
 	free(now);
 	return err;
 }

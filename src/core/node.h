@@ -95,6 +95,7 @@ struct node {
 	int direct_fd;			/* too big for memory: SOURCE's file,
 					   open read-only, or -1 */
 	uint64_t last_use;		/* LRU clock of the last open/close */
+	uint64_t wgen;			/* bumped by every change of content */
 	struct src_ident ident;		/* SOURCE identity when loaded */
 	struct src_ident replaces;	/* new file renamed over this one */
 	struct wb_result wb;		/* last write-back of this file */

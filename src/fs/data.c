@@ -329,7 +329,45 @@ void fs_notice_kernel_writes(struct fs *fs, struct node *n)
 			mtime = n->ctime;
 		n->mtime = n->ctime = mtime;
 		n->flags |= N_DIRTY | N_META_DIRTY;
+		n->wgen++;
 	}
+}
+
+void fs_find_mapped_writes(struct fs *fs)
+{
+	struct node **v;
+	size_t count = 0, i = 0;
+
+	if (!fs->o.kernel_writes)
+		return;
+	pthread_mutex_lock(&fs->ns.lock);
+	for (struct node *n = fs->ns.all; n; n = n->all_next)
+		count += S_ISREG(n->mode) && (n->flags & N_LOADED) &&
+			 !(n->flags & N_DIRTY) && n->img.sums;
+	v = malloc((count ? count : 1) * sizeof(*v));
+	for (struct node *n = fs->ns.all; v && n && i < count; n = n->all_next)
+		if (S_ISREG(n->mode) && (n->flags & N_LOADED) &&
+		    !(n->flags & N_DIRTY) && n->img.sums) {
+			ns_pin(n);
+			v[i++] = n;
+		}
+	pthread_mutex_unlock(&fs->ns.lock);
+	for (size_t k = 0; v && k < i; k++) {
+		struct node *n = v[k];
+
+		pthread_mutex_lock(&n->io);
+		if (img_sums_mark(&n->img) == 0 && img_dirty_pages(&n->img)) {
+			pthread_mutex_lock(&fs->ns.lock);
+			n->flags |= N_DIRTY;
+			n->wgen++;
+			pthread_mutex_unlock(&fs->ns.lock);
+		}
+		pthread_mutex_unlock(&n->io);
+		pthread_mutex_lock(&fs->ns.lock);
+		ns_unpin(&fs->ns, n);
+		pthread_mutex_unlock(&fs->ns.lock);
+	}
+	free(v);
 }
 
 char **fs_open_paths(struct fs *fs)
@@ -436,6 +474,7 @@ static void wrote(struct fs *fs, struct node *n)
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
 	n->flags |= N_DIRTY;
+	n->wgen++;
 	if (fs->o.kernel_times)
 		n->flags |= N_META_DIRTY;
 	else

@@ -37,6 +37,14 @@ void fs_notice_kernel_writes(struct fs *fs, struct node *n);
 /* The same file in SOURCE as when loaded? (ctime left out: renames) */
 bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
 
+/*
+ * Passthrough: stores through a writable shared mapping of an image
+ * change no mtime once the page is mapped. Before a write-back, compare
+ * the page checksums of every clean loaded image and mark those that
+ * changed. Takes the locks.
+ */
+void fs_find_mapped_writes(struct fs *fs);
+
 /* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
 void fs_unload_locked(struct fs *fs, struct node *n);
 

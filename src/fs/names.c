@@ -212,6 +212,7 @@ static int create_node(struct fs *fs, struct node *dir, const char *name,
 		err = -ENOMEM;
 		goto out;
 	}
+	n->flags |= N_META_DIRTY; /* its owner and times go to SOURCE too */
 	err = ns_link(&fs->ns, dir, name, n);
 	if (err) {
 		ns_maybe_free(&fs->ns, n);

@@ -374,7 +374,7 @@ static int write_file(struct fs *fs, struct node *n)
 	struct wb_file f;
 	char *orig = NULL, *cname = NULL, *name = NULL;
 	size_t npaths = 0;
-	uint64_t written = 0;
+	uint64_t written = 0, gen = 0;
 	int err, conflict = 0, lockfd = -1;
 
 	err = fs_load_xattrs(fs, n);
@@ -401,6 +401,7 @@ static int write_file(struct fs *fs, struct node *n)
 		return 0;
 	}
 	err = snapshot_file(fs, n, &f);
+	gen = n->wgen;
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
 	if (err)
@@ -455,6 +456,9 @@ out:
 	} else if (!err) {
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY | N_INVALID |
 					N_CONFLICT);
+		/* written while we copied: not clean, write it again */
+		if (n->wgen != gen)
+			n->flags |= N_DIRTY | N_META_DIRTY;
 		n->flags |= N_FROM_SOURCE;
 		n->ident = id;
 		img_clear_dirty(&n->img);
@@ -513,6 +517,12 @@ static int write_meta(struct fs *fs, struct node *n)
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
 	err = path ? wb_set_meta(&fs->src, path, &m) : -ENOMEM;
+	if (!err && S_ISREG(m.mode)) {
+		/* our own utimens is no change behind the mount */
+		pthread_mutex_lock(&fs->ns.lock);
+		n->ident.mtime = m.mtime;
+		pthread_mutex_unlock(&fs->ns.lock);
+	}
 	if (err == -ENOENT)
 		err = 0; /* not in SOURCE (yet): its creation sets it */
 	if (err) {
@@ -538,6 +548,18 @@ int fs_fsync(struct fs *fs, struct node *n)
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
 	pthread_mutex_unlock(&fs->ns.lock);
+	if (fs->o.kernel_writes && S_ISREG(n->mode) &&
+	    (n->flags & N_LOADED) && !(n->flags & N_DIRTY) && n->img.sums) {
+		/* stores through a mapping leave no other trace */
+		pthread_mutex_lock(&n->io);
+		if (img_sums_mark(&n->img) == 0 && img_dirty_pages(&n->img)) {
+			pthread_mutex_lock(&fs->ns.lock);
+			n->flags |= N_DIRTY;
+			n->wgen++;
+			pthread_mutex_unlock(&fs->ns.lock);
+		}
+		pthread_mutex_unlock(&n->io);
+	}
 	if (!err && S_ISREG(n->mode) && (n->flags & N_DIRTY))
 		err = write_file(fs, n);
 	if (err == WB_CONFLICT)
@@ -609,6 +631,7 @@ int fs_sync_all(struct fs *fs, unsigned *failed)
 	if (!writes_source(fs))
 		return 0;
 	pthread_mutex_lock(&fs->sync_lock);
+	fs_find_mapped_writes(fs);
 	err = replay_all(fs);
 	if (err) {
 		first = err;

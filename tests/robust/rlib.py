@@ -89,7 +89,7 @@ class Child:
         except subprocess.TimeoutExpired:
             self.kill()
             try:
-                out, err = self.proc.communicate(timeout=10)
+                out, err = self.proc.communicate(timeout=3)
             except (subprocess.TimeoutExpired, ValueError):
                 # Unkillable for now: blocked in a FUSE request that its
                 # daemon already read (the kernel then waits for the
@@ -107,9 +107,9 @@ class Child:
             except ProcessLookupError:
                 pass
             try:
-                self.proc.wait(10)
+                self.proc.wait(3)
             except subprocess.TimeoutExpired:
-                pass
+                pass  # blocked in a FUSE request its daemon has read
 
 
 def _text(b):

@@ -8,16 +8,12 @@ Permissions (other uids) are in test_conformance_perms.py, timestamps in
 test_conformance_times.py.
 """
 
-import errno
 import fcntl
 import os
 import stat
 import struct
-import subprocess
-import sys
 import time
 
-import pytest
 
 import rlib
 from rlib import err, helpers

@@ -7,10 +7,6 @@ concurrent SWMR readers while write-back runs.
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -385,6 +381,15 @@ def test_swmr_writer_with_concurrent_readers_and_write_back(
     import h5py
     with h5py.File(path, "r") as f:
         assert np.array_equal(f["data"][:], np.arange(n))
+    in_mount = helpers.read_file(path)
     assert m.unmount() == 0
+    in_source = helpers.read_file(source / "swmr.h5")
+    if in_source != in_mount:
+        diff = [i for i in range(min(len(in_source), len(in_mount)))
+                if in_source[i] != in_mount[i]]
+        raise AssertionError(
+            f"SOURCE's swmr.h5 differs from the mount's after unmount: "
+            f"sizes {len(in_source)} and {len(in_mount)}, {len(diff)} bytes "
+            f"differ, first at {diff[:8]}")
     with h5py.File(source / "swmr.h5", "r") as f:
         assert np.array_equal(f["data"][:], np.arange(n))
