@@ -443,7 +443,12 @@ int fs_flush(struct fs *fs, struct node *n)
 		return 0;
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
-	last = n->nopen <= 1 && (n->flags & N_DIRTY);
+	/*
+	 * Every close of a dirty file, not only the one we count as the
+	 * last: RELEASE of another handle may still be on its way, so a
+	 * count would miss the real last close.
+	 */
+	last = n->flags & N_DIRTY;
 	pthread_mutex_unlock(&fs->ns.lock);
 	return last ? fs_fsync(fs, n) : 0;
 }

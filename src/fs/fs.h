@@ -169,8 +169,9 @@ int fs_kernel_handle(struct fs *fs, struct node *n,
 		     int (*reg)(void *arg, int fd), void *arg);
 
 /*
- * A handle is being closed (close(2)); with sync_on_close and when it is
- * the file's last handle, write the file back now. 0 or -errno.
+ * A handle is being closed (close(2)); with sync_on_close, a dirty file
+ * is written back now, so that it is in SOURCE when its last handle's
+ * close returns. 0 or -errno.
  */
 int fs_flush(struct fs *fs, struct node *n);
 
