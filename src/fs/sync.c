@@ -447,6 +447,11 @@ out:
 		/* the data is durable beside; the image stays the mount's */
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
 		n->flags |= N_CONFLICT;
+		img_clear_dirty(&n->img); /* saved: nothing pending */
+		if (fs->o.kernel_writes)
+			img_sums_take(&n->img);
+		if (n->wgen != gen) /* written while we copied */
+			n->flags |= N_DIRTY;
 		fs->stats.conflicts++;
 		set_result(n, -EIO, "SOURCE changed behind the mount; saved "
 			   "as %s", cname);

@@ -371,7 +371,17 @@ class Exerciser:
                     self.fail(f"{mp}: mapped bytes differ: {first_diff(a, b)}")
 
     def compare_source(self, when):
-        st, rt = tree(self.src), tree(self.ref)
+        # With commit=1 the commit thread may be between its temporary
+        # file and the rename while we look; at unmount nothing may be left.
+        # Wait (up to 3 s) for such a pass to end, then compare strictly.
+        busy = self.mode == "commit" and "unmount" not in when
+        for _ in range(60):
+            before = busy and helpers.tmp_files(self.src)
+            st = tree(self.src)
+            if not (before or (busy and helpers.tmp_files(self.src))):
+                break
+            time.sleep(0.05)
+        rt = tree(self.ref)
         if st != rt:
             self.fail(f"SOURCE differs from the reference {when}:\n" +
                       "\n".join(describe_tree_diff(st, rt, "SOURCE",

@@ -106,6 +106,22 @@ def test_truncate_that_changes_the_size_updates_mtime_and_ctime(fsd):
             assert a == OLDER
 
 
+def test_truncate_to_the_same_size_updates_mtime_and_ctime(fsd):
+    """Linux: truncate(2) and ftruncate(2) always pass ATTR_MTIME and
+    ATTR_CTIME with the size (tmpfs, ext4 update both)."""
+    write(fsd.p("f"), b"x" * 100)
+    for how in ("truncate", "ftruncate"):
+        c0 = make_old(fsd.p("f"))
+        if how == "truncate":
+            os.truncate(fsd.p("f"), 100)
+        else:
+            fd = os.open(fsd.p("f"), os.O_WRONLY)
+            os.ftruncate(fd, 100)
+            os.close(fd)
+        a, m, c = st_ns(fsd.p("f"))
+        assert m != OLD and c > c0, how
+
+
 def test_o_trunc_updates_mtime_and_ctime(fsd):
     write(fsd.p("f"), b"x" * 100)
     c0 = make_old(fsd.p("f"))

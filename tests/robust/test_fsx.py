@@ -8,7 +8,8 @@ PIDs to a file so that a run killed on timeout still leaves no mount.
 
 Seeds: random per run, printed; H5MEMFS_FSX_SEED=N fixes it. A failure
 prints the last operations and the command that replays the run.
-CI: 4 short runs, under a minute together. `--long`: 15 minutes per data
+CI: 6 short runs (SOURCE, scratch and names flavours), under a minute
+together. `--long`: 15 minutes per data
 path (30 minutes), results in docs/testing.md.
 """
 
@@ -84,10 +85,26 @@ def run_fsx(workdir, timeout, *args):
     return text
 
 
+# The "names" flavour weighs the namespace operations (renames over names
+# that were themselves replaced, links, unlinks of open files, directory
+# renames) and write-backs far above the data operations.
+NAMES_WEIGHTS = ["rename=25", "rename2=12", "link=12", "unlink=10",
+                 "dirop=10", "sync=4", "remount=3", "fsync=5", "mmap=1",
+                 "mwrite=2", "mread=1", "read=2", "pread=2"]
+
+
 @pytest.mark.deadline(150)
-@pytest.mark.parametrize("mode,ops", [("source", 700), ("scratch", 500)])
-def test_fsx_short(open_tmp, datapath, mode, ops):
-    run_fsx(open_tmp, 120, "--path", datapath, "--mode", mode, "--ops", ops)
+@pytest.mark.parametrize("flavour,ops", [("source", 700), ("scratch", 500),
+                                         ("names", 500)])
+def test_fsx_short(open_tmp, datapath, flavour, ops):
+    args = ["--path", datapath, "--ops", ops]
+    if flavour == "names":
+        args += ["--mode", "source"]
+        for w in NAMES_WEIGHTS:
+            args += ["--weight", w]
+    else:
+        args += ["--mode", flavour]
+    run_fsx(open_tmp, 120, *args)
 
 
 @pytest.mark.long
