@@ -6,7 +6,9 @@
 # definite leak. Slow: timeouts are scaled by H5MEMFS_TEST_SLOWDOWN (10).
 #
 #   tests/robust/valgrind.sh                         the default selection
-#   tests/robust/valgrind.sh tests/robust/test_fsx.py   any pytest arguments
+#   tests/robust/valgrind.sh tests/robust/test_fsx.py   test paths (under
+#                                                      tests/integration or
+#                                                      tests/robust)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$(pwd)
@@ -24,14 +26,36 @@ EOF
 chmod 755 "$wrapper"
 export H5MEMFS="$wrapper"
 export H5MEMFS_TEST_SLOWDOWN=${H5MEMFS_TEST_SLOWDOWN:-10}
+# Debian 12's valgrind (3.19) does not know openat2(2) (nor fsopen(2)): it
+# answers ENOSYS, and the daemon, which reaches SOURCE only through
+# openat2(RESOLVE_BENEATH), can then neither list nor load anything. So the
+# default selection runs on volatile mounts without SOURCE: the conformance
+# tests (H5MEMFS_ROBUST_SCRATCH=1 makes their mounts scratch mounts) and the
+# exerciser's scratch runs. Give test paths to run others.
 if [ $# -eq 0 ]; then
-	set -- tests/integration/test_writeback.py tests/integration/test_posix.py \
-		tests/robust/test_conformance_ops.py tests/robust/test_fsx.py \
-		tests/robust/test_concurrency.py
+	export H5MEMFS_ROBUST_SCRATCH=1
+	set -- tests/robust/test_conformance_ops.py \
+		tests/robust/test_conformance_perms.py \
+		"tests/robust/test_fsx.py::test_fsx_short[passthrough=on-scratch-500]" \
+		"tests/robust/test_fsx.py::test_fsx_short[passthrough=off-scratch-500]"
 fi
 echo "valgrind.sh: daemon $daemon; logs in $logs"
-/usr/bin/python3 -m pytest -q -p no:cacheprovider "$@"
-status=$?
+# One pytest session per directory: the integration modules
+# `import conftest` and expect their own.
+status=0
+for dir in tests/integration tests/robust; do
+	args=()
+	for a in "$@"; do
+		case $a in
+		$dir/*|$dir) args+=("$a") ;;
+		esac
+	done
+	[ ${#args[@]} -gt 0 ] || continue
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider "${args[@]}"
+	rc=$?
+	echo "valgrind.sh: pytest ${args[*]}: exit status $rc"
+	[ $rc -eq 0 ] || status=$rc
+done
 bad=0
 for f in "$logs"/vg.*.log; do
 	[ -s "$f" ] || continue
