@@ -111,21 +111,7 @@ trap 'exit 143' TERM
 mkdir "$src" "$mnt"
 
 heading "Make a sample SOURCE: two HDF5 files and a text file"
-run "$py" - "$src" <<'PY'
-import sys, numpy as np, h5py
-src = sys.argv[1]
-with h5py.File(f"{src}/experiment.h5", "w") as f:
-    run = f.create_group("run1")
-    t = run.create_dataset("temperature", data=20 + np.arange(400.0).reshape(100, 4) / 40,
-                           chunks=(25, 4), compression="gzip")
-    t.attrs["units"] = "degC"
-    run.create_dataset("pressure", data=np.linspace(1.0, 2.0, 100))
-    f.attrs["instrument"] = "demo rig"
-with h5py.File(f"{src}/calibration.h5", "w") as f:
-    f.create_dataset("gain", data=np.ones(8))
-    f.create_dataset("offset", data=np.zeros(8))
-PY
-echo "Measurements from the demo rig." >"$src/notes.txt"
+run "$py" "$repo/docs/make-sample.py" "$src"
 run ls -l "$src"
 before=$(sha256sum <"$src/experiment.h5")
 

@@ -11,7 +11,7 @@ must exit 0. Shell blocks unmount in their own `trap`; in any case the test
 lazily unmounts any h5memfs mount the block left behind under its TMPDIR
 (and fails for it), and kills the block's process group on a timeout.
 
-README.md's tour uses fixed paths (/data/run1, /mnt/run1) and is not run.
+README.md's commands are run by test_readme.py.
 """
 
 import os
