@@ -4,15 +4,18 @@
 #include "writeback.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -194,13 +197,94 @@ static int rename_noreplace(int dirfd, const char *tmp, const char *leaf)
 	return 0;
 }
 
+/*
+ * Clients of shared filesystems (FUSE ones such as GlusterFS's, NFS, SMB,
+ * Ceph, 9p, AFS) cache attributes and names: for a while after another
+ * node replaced a file, fstatat can still show the old inode. A fresh
+ * listing is read from the server.
+ */
+static bool names_may_be_cached(int dirfd)
+{
+	struct statfs sf;
+
+	if (fstatfs(dirfd, &sf) < 0)
+		return false;
+	switch ((unsigned long)sf.f_type) {
+	case FUSE_SUPER_MAGIC:
+	case NFS_SUPER_MAGIC:
+	case CIFS_SUPER_MAGIC:
+	case SMB2_SUPER_MAGIC:
+	case SMB_SUPER_MAGIC:
+	case CEPH_SUPER_MAGIC:
+	case V9FS_MAGIC:
+	case AFS_SUPER_MAGIC:
+	case AFS_FS_MAGIC:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Does a fresh listing of dirfd show `leaf` with inode `ino`? */
+static bool listed_with_ino(int dirfd, const char *leaf, ino_t ino)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct dirent *de;
+	bool found = false;
+	DIR *d;
+
+	if (fd < 0)
+		return false;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return false;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, leaf) == 0) {
+			found = de->d_ino == ino;
+			break;
+		}
+	closedir(d);
+	return found;
+}
+
+/* Does the name at dirfd/leaf hold the open file fd (as of now)? */
+static bool name_holds(int dirfd, const char *leaf, int fd, struct stat *a)
+{
+	struct stat b;
+
+	if (fstat(fd, a) < 0 ||
+	    fstatat(dirfd, leaf, &b, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    a->st_dev != b.st_dev || a->st_ino != b.st_ino)
+		return false;
+	return !names_may_be_cached(dirfd) ||
+	       listed_with_ino(dirfd, leaf, a->st_ino);
+}
+
+/*
+ * An open-file-description lock: closing another descriptor of the same
+ * file (the clone source of the write-back, a load by another thread)
+ * would drop a classic POSIX lock of the whole process. Classic locks
+ * where OFD locks are refused.
+ */
+static int lock_fd(int fd, struct flock *fl)
+{
+	fl->l_pid = 0;
+	if (fcntl(fd, F_OFD_SETLK, fl) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -1;
+	return fcntl(fd, F_SETLK, fl);
+}
+
 int wb_lock(const struct src *s, const char *rel, struct src_ident *id)
 {
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 	const char *leaf;
 
 	for (int tries = 0; tries < 300; tries++) {
-		struct stat a, b;
+		struct stat a;
 		int fd = src_openat(s, rel, O_RDWR), dirfd;
 
 		if (fd == -EACCES || fd == -EROFS || fd == -ETXTBSY)
@@ -211,7 +295,7 @@ int wb_lock(const struct src *s, const char *rel, struct src_ident *id)
 		}
 		if (fd < 0)
 			return fd;
-		if (fcntl(fd, F_SETLK, &fl) < 0) {
+		if (lock_fd(fd, &fl) < 0) {
 			int e = errno;
 
 			if (e == EAGAIN || e == EACCES) {
@@ -227,15 +311,14 @@ int wb_lock(const struct src *s, const char *rel, struct src_ident *id)
 			close(fd);
 			return dirfd;
 		}
-		if (fstat(fd, &a) == 0 &&
-		    fstatat(dirfd, leaf, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+		if (name_holds(dirfd, leaf, fd, &a)) {
 			close(dirfd);
 			src_ident_from_stat(id, &a);
 			return fd;
 		}
 		close(dirfd);
 		close(fd); /* replaced meanwhile: lock the new one */
+		usleep(20 * 1000);
 	}
 	return -EBUSY;
 }

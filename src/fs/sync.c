@@ -341,8 +341,15 @@ static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
 	bool source = (n->flags & N_FROM_SOURCE) && n->ident.ino;
 
 	fd = wb_lock(&fs->src, f->paths[0], &now);
-	if (fd == -ENOENT)
-		return 0; /* gone behind us: nothing to clobber */
+	if (fd == -ENOENT) {
+		/*
+		 * Nothing there (a new file, or gone behind us): write only
+		 * where nothing is, since another node may make the name
+		 * meanwhile (or a client's stale cache may hide its new file).
+		 */
+		f->noreplace = true;
+		return 0;
+	}
 	if (fd < 0)
 		return fd;
 	*lockfd = fd; /* held until the new version is in place */
@@ -418,16 +425,6 @@ static int write_file(struct fs *fs, struct node *n)
 		err = validate(fs, n, &f);
 	if (!err)
 		err = conflict = check_conflict(fs, n, &f, &cname, &lockfd);
-	for (int seq = 1; conflict > 0 && seq < 100; seq++) {
-		err = wb_write_file(&fs->src, &f, &id);
-		if (err != -EEXIST)
-			break;
-		free(cname);
-		cname = conflict_name(fs, orig, seq);
-		f.paths[0] = cname;
-		if (!cname)
-			err = -ENOMEM;
-	}
 	if (!conflict && !err) {
 		err = wb_write_file(&fs->src, &f, &id);
 		written = f.written;
@@ -435,6 +432,23 @@ static int write_file(struct fs *fs, struct node *n)
 			log_debug("wrote back %s: %llu bytes%s", orig,
 				  (unsigned long long)written,
 				  f.cloned ? " (changed pages on a clone)" : "");
+		if (err == -EEXIST && f.noreplace) {
+			/* the name was made behind us since the check */
+			cname = conflict_name(fs, orig, 0);
+			f.paths[0] = cname;
+			f.npaths = 1;
+			err = cname ? 0 : -ENOMEM;
+			conflict = cname ? 1 : 0;
+		}
+	}
+	for (int seq = 1; conflict > 0 && err >= 0 && seq < 100; seq++) {
+		err = wb_write_file(&fs->src, &f, &id);
+		if (err != -EEXIST)
+			break;
+		free(cname);
+		cname = conflict_name(fs, orig, seq);
+		f.paths[0] = cname;
+		err = cname ? 0 : -ENOMEM;
 	}
 	if (lockfd >= 0)
 		close(lockfd); /* the new version is in place: unlock */
@@ -531,8 +545,8 @@ static int write_meta(struct fs *fs, struct node *n)
 	if (err == -ENOENT)
 		err = 0; /* not in SOURCE (yet): its creation sets it */
 	if (err) {
-		log_err("cannot set attributes of %s in SOURCE: %s", path,
-			strerror(-err));
+		log_err("cannot set attributes of %s in SOURCE: %s",
+			path ? path : "a file", strerror(-err));
 		pthread_mutex_lock(&fs->ns.lock);
 		n->flags |= N_META_DIRTY;
 		pthread_mutex_unlock(&fs->ns.lock);

@@ -224,10 +224,6 @@ def test_conflict_right_after_the_other_write_back(pair):
     _check_conflict_outcome(pair, "data.txt", a, b, va, vb)
 
 
-@pytest.mark.xfail(strict=True, reason=
-    "known limit (docs/many-nodes.md): write-backs on two nodes within the "
-    "GlusterFS client's attribute-cache time can both pass the identity "
-    "check, since each client may still see the old inode after the lock")
 def test_simultaneous_write_backs_never_both_win(pair):
     """Both nodes write back the same file at the same moment, a few
     times: each time one wins and the other is kept as a conflict."""

@@ -9,23 +9,30 @@
 #   tests/robust/asan.sh                 everything
 #   tests/robust/asan.sh -k fsx          extra arguments go to pytest
 #   ASAN_SUITES="tests/robust" tests/robust/asan.sh
+#   ASAN_DAEMON=build/src/h5memfs-asan tests/robust/asan.sh   prebuilt daemon
 #
 # Timeouts are scaled by H5MEMFS_TEST_SLOWDOWN (default 3 here).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$(pwd)
-build=${ASAN_BUILD:-build-asan}
-
-if [ -d "$build" ]; then
-	meson configure "$build" -Db_sanitize=address,undefined \
-		>/dev/null || exit 2
+# ASAN_DAEMON: an already built sanitized daemon (meson's h5memfs-asan, as
+# the `sanitizers` test suite passes); otherwise build one in build-asan/.
+if [ -n "${ASAN_DAEMON:-}" ]; then
+	daemon=$ASAN_DAEMON
 else
-	meson setup "$build" -Db_sanitize=address,undefined \
-		>/dev/null || exit 2
+	build=${ASAN_BUILD:-build-asan}
+	if [ -d "$build" ]; then
+		meson configure "$build" -Db_sanitize=address,undefined \
+			>/dev/null || exit 2
+	else
+		meson setup "$build" -Db_sanitize=address,undefined \
+			>/dev/null || exit 2
+	fi
+	ninja -C "$build" >/dev/null || { echo "asan.sh: build failed" >&2; exit 2; }
+	daemon="$repo/$build/src/h5memfs"
 fi
-ninja -C "$build" >/dev/null || { echo "asan.sh: build failed" >&2; exit 2; }
+[ -x "$daemon" ] || { echo "asan.sh: no daemon at $daemon" >&2; exit 2; }
 
-daemon="$repo/$build/src/h5memfs"
 reports=$(mktemp -d /tmp/h5memfs-asan-reports.XXXXXX)
 chmod 755 "$reports"
 
