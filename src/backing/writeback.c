@@ -365,6 +365,16 @@ out:
 	return err;
 }
 
+static bool same_inode(int d1, const char *l1, int d2, const char *l2)
+{
+	struct stat a, b;
+
+	return fstatat(d1, l1, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       fstatat(d2, l2, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       !S_ISDIR(a.st_mode) && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
 /* renameat2 with a fallback for an exchange with one side missing. */
 static int replay_rename(int d1, const char *l1, int d2, const char *l2,
 			 unsigned flags)
@@ -380,6 +390,14 @@ static int replay_rename(int d1, const char *l1, int d2, const char *l2,
 			return 0;
 		return errno == ENOENT ? 0 : -errno;
 	}
+	/*
+	 * Two names of one file in SOURCE that were two files in the mount
+	 * (a new file not yet written back leaves, at its name, the file
+	 * it replaced, and that may be a hard link of the target): rename(2)
+	 * would do nothing, but the old name must go.
+	 */
+	if (same_inode(d1, l1, d2, l2))
+		return unlinkat(d1, l1, 0) < 0 && errno != ENOENT ? -errno : 0;
 	if (renameat(d1, l1, d2, l2) == 0)
 		return 0;
 	return errno == ENOENT ? 0 : -errno;

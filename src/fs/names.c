@@ -517,8 +517,15 @@ int fs_rename(struct fs *fs, struct node *dir, const char *name,
 	} else {
 		if (dst) {
 			fs_touch_c(dst->node);
-			/* a new file may replace this one in SOURCE, no other */
-			if (!(src->node->flags & N_FROM_SOURCE))
+			/*
+			 * A new file may replace, in SOURCE, the file it was
+			 * first renamed over and no other: the replay leaves
+			 * that file at the new file's name (the new file is
+			 * not in SOURCE to be moved), and moves it along with
+			 * every later rename, over whatever it replaces.
+			 */
+			if (!(src->node->flags & N_FROM_SOURCE) &&
+			    !src->node->replaces.ino)
 				src->node->replaces =
 					dst->node->flags & N_FROM_SOURCE ?
 						dst->node->ident :
