@@ -94,7 +94,20 @@ static int set_fd_meta(int fd, mode_t mode, uid_t uid, gid_t gid,
 	return err;
 }
 
-/* Give an extra name to the file at dirfd/leaf, replacing atomically. */
+static bool same_inode(int d1, const char *l1, int d2, const char *l2)
+{
+	struct stat a, b;
+
+	return fstatat(d1, l1, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       fstatat(d2, l2, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       !S_ISDIR(a.st_mode) && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
+/*
+ * Give an extra name to the file at dirfd/leaf, replacing atomically;
+ * nothing to do when the name already holds that file.
+ */
 static int link_over(const struct src *s, int dirfd, const char *leaf,
 		     const char *path)
 {
@@ -104,6 +117,8 @@ static int link_over(const struct src *s, int dirfd, const char *leaf,
 
 	if (d2 < 0)
 		return d2;
+	if (same_inode(dirfd, leaf, d2, leaf2))
+		goto out; /* rename(2) would leave the temporary behind */
 	for (int tries = 0; tries < 100; tries++) {
 		uint64_t r = 0;
 
@@ -363,16 +378,6 @@ out:
 		close(fd);
 	close(dirfd);
 	return err;
-}
-
-static bool same_inode(int d1, const char *l1, int d2, const char *l2)
-{
-	struct stat a, b;
-
-	return fstatat(d1, l1, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
-	       fstatat(d2, l2, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
-	       !S_ISDIR(a.st_mode) && a.st_dev == b.st_dev &&
-	       a.st_ino == b.st_ino;
 }
 
 /* renameat2 with a fallback for an exchange with one side missing. */
