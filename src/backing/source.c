@@ -28,7 +28,7 @@ void src_close(struct src *s)
 	s->root = -1;
 }
 
-int src_openat(const struct src *s, const char *rel, int flags)
+static int openat2_beneath(int dirfd, const char *rel, int flags)
 {
 	struct open_how how = {
 		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
@@ -40,30 +40,71 @@ int src_openat(const struct src *s, const char *rel, int flags)
 	if (flags & O_CREAT)
 		how.mode = 0600;
 	do {
-		fd = syscall(SYS_openat2, s->root, *rel ? rel : ".", &how,
+		fd = syscall(SYS_openat2, dirfd, *rel ? rel : ".", &how,
 			     sizeof(how));
 	} while (fd < 0 && errno == EAGAIN);
 	/* RESOLVE_NO_SYMLINKS reports a symlink leaf as ELOOP, like O_NOFOLLOW */
 	return fd < 0 ? -errno : (int)fd;
 }
 
+/*
+ * A path the kernel would refuse as too long (trees deeper than
+ * PATH_MAX) is resolved in pieces shorter than PATH_MAX, each beneath
+ * the directory the previous one reached: confined all the same.
+ */
+int src_openat(const struct src *s, const char *rel, int flags)
+{
+	const char *p = rel;
+	int dirfd = s->root, fd;
+
+	while (strlen(p) >= PATH_MAX) {
+		char *piece;
+		const char *cut = p + PATH_MAX - 1;
+
+		while (cut > p && *cut != '/')
+			cut--;
+		if (cut == p) {
+			fd = -ENAMETOOLONG;
+			goto out;
+		}
+		piece = strndup(p, (size_t)(cut - p));
+		if (!piece) {
+			fd = -ENOMEM;
+			goto out;
+		}
+		fd = openat2_beneath(dirfd, piece, O_PATH | O_DIRECTORY);
+		free(piece);
+		if (fd < 0)
+			goto out;
+		if (dirfd != s->root)
+			close(dirfd);
+		dirfd = fd;
+		p = cut + 1;
+	}
+	fd = openat2_beneath(dirfd, p, flags);
+out:
+	if (dirfd != s->root)
+		close(dirfd);
+	return fd;
+}
+
 int src_parent(const struct src *s, const char *rel, const char **leaf)
 {
 	const char *slash = strrchr(rel, '/');
-	char dir[PATH_MAX];
-	size_t l;
+	char *dir;
+	int fd;
 
 	if (!slash) {
 		*leaf = rel;
 		return src_openat(s, "", O_RDONLY | O_DIRECTORY);
 	}
-	l = (size_t)(slash - rel);
-	if (l >= sizeof(dir))
-		return -ENAMETOOLONG;
-	memcpy(dir, rel, l);
-	dir[l] = '\0';
+	dir = strndup(rel, (size_t)(slash - rel));
+	if (!dir)
+		return -ENOMEM;
 	*leaf = slash + 1;
-	return src_openat(s, dir, O_RDONLY | O_DIRECTORY);
+	fd = src_openat(s, dir, O_RDONLY | O_DIRECTORY);
+	free(dir);
+	return fd;
 }
 
 int src_scan(const struct src *s, const char *rel, src_entry_fn fn,

@@ -97,7 +97,20 @@ static int set_fd_meta(int fd, mode_t mode, uid_t uid, gid_t gid,
 	return err;
 }
 
-/* Give an extra name to the file at dirfd/leaf, replacing atomically. */
+static bool same_inode(int d1, const char *l1, int d2, const char *l2)
+{
+	struct stat a, b;
+
+	return fstatat(d1, l1, &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       fstatat(d2, l2, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       !S_ISDIR(a.st_mode) && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
+/*
+ * Give an extra name to the file at dirfd/leaf, replacing atomically;
+ * nothing to do when the name already holds that file.
+ */
 static int link_over(const struct src *s, int dirfd, const char *leaf,
 		     const char *path)
 {
@@ -107,6 +120,8 @@ static int link_over(const struct src *s, int dirfd, const char *leaf,
 
 	if (d2 < 0)
 		return d2;
+	if (same_inode(dirfd, leaf, d2, leaf2))
+		goto out; /* rename(2) would leave the temporary behind */
 	for (int tries = 0; tries < 100; tries++) {
 		uint64_t r = 0;
 
@@ -463,6 +478,14 @@ static int replay_rename(int d1, const char *l1, int d2, const char *l2,
 			return 0;
 		return errno == ENOENT ? 0 : -errno;
 	}
+	/*
+	 * Two names of one file in SOURCE that were two files in the mount
+	 * (a new file not yet written back leaves, at its name, the file
+	 * it replaced, and that may be a hard link of the target): rename(2)
+	 * would do nothing, but the old name must go.
+	 */
+	if (same_inode(d1, l1, d2, l2))
+		return unlinkat(d1, l1, 0) < 0 && errno != ENOENT ? -errno : 0;
 	if (renameat(d1, l1, d2, l2) == 0)
 		return 0;
 	return errno == ENOENT ? 0 : -errno;

@@ -140,10 +140,37 @@ static int set_size(struct fs *fs, struct node *n, uint64_t size)
 	return err;
 }
 
+/* What write-back puts in SOURCE besides data and xattrs. */
+struct kept_meta {
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	struct timespec atime, mtime;
+};
+
+static struct kept_meta kept_meta(const struct node *n)
+{
+	return (struct kept_meta){ n->mode, n->uid, n->gid, n->atime,
+				   n->mtime };
+}
+
+static bool ts_differ(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec != b->tv_sec || a->tv_nsec != b->tv_nsec;
+}
+
+static bool meta_differs(const struct kept_meta *a, const struct kept_meta *b)
+{
+	return a->mode != b->mode || a->uid != b->uid || a->gid != b->gid ||
+	       ts_differ(&a->atime, &b->atime) ||
+	       ts_differ(&a->mtime, &b->mtime);
+}
+
 int fs_setattr(struct fs *fs, struct node *n, const struct stat *attr,
 	       int to_set, struct stat *st)
 {
 	struct timespec now = ns_now();
+	struct kept_meta was, now_meta;
 	int err = 0;
 
 	if (to_set & FS_SET_SIZE) {
@@ -153,6 +180,7 @@ int fs_setattr(struct fs *fs, struct node *n, const struct stat *attr,
 	}
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
+	was = kept_meta(n);
 	if (to_set & FS_SET_MODE)
 		n->mode = (n->mode & S_IFMT) | (attr->st_mode & 07777);
 	if (to_set & FS_SET_UID)
@@ -171,7 +199,14 @@ int fs_setattr(struct fs *fs, struct node *n, const struct stat *attr,
 		n->ctime = attr->st_ctim;
 	else if (to_set & ~FS_SET_SIZE)
 		n->ctime = now;
-	if (to_set & ~FS_SET_SIZE)
+	/*
+	 * Only what SOURCE keeps makes the metadata dirty: a SETATTR that
+	 * sets the values the file has (the kernel's writeback cache sends
+	 * its mtime and ctime after a setxattr or a close) must not touch
+	 * SOURCE, whose ctime would change for nothing.
+	 */
+	now_meta = kept_meta(n);
+	if (meta_differs(&was, &now_meta))
 		n->flags |= N_META_DIRTY;
 	ns_stat(n, st);
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -517,8 +552,15 @@ int fs_rename(struct fs *fs, struct node *dir, const char *name,
 	} else {
 		if (dst) {
 			fs_touch_c(dst->node);
-			/* a new file may replace this one in SOURCE, no other */
-			if (!(src->node->flags & N_FROM_SOURCE))
+			/*
+			 * A new file may replace, in SOURCE, the file it was
+			 * first renamed over and no other: the replay leaves
+			 * that file at the new file's name (the new file is
+			 * not in SOURCE to be moved), and moves it along with
+			 * every later rename, over whatever it replaces.
+			 */
+			if (!(src->node->flags & N_FROM_SOURCE) &&
+			    !src->node->replaces.ino)
 				src->node->replaces =
 					dst->node->flags & N_FROM_SOURCE ?
 						dst->node->ident :

@@ -15,40 +15,73 @@
 #include "../core/log.h"
 #include "internal.h"
 
-/* mkdir -p of every parent of root/rel, mode 0700. */
-static int make_parents(const char *root, const char *rel)
+/* mkdir -p root, mode 0700. */
+static void make_root(const char *root)
 {
-	char *p;
-	int err = 0;
+	char *p = strdup(root);
 
-	if (asprintf(&p, "%s/%s", root, rel) < 0)
-		return -ENOMEM;
-	for (char *s = p + 1; *s && !err; s++) {
+	for (char *s = p ? p + 1 : NULL; s && *s; s++) {
 		if (*s != '/')
 			continue;
 		*s = '\0';
-		if (mkdir(p, 0700) < 0 && errno != EEXIST)
-			err = -errno;
+		mkdir(p, 0700);
 		*s = '/';
 	}
+	if (p)
+		mkdir(p, 0700);
 	free(p);
-	return err;
+}
+
+/*
+ * Create root/rel, making its parents (mode 0700) on the way, one
+ * directory at a time, so that no path is longer than a name. Returns
+ * an fd open for writing or -errno.
+ */
+static int create_at(const char *root, const char *rel)
+{
+	char *copy = strdup(rel), *name, *slash;
+	int dirfd, fd;
+
+	make_root(root);
+	dirfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!copy || dirfd < 0) {
+		fd = !copy ? -ENOMEM : -errno;
+		goto out;
+	}
+	for (name = copy; (slash = strchr(name, '/')); name = slash + 1) {
+		*slash = '\0';
+		if (!*name)
+			continue;
+		if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST) {
+			fd = -errno;
+			goto out;
+		}
+		fd = openat(dirfd, name,
+			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			fd = -errno;
+			goto out;
+		}
+		close(dirfd);
+		dirfd = fd;
+	}
+	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		fd = -errno;
+out:
+	if (dirfd >= 0)
+		close(dirfd);
+	free(copy);
+	return fd;
 }
 
 static int save(const char *root, const char *rel, int from, uint64_t size)
 {
-	char *p;
-	int fd, err;
+	int fd = create_at(root, rel), err;
 
-	err = make_parents(root, rel);
-	if (err)
-		return err;
-	if (asprintf(&p, "%s/%s", root, rel) < 0)
-		return -ENOMEM;
-	fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	free(p);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	err = from >= 0 ? src_copy_data(from, fd, size) : 0;
 	if (!err && fsync(fd) < 0)
 		err = -errno;

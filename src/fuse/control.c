@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +23,37 @@
 #include "../core/log.h"
 #include "ll.h"
 
-/* Open and close `rel` in the mount: close(2) waits for its writes. */
+/*
+ * Open and close `rel` in the mount: close(2) waits for its writes. A
+ * path longer than PATH_MAX is walked in shorter pieces.
+ */
 static void reopen(const struct h5m *m, const char *rel)
 {
-	char *p;
+	const char *p = rel;
+	int dirfd = open(m->mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	int fd;
 
-	if (asprintf(&p, "%s/%s", m->mountpoint, rel) < 0)
+	while (dirfd >= 0 && strlen(p) >= PATH_MAX) {
+		const char *cut = p + PATH_MAX - 1;
+		char *piece;
+
+		while (cut > p && *cut != '/')
+			cut--;
+		piece = cut > p ? strndup(p, (size_t)(cut - p)) : NULL;
+		fd = piece ? openat(dirfd, piece, O_PATH | O_DIRECTORY |
+						  O_NOFOLLOW | O_CLOEXEC)
+			   : -1;
+		free(piece);
+		close(dirfd);
+		dirfd = fd;
+		p = cut + 1;
+	}
+	if (dirfd < 0)
 		return;
-	fd = open(p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	fd = openat(dirfd, p, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0)
 		close(fd);
-	free(p);
+	close(dirfd);
 }
 
 /*

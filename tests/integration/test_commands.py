@@ -267,6 +267,23 @@ def test_sync_of_paths_writes_those_and_says_so_for_each(mount, src):
     assert helpers.read_file(src / "sub/other.txt") == b"not synced yet"
 
 
+def test_sync_of_a_file_only_read_leaves_it_untouched_in_source(mount, src):
+    """Not even its ctime: another node watching it would take that for a
+    change. (On the daemon path the kernel sends back the times it holds,
+    unchanged, after the command's setxattr.)"""
+    before = os.stat(src / "a.txt")
+    m = mount(src)
+    helpers.read_file(m / "a.txt")
+    res = cli("sync", m.path / "a.txt")
+    assert res.returncode == 0, res.stderr
+    res = cli("sync", m.path)
+    assert res.returncode == 0, res.stderr
+    assert m.unmount() == 0
+    after = os.stat(src / "a.txt")
+    assert (after.st_ino, after.st_mtime_ns, after.st_ctime_ns) == \
+        (before.st_ino, before.st_mtime_ns, before.st_ctime_ns)
+
+
 def test_sync_on_a_terminal_shows_progress_on_stderr(mount, src):
     m = mount(src)
     helpers.write_file(m / "a.txt", b"A3" * 100000)

@@ -273,6 +273,70 @@ def test_two_names_swapped_through_a_third_are_written_back_swapped(
     assert (source / "data/deeper/deepest/leaf.txt").exists()
 
 
+def test_a_new_file_renamed_over_a_name_then_over_another_lands_alone(
+        mnt, source):
+    """The file a new file replaced stays in SOURCE at the new file's
+    name until it is written; moving that name over another one must not
+    bring the replaced file's bytes back, nor count as a conflict."""
+    helpers.write_file(mnt / "new", b"NEW")
+    os.rename(mnt / "new", mnt / "hello.txt")
+    os.rename(mnt / "random.bin", mnt / "sub/r")
+    os.rename(mnt / "hello.txt", mnt / "sub/r")
+    unmount_and_compare(mnt, source)
+    assert helpers.read_file(source / "sub/r") == b"NEW"
+    assert not list(source.glob("**/*conflict*"))
+
+
+def test_a_new_file_renamed_over_a_hard_link_then_over_its_twin(
+        mnt, source):
+    """In SOURCE the replaced name and the target are one file: rename(2)
+    between them does nothing there, yet the old name must go."""
+    helpers.write_file(mnt / "new", b"NEW")
+    os.rename(mnt / "new", mnt / "data/notes-hardlink.txt")
+    os.rename(mnt / "sub/notes.txt", mnt / "data/moved")
+    os.rename(mnt / "data/notes-hardlink.txt", mnt / "data/moved")
+    unmount_and_compare(mnt, source)
+    assert helpers.read_file(source / "data/moved") == b"NEW"
+    assert not (source / "data/notes-hardlink.txt").exists()
+
+
+def test_a_tree_deeper_than_path_max_is_written_back(mnt, source):
+    """SOURCE's paths are resolved in pieces shorter than PATH_MAX: a
+    file 5,000 bytes of path deep is fsynced, renamed and written back."""
+    depth, comp = 160, "d" * 30
+
+    def walk(root, make=False):
+        fd = os.open(root, os.O_RDONLY)
+        for _ in range(depth):
+            if make:
+                os.mkdir(comp, dir_fd=fd)
+            nfd = os.open(comp, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return fd
+
+    fd = walk(mnt.path, make=True)
+    try:
+        f = os.open("leaf", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd)
+        try:
+            os.write(f, b"at the bottom")
+            os.fsync(f)
+        finally:
+            os.close(f)
+        os.rename("leaf", "moved", src_dir_fd=fd, dst_dir_fd=fd)
+    finally:
+        os.close(fd)
+    assert mnt.unmount() == 0
+    fd = walk(source)
+    try:
+        assert os.listdir(fd) == ["moved"]
+        f = os.open("moved", os.O_RDONLY, dir_fd=fd)
+        assert os.read(f, 100) == b"at the bottom"
+        os.close(f)
+    finally:
+        os.close(fd)
+
+
 def test_a_directory_and_a_file_that_trade_names_are_written_back(
         mnt, source):
     os.rmdir(mnt / "empty_dir")
