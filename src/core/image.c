@@ -204,6 +204,13 @@ void img_clear_dirty(struct img *im)
 	img_size(im, &im->clean_size);
 }
 
+void img_written(struct img *im, uint64_t size)
+{
+	img_clear_dirty(im);
+	if (im->clean_size > size)
+		im->clean_size = size;
+}
+
 int img_write(struct img *im, const void *buf, size_t len, uint64_t off,
 	      uint64_t increment)
 {
@@ -325,37 +332,42 @@ static int page_sums(const struct img *im, uint64_t size, uint64_t *sums,
 	return 0;
 }
 
-int img_sums_take(struct img *im)
+uint64_t *img_sums_now(struct img *im, size_t *count)
 {
 	uint64_t size, ps = UINT64_C(1) << im->page_shift;
 	uint64_t *sums;
 	size_t n;
-	int err = img_size(im, &size);
 
-	if (err)
-		return err;
+	*count = 0;
+	if (img_size(im, &size))
+		return NULL;
 	n = (size_t)((size + ps - 1) / ps);
-	if (n > (size_t)1 << 22) {
-		/* over 4M pages: whole-file write-back rather than 32 MiB+ */
-		free(im->sums);
-		im->sums = NULL;
-		im->nsums = 0;
-		return 0;
-	}
+	if (n > (size_t)1 << 22)
+		return NULL; /* over 4M pages: whole-file write-back */
 	sums = malloc((n ? n : 1) * sizeof(*sums));
 	if (!sums)
-		return -ENOMEM;
-	err = im->fd >= 0 ? page_sums(im, size, sums, n) : 0;
-	if (err) {
+		return NULL;
+	if (im->fd >= 0 && page_sums(im, size, sums, n)) {
 		free(sums);
-		free(im->sums); /* stale sums would hide changes */
-		im->sums = NULL;
-		im->nsums = 0;
-		return err;
+		return NULL;
 	}
+	*count = n;
+	return sums;
+}
+
+void img_sums_set(struct img *im, uint64_t *sums, size_t count)
+{
 	free(im->sums);
 	im->sums = sums;
-	im->nsums = n;
+	im->nsums = sums ? count : 0;
+}
+
+int img_sums_take(struct img *im)
+{
+	size_t n;
+	uint64_t *sums = img_sums_now(im, &n);
+
+	img_sums_set(im, sums, n); /* none rather than stale ones */
 	return 0;
 }
 

@@ -111,10 +111,22 @@ bool img_changed_behind(struct img *im, struct timespec *mtime);
 void img_seen_now(struct img *im);
 
 /*
- * Take per-page checksums of the clean image. 0 or -errno (then the
- * image has no checksums at all, never stale ones).
+ * Take per-page checksums of the clean image: img_sums_set(img_sums_now).
+ * Always 0; where they cannot be taken (too many pages, no memory, an
+ * I/O error) the image has no checksums at all, never stale ones.
  */
 int img_sums_take(struct img *im);
+
+/*
+ * Checksums of every page as it is now (*count of them), to be installed
+ * with img_sums_set once what they describe is safely written: a change
+ * made after this call is then found by the next img_sums_mark. NULL
+ * (and *count 0) where they cannot be taken.
+ */
+uint64_t *img_sums_now(struct img *im, size_t *count);
+
+/* Install checksums from img_sums_now (taking them); NULL: none. */
+void img_sums_set(struct img *im, uint64_t *sums, size_t count);
 
 /*
  * Mark dirty every page below clean_size whose checksum changed since
@@ -130,5 +142,12 @@ uint64_t img_dirty_pages(const struct img *im);
  * a load or a successful write-back); clean_size becomes the size.
  */
 void img_clear_dirty(struct img *im);
+
+/*
+ * The same after a write-back of the image's first `size` bytes (its
+ * size when the copy began): bytes from `size` on, added by writes the
+ * write-back did not wait for, stay new.
+ */
+void img_written(struct img *im, uint64_t size);
 
 #endif

@@ -381,7 +381,8 @@ static int write_file(struct fs *fs, struct node *n)
 	struct wb_file f;
 	char *orig = NULL, *cname = NULL, *name = NULL;
 	size_t npaths = 0;
-	uint64_t written = 0, gen = 0;
+	uint64_t written = 0, gen = 0, snap_size = 0, *sums = NULL;
+	size_t nsums = 0;
 	int err, conflict = 0, lockfd = -1;
 
 	err = fs_load_xattrs(fs, n);
@@ -414,12 +415,19 @@ static int write_file(struct fs *fs, struct node *n)
 	if (err)
 		goto out;
 	npaths = f.npaths;
+	snap_size = f.size;
 	orig = f.paths[0];
 	name = strdup(orig);
-	if (fs->o.kernel_writes && f.pages) {
-		/* writes did not pass here: find the changed pages */
+	if (fs->o.kernel_writes) {
+		/*
+		 * Writes did not pass here: find the changed pages, and take
+		 * the checksums the copy will be at least as new as (changes
+		 * made during the copy must still differ from them after).
+		 */
 		img_seen_now(&n->img);
-		err = img_sums_mark(&n->img);
+		if (f.pages)
+			err = img_sums_mark(&n->img);
+		sums = img_sums_now(&n->img, &nsums);
 	}
 	if (!err)
 		err = validate(fs, n, &f);
@@ -461,9 +469,11 @@ out:
 		/* the data is durable beside; the image stays the mount's */
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
 		n->flags |= N_CONFLICT;
-		img_clear_dirty(&n->img); /* saved: nothing pending */
-		if (fs->o.kernel_writes)
-			img_sums_take(&n->img);
+		img_written(&n->img, snap_size); /* saved: nothing pending */
+		if (fs->o.kernel_writes) {
+			img_sums_set(&n->img, sums, nsums);
+			sums = NULL;
+		}
 		if (n->wgen != gen) /* written while we copied */
 			n->flags |= N_DIRTY;
 		fs->stats.conflicts++;
@@ -480,9 +490,11 @@ out:
 			n->flags |= N_DIRTY | N_META_DIRTY;
 		n->flags |= N_FROM_SOURCE;
 		n->ident = id;
-		img_clear_dirty(&n->img);
-		if (fs->o.kernel_writes)
-			img_sums_take(&n->img); /* no sums: whole file next */
+		img_written(&n->img, snap_size);
+		if (fs->o.kernel_writes) {
+			img_sums_set(&n->img, sums, nsums);
+			sums = NULL;
+		}
 		parents_touched(n);
 		fs->stats.writebacks++;
 		fs->stats.writeback_bytes += written;
@@ -499,6 +511,7 @@ out:
 	pthread_mutex_unlock(&n->io);
 	free(cname);
 	free(name);
+	free(sums);
 	return err;
 }
 
