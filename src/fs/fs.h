@@ -243,8 +243,9 @@ unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost);
 /*
  * A write or truncate by a caller without CAP_FSETID (the kernel says
  * so): clear set-user-ID, and set-group-ID where group execute is set.
+ * Returns whether the mode changed.
  */
-void fs_kill_suid(struct fs *fs, struct node *n);
+bool fs_kill_suid(struct fs *fs, struct node *n);
 
 /* Control: see src/fs/control.c. */
 #define FS_CONTROL_PREFIX "user.h5memfs."

@@ -89,16 +89,21 @@ void fs_forget(struct fs *fs, struct node *n, uint64_t nlookup)
 	pthread_mutex_unlock(&fs->ns.lock);
 }
 
-void fs_kill_suid(struct fs *fs, struct node *n)
+bool fs_kill_suid(struct fs *fs, struct node *n)
 {
+	mode_t old;
+
 	pthread_mutex_lock(&fs->ns.lock);
+	old = n->mode;
 	if (S_ISREG(n->mode) && (n->mode & (S_ISUID | S_ISGID))) {
 		n->mode &= ~(mode_t)S_ISUID;
 		if (n->mode & S_IXGRP)
 			n->mode &= ~(mode_t)S_ISGID;
-		fs_touch_c(n);
+		if (n->mode != old)
+			fs_touch_c(n);
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
+	return n->mode != old;
 }
 
 int fs_getattr(struct fs *fs, struct node *n, struct stat *st)

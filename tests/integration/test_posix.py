@@ -11,6 +11,7 @@ import time
 import pytest
 
 import helpers
+from acceptance import public_dir  # noqa: F401 (fixture)
 
 GiB = 1 << 30
 TiB = 1 << 40
@@ -297,6 +298,53 @@ def test_chmod_changes_the_mode_bits_including_setgid_and_sticky(rw):
         assert stat.S_IMODE(os.stat(rw / "f").st_mode) == mode
     os.chmod(rw / "d", 0o3775)
     assert stat.S_IMODE(os.stat(rw / "d").st_mode) == 0o3775
+
+
+@pytest.fixture
+def shared_rw(public_dir, mount):
+    """An empty SOURCE mounted with allow_other where every user can reach
+    it; returns (mount, source)."""
+    src = public_dir / "src"
+    src.mkdir(mode=0o755)
+    mp = public_dir / "mnt"
+    mp.mkdir()
+    return mount(src, options=["allow_other"], mountpoint=mp), src
+
+
+def test_writes_and_o_trunc_by_another_user_clear_setuid_and_setgid(
+        shared_rw):
+    # With HANDLE_KILLPRIV_V2 the daemon clears them; on the passthrough
+    # path the kernel writes the image itself and only says so by an
+    # empty SETATTR (write) or FUSE_OPEN_KILL_SUIDGID (O_TRUNC open).
+    m, src = shared_rw
+    cases = {"write": "os.pwrite(os.open(p, os.O_WRONLY), b'y', 0)",
+             "append": "os.write(os.open(p, os.O_WRONLY | os.O_APPEND), b'y')",
+             "o_trunc": "os.open(p, os.O_WRONLY | os.O_TRUNC)",
+             "truncate": "os.truncate(p, 1)"}
+    for name in cases:
+        helpers.write_file(m / name, b"xyz")
+        os.chmod(m / name, 0o6777)
+        helpers.write_file(m / (name + ".g"), b"xyz")
+        os.chmod(m / (name + ".g"), 0o2767)  # no group x: setgid stays
+    for name, code in cases.items():
+        for p in (m / name, m / (name + ".g")):
+            helpers.run(["setpriv", f"--reuid={helpers.OTHER_UID}",
+                         f"--regid={helpers.OTHER_GID}", "--clear-groups",
+                         helpers.PYTHON, "-c", "import os, sys\n"
+                         f"p = sys.argv[1]\n{code}\n", str(p)], timeout=30)
+        assert stat.S_IMODE(os.stat(m / name).st_mode) == 0o777, name
+        assert stat.S_IMODE(os.stat(m / (name + ".g")).st_mode) == \
+            0o2767, name
+    # The owner's own write as root (CAP_FSETID) keeps them.
+    helpers.write_file(m / "root", b"xyz")
+    os.chmod(m / "root", 0o6777)
+    with open(m / "root", "r+b") as f:
+        f.write(b"y")
+    os.truncate(m / "root", 1)
+    assert stat.S_IMODE(os.stat(m / "root").st_mode) == 0o6777
+    assert m.unmount() == 0
+    assert stat.S_IMODE(os.stat(src / "write").st_mode) == 0o777
+    assert stat.S_IMODE(os.stat(src / "root").st_mode) == 0o6777
 
 
 def test_chown_gives_a_file_to_another_user_and_group(rw):
