@@ -166,6 +166,13 @@ void ll_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, -fs_fsync(&ll_ctx(req)->fs, ll_node(req, ino)));
 }
 
+/*
+ * SEEK_DATA / SEEK_HOLE. With the writeback cache the kernel may hold
+ * written pages the image has not seen (it flushes nothing before
+ * FUSE_LSEEK), so the image cannot answer: ENOSYS makes the kernel
+ * answer from its own size for this connection from now on (all data,
+ * one hole at the end), which is always consistent with the data.
+ */
 void ll_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		 struct fuse_file_info *fi)
 {
@@ -173,6 +180,10 @@ void ll_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	int err;
 
 	(void)fi;
+	if (ll_ctx(req)->writeback_cache) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	err = fs_lseek(&ll_ctx(req)->fs, ll_node(req, ino), off, whence, &res);
 	if (err)
 		fuse_reply_err(req, -err);

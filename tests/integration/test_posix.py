@@ -69,6 +69,25 @@ def test_o_excl_on_an_existing_name_fails_with_eexist(mnt):
     assert stat.S_IMODE(os.stat(mnt / "fresh").st_mode) == 0o600
 
 
+def test_seek_data_and_seek_hole_see_writes_not_yet_flushed(rw):
+    # On the daemon path the last writes may still be in the kernel's
+    # writeback cache: the answers must still agree with the data.
+    fd = os.open(rw / "f", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, b"x" * 10, 0)
+        os.pwrite(fd, b"y" * 10, 4 << 20)
+        size = os.fstat(fd).st_size
+        assert os.lseek(fd, 0, os.SEEK_DATA) == 0
+        assert os.lseek(fd, (4 << 20) - 1, os.SEEK_DATA) <= 4 << 20
+        hole = os.lseek(fd, 0, os.SEEK_HOLE)
+        assert 10 <= hole <= size
+        assert os.lseek(fd, size - 1, os.SEEK_HOLE) == size
+        assert helpers.errno_of(os.lseek, fd, size, os.SEEK_DATA) == \
+            errno.ENXIO
+    finally:
+        os.close(fd)
+
+
 def test_ftruncate_up_reads_zeros_and_down_then_up_forgets_old_bytes(rw):
     path = rw / "trunc.bin"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
