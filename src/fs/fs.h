@@ -208,8 +208,14 @@ int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 		size_t size, size_t *len);
 int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 		const void *value, size_t size, int flags);
-int fs_listxattr(struct fs *fs, struct node *n, char *buf, size_t size,
-		 size_t *len);
+/*
+ * xattrs: user.* and trusted.* are kept (the kernel checks CAP_SYS_ADMIN
+ * for trusted.* reads and writes); other namespaces EOPNOTSUPP, but
+ * security.* reads and removals ENODATA. listxattr shows trusted.* only
+ * when `trusted` (the caller has CAP_SYS_ADMIN), as tmpfs does.
+ */
+int fs_listxattr(struct fs *fs, struct node *n, bool trusted, char *buf,
+		 size_t size, size_t *len);
 int fs_removexattr(struct fs *fs, struct node *n, const char *name);
 
 int fs_statfs(struct fs *fs, struct statvfs *sv);

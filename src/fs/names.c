@@ -612,11 +612,18 @@ void fs_closedir(struct fs *fs, struct fs_dir *d)
 	free(d);
 }
 
-/* Only user.* names are kept: they are what SOURCE can take back. */
-static int xattr_name_ok(const char *name)
+/*
+ * Only user.* and trusted.* names are kept: they are what SOURCE can
+ * take back (the kernel lets only CAP_SYS_ADMIN near trusted.*). Other
+ * namespaces: EOPNOTSUPP, except security.*, which tmpfs and ext4 know:
+ * reading or removing a name there finds nothing (ENODATA), setting one
+ * is not supported. Returns 0, or -ENODATA / -EOPNOTSUPP / -ERANGE.
+ */
+static int xattr_name_ok(const char *name, bool set)
 {
-	if (strncmp(name, "user.", 5) != 0)
-		return -EOPNOTSUPP;
+	if (!ns_xattr_kept(name))
+		return !set && strncmp(name, "security.", 9) == 0 ? -ENODATA
+								  : -EOPNOTSUPP;
 	if (strlen(name) > 255)
 		return -ERANGE;
 	return 0;
@@ -679,10 +686,9 @@ int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 
 	if (err <= 0)
 		return err;
-	err = xattr_name_ok(name);
-
+	err = xattr_name_ok(name, false);
 	if (err)
-		return err == -EOPNOTSUPP ? -ENODATA : err;
+		return err;
 	err = fs_load_xattrs(fs, n);
 	if (err)
 		return err;
@@ -699,10 +705,10 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 
 	if (err <= 0)
 		return err;
-	err = xattr_name_ok(name);
-	if (!err && (S_ISLNK(n->mode) || (!S_ISREG(n->mode) &&
-					  !S_ISDIR(n->mode))))
-		err = -EPERM; /* as the kernel says for user.* on these */
+	err = xattr_name_ok(name, true);
+	if (!err && !S_ISREG(n->mode) && !S_ISDIR(n->mode))
+		/* as the kernel says for user.*; trusted.* not kept there */
+		err = ns_xattr_trusted(name) ? -EOPNOTSUPP : -EPERM;
 	if (!err)
 		err = fs_load_xattrs(fs, n);
 	if (err)
@@ -715,15 +721,15 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 	return err;
 }
 
-int fs_listxattr(struct fs *fs, struct node *n, char *buf, size_t size,
-		 size_t *len)
+int fs_listxattr(struct fs *fs, struct node *n, bool trusted, char *buf,
+		 size_t size, size_t *len)
 {
 	int err = fs_load_xattrs(fs, n);
 
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
-	err = ns_xattr_list(n, buf, size, len);
+	err = ns_xattr_list(n, trusted, buf, size, len);
 	if (n->flags & N_VOLATILE) {
 		size_t extra = sizeof(FS_VOLATILE_XATTR);
 
@@ -748,10 +754,9 @@ int fs_removexattr(struct fs *fs, struct node *n, const char *name)
 		pthread_mutex_unlock(&fs->ns.lock);
 		return err;
 	}
-	err = xattr_name_ok(name);
-
+	err = xattr_name_ok(name, false);
 	if (err)
-		return err == -EOPNOTSUPP ? -ENODATA : err;
+		return err;
 	err = fs_load_xattrs(fs, n);
 	if (err)
 		return err;

@@ -451,6 +451,40 @@ def test_xattrs_on_directories_work(rw):
     assert os.listxattr(rw / "d") == ["user.k"]
 
 
+def test_trusted_xattrs_are_kept_for_root_and_hidden_from_others(
+        shared_rw):
+    m, src = shared_rw
+    helpers.write_file(src / "old", b"x")
+    os.chmod(src / "old", 0o644)
+    os.setxattr(src / "old", "trusted.from_source", b"s")
+    helpers.write_file(m / "f", b"x")
+    os.chmod(m / "f", 0o644)
+    os.setxattr(m / "f", "trusted.t", b"v")
+    os.setxattr(m / "f", "user.u", b"w")
+    assert os.getxattr(m / "f", "trusted.t") == b"v"
+    assert sorted(os.listxattr(m / "f")) == ["trusted.t", "user.u"]
+    assert os.getxattr(m / "old", "trusted.from_source") == b"s"
+    # As tmpfs: trusted.* is for CAP_SYS_ADMIN only, not even listed.
+    r = helpers.run(["setpriv", f"--reuid={helpers.OTHER_UID}",
+                     f"--regid={helpers.OTHER_GID}", "--clear-groups",
+                     helpers.PYTHON, "-c", "import os, sys\n"
+                     "print(sorted(os.listxattr(sys.argv[1])))\n",
+                     str(m / "f")], timeout=30)
+    assert r.stdout.strip() == "['user.u']"
+    # Unknown namespaces are not supported; security.* holds nothing.
+    for call in (lambda: os.setxattr(m / "f", "nosuchns.x", b"v"),
+                 lambda: os.getxattr(m / "f", "nosuchns.x"),
+                 lambda: os.removexattr(m / "f", "nosuchns.x")):
+        assert helpers.errno_of(call) == errno.EOPNOTSUPP
+    assert helpers.errno_of(os.getxattr, m / "f", "security.x") == \
+        errno.ENODATA
+    os.removexattr(m / "old", "trusted.from_source")
+    assert m.unmount() == 0
+    assert os.getxattr(src / "f", "trusted.t") == b"v"
+    assert os.getxattr(src / "f", "user.u") == b"w"
+    assert os.listxattr(src / "old") == []
+
+
 def test_statvfs_reports_a_sane_filesystem(rw):
     helpers.write_file(rw / "f", b"x" * 100000)
     sv = os.statvfs(rw.path)
