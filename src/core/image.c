@@ -108,6 +108,38 @@ uint64_t img_mem_bytes(const struct img *im)
 	return (uint64_t)st.st_blocks * 512;
 }
 
+uint64_t img_new_bytes(const struct img *im, uint64_t off, uint64_t len)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), pos, end, hs;
+	uint64_t holes = 0;
+	off_t h, d;
+
+	if (!len)
+		return 0;
+	pos = off - off % page;
+	end = off + len > UINT64_MAX - page ? UINT64_MAX - page + 1
+					    : off + len;
+	end += (page - end % page) % page;
+	if (im->fd < 0)
+		return end - pos;
+	while (pos < end && pos <= (uint64_t)INT64_MAX) {
+		h = lseek(im->fd, (off_t)pos, SEEK_HOLE);
+		if (h < 0) /* ENXIO: past the end, all hole; or cannot say */
+			return holes + end - pos;
+		/* the hole at the end starts mid-page after a short tail */
+		hs = (uint64_t)h + (page - (uint64_t)h % page) % page;
+		if (hs >= end)
+			break;
+		d = lseek(im->fd, (off_t)hs, SEEK_DATA);
+		pos = d < 0 || (uint64_t)d > end ? end : (uint64_t)d;
+		if (pos > hs)
+			holes += pos - hs;
+		else
+			pos = hs + page; /* cannot happen; never loop for ever */
+	}
+	return holes;
+}
+
 void img_reserve(struct img *im, uint64_t end, uint64_t increment)
 {
 	uint64_t cap;
@@ -164,15 +196,34 @@ static int dirty_grow(struct img *im, uint64_t last_page)
 	return 0;
 }
 
+/* Pages a bitmap may cover without need (16 MiB of bitmap). */
+#define DIRTY_SPARE_PAGES (UINT64_C(1) << 27)
+
 int img_mark_dirty(struct img *im, uint64_t off, uint64_t len)
 {
-	uint64_t first, last, p;
+	uint64_t first, last, p, below;
 	int err;
 
 	if (len == 0)
 		return 0;
 	first = off >> im->page_shift;
 	last = (off + len - 1) >> im->page_shift;
+	if (last >= DIRTY_SPARE_PAGES) {
+		/*
+		 * Far out (a sparse write at 100 GiB, 8 EiB): pages from
+		 * clean_size on are written back whole, marked or not, so
+		 * mark only those below it rather than grow a bitmap
+		 * for the whole offset.
+		 */
+		below = (im->clean_size >> im->page_shift) +
+			((im->clean_size & ((UINT64_C(1) << im->page_shift) - 1))
+				 != 0);
+		if (last >= below) {
+			if (!below || first >= below)
+				return 0;
+			last = below - 1;
+		}
+	}
 	err = dirty_grow(im, last);
 	if (err)
 		return err;

@@ -72,6 +72,14 @@ int img_size(const struct img *im, uint64_t *size);
 uint64_t img_mem_bytes(const struct img *im);
 
 /*
+ * The most memory a write of [off, off+len) can add: the bytes of the
+ * memory pages it touches that are holes now (past the end included).
+ * An upper bound where the memfd cannot say (no SEEK_HOLE): every
+ * page touched.
+ */
+uint64_t img_new_bytes(const struct img *im, uint64_t off, uint64_t len);
+
+/*
  * Reserve capacity for `end` bytes: on growth the new capacity is the
  * larger of `end` and 1.5x the old one, rounded up to `increment`.
  */

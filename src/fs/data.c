@@ -490,12 +490,12 @@ static void wrote(struct fs *fs, struct node *n)
 
 int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len)
 {
-	uint64_t size = 0, need;
+	uint64_t need;
 
 	if (n->direct_fd >= 0)
 		return -EBADF; /* opened read-only: the kernel checks first */
-	img_size(&n->img, &size);
-	need = off + len > size ? off + len - size : 0;
+	/* memory the write can take, not its end: a far write is a hole */
+	need = img_new_bytes(&n->img, off, len);
 	if (!need || make_room(fs, need) == 0)
 		return 0;
 	/*

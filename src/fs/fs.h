@@ -137,8 +137,10 @@ int fs_readlink(struct fs *fs, struct node *n, char **target);
 int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh);
 
 /*
- * Before a write of len bytes at off: make room for the growth within
- * max_memory. 0, or -ENOSPC when even eviction cannot make it fit.
+ * Before a write of len bytes at off: make room within max_memory for
+ * the memory pages it fills (holes now, past the end included; a write
+ * far past the end costs its own pages only). 0, or -ENOSPC when even
+ * eviction cannot make it fit.
  */
 int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len);
 
