@@ -120,25 +120,48 @@ int fs_getattr(struct fs *fs, struct node *n, struct stat *st)
 }
 
 /* Set the size of a regular file, loading it first when needed. */
+/*
+ * Truncate or extend a regular file. With the kernel's writeback cache
+ * the kernel owns mtime and ctime: it sends them in the same SETATTR
+ * whenever it saw the size change (and always for ftruncate), and keeps
+ * its own when it did not (truncate(2) to the same size), so stamping
+ * here would only make SOURCE differ from what the mount shows.
+ */
 static int set_size(struct fs *fs, struct node *n, uint64_t size)
 {
+	struct timespec mtime, ctime;
+	uint64_t old = 0;
 	int err;
 
 	if (S_ISDIR(n->mode))
 		return -EISDIR;
 	if (!S_ISREG(n->mode))
 		return -EINVAL;
+	pthread_mutex_lock(&fs->ns.lock);
+	mtime = n->mtime;
+	ctime = n->ctime;
+	pthread_mutex_unlock(&fs->ns.lock);
 	err = fs_open(fs, n, O_RDWR | (size == 0 ? O_TRUNC : 0), NULL);
 	if (err)
 		return err;
+	if (size == 0 && fs->o.kernel_times) {
+		/* that O_TRUNC only spares a load: the times stay */
+		pthread_mutex_lock(&fs->ns.lock);
+		n->mtime = mtime;
+		n->ctime = ctime;
+		pthread_mutex_unlock(&fs->ns.lock);
+	}
 	pthread_mutex_lock(&n->io);
+	img_size(&n->img, &old);
 	err = img_truncate(&n->img, size);
 	pthread_mutex_unlock(&n->io);
 	pthread_mutex_lock(&fs->ns.lock);
-	if (!err) {
+	if (!err && !fs->o.kernel_times) {
 		fs_notice_kernel_writes(fs, n);
 		n->flags |= N_DIRTY;
 		fs_touch_mc(n);
+	} else if (!err && old != size) {
+		n->flags |= N_DIRTY;
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	fs_close(fs, n);
