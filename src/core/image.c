@@ -39,7 +39,12 @@ int img_store_private_tmpfs(uint64_t size)
 	syscall(SYS_fsconfig, fs, 1, "mode", "0700", 0);
 	if (syscall(SYS_fsconfig, fs, 6 /* CMD_CREATE */, NULL, NULL, 0) < 0)
 		goto fail;
-	mnt = (int)syscall(SYS_fsmount, fs, 1 /* FSMOUNT_CLOEXEC */, 0);
+	/*
+	 * strictatime: a passthrough read moves the image's atime, which
+	 * is how the daemon learns of it (img_changed_behind).
+	 */
+	mnt = (int)syscall(SYS_fsmount, fs, 1 /* FSMOUNT_CLOEXEC */,
+			   0x20 /* MOUNT_ATTR_STRICTATIME */);
 	if (mnt < 0)
 		goto fail;
 	close(fs);
@@ -73,6 +78,18 @@ void img_destroy(struct img *im)
 	im->capacity = 0;
 }
 
+/*
+ * Set the image's atime to 0, so that any read, even within the coarse
+ * clock's tick, moves it.
+ */
+static void atime_reset(struct img *im)
+{
+	const struct timespec t[2] = { { 0, 0 }, { 0, UTIME_OMIT } };
+
+	if (futimens(im->fd, t) == 0)
+		im->seen_atime = t[0];
+}
+
 int img_open(struct img *im)
 {
 	if (im->fd >= 0)
@@ -82,7 +99,12 @@ int img_open(struct img *im)
 				0600);
 	else
 		im->fd = memfd_create("h5memfs-image", MFD_CLOEXEC);
-	return im->fd < 0 ? -errno : 0;
+	if (im->fd < 0)
+		return -errno;
+	/* our own reads (write-back, READ) are no access by a program */
+	fcntl(im->fd, F_SETFL, fcntl(im->fd, F_GETFL) | O_NOATIME);
+	atime_reset(im);
+	return 0;
 }
 
 int img_size(const struct img *im, uint64_t *size)
@@ -310,12 +332,20 @@ int img_truncate(struct img *im, uint64_t size)
 	return 0;
 }
 
-bool img_changed_behind(struct img *im, struct timespec *mtime)
+bool img_changed_behind(struct img *im, struct timespec *mtime,
+			struct timespec *atime)
 {
 	struct stat st;
 
+	atime->tv_nsec = UTIME_OMIT;
 	if (im->fd < 0 || fstat(im->fd, &st) < 0)
 		return false;
+	if (st.st_atim.tv_sec != im->seen_atime.tv_sec ||
+	    st.st_atim.tv_nsec != im->seen_atime.tv_nsec) {
+		im->seen_atime = st.st_atim;
+		*atime = st.st_atim;
+		atime_reset(im);
+	}
 	if (st.st_mtim.tv_sec == im->seen_mtime.tv_sec &&
 	    st.st_mtim.tv_nsec == im->seen_mtime.tv_nsec)
 		return false;

@@ -26,6 +26,13 @@
 
 enum fs_validate { VALIDATE_STRICT, VALIDATE_WARN, VALIDATE_OFF };
 
+/* When a read or readdir updates atime (the mount's atime words). */
+enum fs_atime {
+	FS_RELATIME,	/* atime <= mtime or ctime, or a day old (default) */
+	FS_STRICTATIME,	/* always */
+	FS_NOATIME,	/* never */
+};
+
 struct fs_opts {
 	bool volatile_;		/* never write SOURCE */
 	bool sync_on_close;	/* write a file back at its last close */
@@ -37,6 +44,7 @@ struct fs_opts {
 	uint64_t increment;	/* image growth step */
 	uint64_t page_size;	/* dirty tracking granularity */
 	uint64_t max_memory;	/* budget in bytes; statfs reports it */
+	enum fs_atime atime;
 };
 
 struct fs_stats {
@@ -185,6 +193,18 @@ int fs_write(struct fs *fs, struct node *n, const void *buf, size_t size,
 int fs_data_fd(struct fs *fs, struct node *n);
 /* Mark [off, off+len) written (after a write through fs_data_fd). */
 int fs_wrote(struct fs *fs, struct node *n, uint64_t off, uint64_t len);
+/*
+ * atime (FUSE leaves it to the daemon). fs_atime_due: whether a read
+ * now would move n's atime under the mount's rule (relatime: atime not
+ * later than mtime or ctime, or a day old; strictatime; noatime).
+ * fs_accessed: a read or readdir reached the daemon: move it; returns
+ * whether it moved (the kernel's cached attributes are then stale). An
+ * atime alone never makes a file dirty: it goes to SOURCE with the
+ * file's other metadata.
+ */
+bool fs_atime_due(struct fs *fs, struct node *n);
+bool fs_accessed(struct fs *fs, struct node *n);
+
 /* lseek SEEK_DATA / SEEK_HOLE on an open regular file. */
 int fs_lseek(struct fs *fs, struct node *n, off_t off, int whence,
 	     off_t *out);

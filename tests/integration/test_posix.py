@@ -366,6 +366,36 @@ def test_writes_and_o_trunc_by_another_user_clear_setuid_and_setgid(
     assert stat.S_IMODE(os.stat(src / "root").st_mode) == 0o6777
 
 
+@pytest.mark.parametrize("rule", ["relatime", "strictatime", "noatime"])
+def test_reads_and_listings_update_atime_by_the_mount_rule(
+        mount, empty_source, rule):
+    m = mount(empty_source, options=[rule])
+    old, older = helpers.T_OLD_NS, helpers.T_OLDER_NS
+    helpers.write_file(m / "f", b"data")
+    os.mkdir(m / "d")
+    helpers.write_file(m / "d" / "g", b"")
+    os.utime(m / "f", ns=(older, old))
+    os.utime(m / "d", ns=(older, old))
+    with open(m / "f", "rb") as f:
+        assert f.read() == b"data"
+    os.listdir(m / "d")
+    if rule == "noatime":
+        assert os.stat(m / "f").st_atime_ns == older
+        assert os.stat(m / "d").st_atime_ns == older
+    else:
+        for p in (m / "f", m / "d"):
+            assert abs(os.stat(p).st_atime_ns - time.time_ns()) < 60 * 10**9
+        # relatime: an atime later than mtime and ctime, and recent,
+        # stays; strictatime: every read moves it
+        later = time.time_ns() + 3600 * 10**9
+        os.utime(m / "f", ns=(later, old))
+        with open(m / "f", "rb") as f:
+            f.read()
+        assert (os.stat(m / "f").st_atime_ns == later) == \
+            (rule == "relatime")
+    assert m.unmount() == 0
+
+
 def test_chown_gives_a_file_to_another_user_and_group(rw):
     helpers.write_file(rw / "f", b"")
     os.chown(rw / "f", helpers.OTHER_UID, helpers.OTHER_GID)
