@@ -305,8 +305,8 @@ int src_load_xattrs(const struct src *s, const char *rel, struct node *n)
 		char val[XATTR_SIZE_MAX];
 		ssize_t vl;
 
-		if (strncmp(p, "user.", 5) != 0)
-			continue; /* only the user namespace is mirrored */
+		if (!ns_xattr_kept(p))
+			continue; /* only user.* and trusted.* are mirrored */
 		vl = fgetxattr(fd, p, val, sizeof(val));
 		if (vl < 0)
 			continue;

@@ -40,7 +40,11 @@ static int tmp_create(int dirfd, char name[32])
 	return -EEXIST;
 }
 
-/* Make the file's user.* xattrs exactly `want`. */
+/*
+ * Make the file's user.* and trusted.* xattrs exactly `want`. Without
+ * CAP_SYS_ADMIN the daemon neither sees nor may set trusted.* names in
+ * SOURCE: those are left alone.
+ */
 static int xattrs_sync(int fd, const struct xattr *want)
 {
 	char names[65536], *p;
@@ -52,7 +56,7 @@ static int xattrs_sync(int fd, const struct xattr *want)
 	for (p = names; len > 0 && p < names + len; p += strlen(p) + 1) {
 		bool keep = false;
 
-		if (strncmp(p, "user.", 5) != 0)
+		if (!ns_xattr_kept(p))
 			continue;
 		for (x = want; x && !keep; x = x->next)
 			keep = strcmp(x->name, p) == 0;
@@ -60,9 +64,10 @@ static int xattrs_sync(int fd, const struct xattr *want)
 			return -errno;
 	}
 	for (x = want; x; x = x->next) {
-		if (strncmp(x->name, "user.", 5) != 0)
+		if (!ns_xattr_kept(x->name))
 			continue;
-		if (fsetxattr(fd, x->name, x->value, x->size, 0) < 0)
+		if (fsetxattr(fd, x->name, x->value, x->size, 0) < 0 &&
+		    !(errno == EPERM && ns_xattr_trusted(x->name)))
 			return -errno;
 	}
 	return 0;

@@ -112,6 +112,22 @@ static int opt_proc(void *data, const char *arg, int key,
 		}
 		return 0;
 	case FUSE_OPT_KEY_OPT:
+		/*
+		 * FUSE leaves atime to the daemon: it must know the rule
+		 * (enum fs_atime: 0 relatime, 1 strictatime, 2 noatime).
+		 * libfuse 3.14 knows only atime and noatime: the others
+		 * stay here.
+		 */
+		if (!strcmp(arg, "noatime"))
+			o->atime = 2;
+		else if (!strcmp(arg, "strictatime") ||
+			 !strcmp(arg, "norelatime"))
+			o->atime = 1;
+		else if (!strcmp(arg, "relatime") || !strcmp(arg, "atime"))
+			o->atime = 0;
+		if (!strcmp(arg, "strictatime") || !strcmp(arg, "norelatime") ||
+		    !strcmp(arg, "relatime"))
+			return 0;
 		if (word_in(arg, fuse_words))
 			return 1;
 		if (word_in(arg, fstab_words))

@@ -31,6 +31,8 @@ struct opts {
 	int validate;			/* enum fs_validate */
 	unsigned commit;		/* seconds, 0 = off */
 	int passthrough;		/* 0 auto, 1 on, 2 off */
+	int atime;			/* enum fs_atime: 0 relatime, 1 strict,
+				   2 noatime */
 	struct fuse_args fuse_args;	/* what libfuse parses */
 };
 

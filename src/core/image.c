@@ -39,7 +39,12 @@ int img_store_private_tmpfs(uint64_t size)
 	syscall(SYS_fsconfig, fs, 1, "mode", "0700", 0);
 	if (syscall(SYS_fsconfig, fs, 6 /* CMD_CREATE */, NULL, NULL, 0) < 0)
 		goto fail;
-	mnt = (int)syscall(SYS_fsmount, fs, 1 /* FSMOUNT_CLOEXEC */, 0);
+	/*
+	 * strictatime: a passthrough read moves the image's atime, which
+	 * is how the daemon learns of it (img_changed_behind).
+	 */
+	mnt = (int)syscall(SYS_fsmount, fs, 1 /* FSMOUNT_CLOEXEC */,
+			   0x20 /* MOUNT_ATTR_STRICTATIME */);
 	if (mnt < 0)
 		goto fail;
 	close(fs);
@@ -73,6 +78,18 @@ void img_destroy(struct img *im)
 	im->capacity = 0;
 }
 
+/*
+ * Set the image's atime to 0, so that any read, even within the coarse
+ * clock's tick, moves it.
+ */
+static void atime_reset(struct img *im)
+{
+	const struct timespec t[2] = { { 0, 0 }, { 0, UTIME_OMIT } };
+
+	if (futimens(im->fd, t) == 0)
+		im->seen_atime = t[0];
+}
+
 int img_open(struct img *im)
 {
 	if (im->fd >= 0)
@@ -82,7 +99,12 @@ int img_open(struct img *im)
 				0600);
 	else
 		im->fd = memfd_create("h5memfs-image", MFD_CLOEXEC);
-	return im->fd < 0 ? -errno : 0;
+	if (im->fd < 0)
+		return -errno;
+	/* our own reads (write-back, READ) are no access by a program */
+	fcntl(im->fd, F_SETFL, fcntl(im->fd, F_GETFL) | O_NOATIME);
+	atime_reset(im);
+	return 0;
 }
 
 int img_size(const struct img *im, uint64_t *size)
@@ -106,6 +128,38 @@ uint64_t img_mem_bytes(const struct img *im)
 	if (im->fd < 0 || fstat(im->fd, &st) < 0)
 		return 0;
 	return (uint64_t)st.st_blocks * 512;
+}
+
+uint64_t img_new_bytes(const struct img *im, uint64_t off, uint64_t len)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), pos, end, hs;
+	uint64_t holes = 0;
+	off_t h, d;
+
+	if (!len)
+		return 0;
+	pos = off - off % page;
+	end = off + len > UINT64_MAX - page ? UINT64_MAX - page + 1
+					    : off + len;
+	end += (page - end % page) % page;
+	if (im->fd < 0)
+		return end - pos;
+	while (pos < end && pos <= (uint64_t)INT64_MAX) {
+		h = lseek(im->fd, (off_t)pos, SEEK_HOLE);
+		if (h < 0) /* ENXIO: past the end, all hole; or cannot say */
+			return holes + end - pos;
+		/* the hole at the end starts mid-page after a short tail */
+		hs = (uint64_t)h + (page - (uint64_t)h % page) % page;
+		if (hs >= end)
+			break;
+		d = lseek(im->fd, (off_t)hs, SEEK_DATA);
+		pos = d < 0 || (uint64_t)d > end ? end : (uint64_t)d;
+		if (pos > hs)
+			holes += pos - hs;
+		else
+			pos = hs + page; /* cannot happen; never loop for ever */
+	}
+	return holes;
 }
 
 void img_reserve(struct img *im, uint64_t end, uint64_t increment)
@@ -164,15 +218,34 @@ static int dirty_grow(struct img *im, uint64_t last_page)
 	return 0;
 }
 
+/* Pages a bitmap may cover without need (16 MiB of bitmap). */
+#define DIRTY_SPARE_PAGES (UINT64_C(1) << 27)
+
 int img_mark_dirty(struct img *im, uint64_t off, uint64_t len)
 {
-	uint64_t first, last, p;
+	uint64_t first, last, p, below;
 	int err;
 
 	if (len == 0)
 		return 0;
 	first = off >> im->page_shift;
 	last = (off + len - 1) >> im->page_shift;
+	if (last >= DIRTY_SPARE_PAGES) {
+		/*
+		 * Far out (a sparse write at 100 GiB, 8 EiB): pages from
+		 * clean_size on are written back whole, marked or not, so
+		 * mark only those below it rather than grow a bitmap
+		 * for the whole offset.
+		 */
+		below = (im->clean_size >> im->page_shift) +
+			((im->clean_size & ((UINT64_C(1) << im->page_shift) - 1))
+				 != 0);
+		if (last >= below) {
+			if (!below || first >= below)
+				return 0;
+			last = below - 1;
+		}
+	}
 	err = dirty_grow(im, last);
 	if (err)
 		return err;
@@ -266,12 +339,20 @@ int img_truncate(struct img *im, uint64_t size)
 	return 0;
 }
 
-bool img_changed_behind(struct img *im, struct timespec *mtime)
+bool img_changed_behind(struct img *im, struct timespec *mtime,
+			struct timespec *atime)
 {
 	struct stat st;
 
+	atime->tv_nsec = UTIME_OMIT;
 	if (im->fd < 0 || fstat(im->fd, &st) < 0)
 		return false;
+	if (st.st_atim.tv_sec != im->seen_atime.tv_sec ||
+	    st.st_atim.tv_nsec != im->seen_atime.tv_nsec) {
+		im->seen_atime = st.st_atim;
+		*atime = st.st_atim;
+		atime_reset(im);
+	}
 	if (st.st_mtim.tv_sec == im->seen_mtime.tv_sec &&
 	    st.st_mtim.tv_nsec == im->seen_mtime.tv_nsec)
 		return false;

@@ -37,6 +37,7 @@ struct img {
 	 * (xxh3) with those taken when the image was last clean.
 	 */
 	struct timespec seen_mtime;
+	struct timespec seen_atime;	/* the image's atime when last seen */
 	uint64_t *sums;
 	size_t nsums;
 	uint64_t accounted;	/* memory counted against the budget */
@@ -72,6 +73,14 @@ int img_size(const struct img *im, uint64_t *size);
 uint64_t img_mem_bytes(const struct img *im);
 
 /*
+ * The most memory a write of [off, off+len) can add: the bytes of the
+ * memory pages it touches that are holes now (past the end included).
+ * An upper bound where the memfd cannot say (no SEEK_HOLE): every
+ * page touched.
+ */
+uint64_t img_new_bytes(const struct img *im, uint64_t off, uint64_t len);
+
+/*
  * Reserve capacity for `end` bytes: on growth the new capacity is the
  * larger of `end` and 1.5x the old one, rounded up to `increment`.
  */
@@ -103,9 +112,13 @@ bool img_page_dirty(const struct img *im, uint64_t page);
 
 /*
  * Has the memfd changed since seen_mtime? If so, remember its new mtime
- * in seen_mtime and *mtime, and return true.
+ * in seen_mtime and *mtime, and return true. With the same fstat: was
+ * it read since seen_atime (passthrough reads move the image's atime:
+ * the private tmpfs is strictatime, the daemon's own fd O_NOATIME)? If
+ * so *atime gets the time, else tv_nsec = UTIME_OMIT.
  */
-bool img_changed_behind(struct img *im, struct timespec *mtime);
+bool img_changed_behind(struct img *im, struct timespec *mtime,
+			struct timespec *atime);
 
 /* Remember the current mtime as seen (after our own change). */
 void img_seen_now(struct img *im);

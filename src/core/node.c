@@ -515,13 +515,25 @@ int ns_xattr_remove(struct node *n, const char *name)
 	return 0;
 }
 
-int ns_xattr_list(const struct node *n, char *buf, size_t size, size_t *len)
+bool ns_xattr_trusted(const char *name)
+{
+	return strncmp(name, "trusted.", 8) == 0;
+}
+
+bool ns_xattr_kept(const char *name)
+{
+	return strncmp(name, "user.", 5) == 0 || ns_xattr_trusted(name);
+}
+
+int ns_xattr_list(const struct node *n, bool trusted, char *buf,
+		  size_t size, size_t *len)
 {
 	size_t need = 0;
 	struct xattr *x;
 
 	for (x = n->xattrs; x; x = x->next)
-		need += strlen(x->name) + 1;
+		if (trusted || !ns_xattr_trusted(x->name))
+			need += strlen(x->name) + 1;
 	*len = need;
 	if (size == 0)
 		return 0;
@@ -530,6 +542,8 @@ int ns_xattr_list(const struct node *n, char *buf, size_t size, size_t *len)
 	for (x = n->xattrs; x; x = x->next) {
 		size_t l = strlen(x->name) + 1;
 
+		if (!trusted && ns_xattr_trusted(x->name))
+			continue;
 		memcpy(buf, x->name, l);
 		buf += l;
 	}

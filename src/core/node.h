@@ -203,8 +203,15 @@ int ns_xattr_get(const struct node *n, const char *name, void *buf,
 int ns_xattr_set(struct node *n, const char *name, const void *value,
 		 size_t size, int flags);
 int ns_xattr_remove(struct node *n, const char *name);
-/* NUL-separated names; with size 0 only *len is set. */
-int ns_xattr_list(const struct node *n, char *buf, size_t size, size_t *len);
+/*
+ * NUL-separated names; with size 0 only *len is set. trusted.* names
+ * are left out unless `trusted` (the caller has CAP_SYS_ADMIN).
+ */
+int ns_xattr_list(const struct node *n, bool trusted, char *buf,
+		  size_t size, size_t *len);
+/* The namespaces kept and mirrored to SOURCE: user.* and trusted.*. */
+bool ns_xattr_kept(const char *name);
+bool ns_xattr_trusted(const char *name);
 void ns_xattr_free_all(struct node *n);
 
 #endif

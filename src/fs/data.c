@@ -311,26 +311,74 @@ void fs_unload_locked(struct fs *fs, struct node *n)
 	n->flags &= ~(unsigned)N_LOADED;
 }
 
+static bool ts_before(struct timespec a, struct timespec b)
+{
+	return a.tv_sec < b.tv_sec ||
+	       (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+/* Whether a read at `when` moves n's atime. ns.lock held. */
+static bool atime_due(const struct fs *fs, const struct node *n,
+		      struct timespec when)
+{
+	switch (fs->o.atime) {
+	case FS_NOATIME:
+		return false;
+	case FS_STRICTATIME:
+		return true;
+	default: /* as the kernel's relatime_need_update() */
+		return !ts_before(n->mtime, n->atime) ||
+		       !ts_before(n->ctime, n->atime) ||
+		       when.tv_sec - n->atime.tv_sec >= 24 * 60 * 60;
+	}
+}
+
+bool fs_atime_due(struct fs *fs, struct node *n)
+{
+	bool due;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	due = atime_due(fs, n, ns_now());
+	pthread_mutex_unlock(&fs->ns.lock);
+	return due;
+}
+
+bool fs_accessed(struct fs *fs, struct node *n)
+{
+	struct timespec now = ns_now();
+	bool moved;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	moved = atime_due(fs, n, now);
+	if (moved)
+		n->atime = now;
+	pthread_mutex_unlock(&fs->ns.lock);
+	return moved;
+}
+
 void fs_notice_kernel_writes(struct fs *fs, struct node *n)
 {
-	struct timespec mtime;
+	struct timespec mtime, atime;
+	bool written;
 
 	if (!fs->o.kernel_writes || !S_ISREG(n->mode) ||
 	    !(n->flags & N_LOADED))
 		return;
-	if (img_changed_behind(&n->img, &mtime)) {
+	written = img_changed_behind(&n->img, &mtime, &atime);
+	if (written) {
 		/*
 		 * The kernel stamps with its coarse clock, which can lag our
 		 * CLOCK_REALTIME stamps: never let ctime go back.
 		 */
-		if (mtime.tv_sec < n->ctime.tv_sec ||
-		    (mtime.tv_sec == n->ctime.tv_sec &&
-		     mtime.tv_nsec < n->ctime.tv_nsec))
+		if (ts_before(mtime, n->ctime))
 			mtime = n->ctime;
 		n->mtime = n->ctime = mtime;
 		n->flags |= N_DIRTY | N_META_DIRTY;
 		n->wgen++;
 	}
+	/* read through passthrough (the image's atime moved) */
+	if (atime.tv_nsec != UTIME_OMIT && atime_due(fs, n, atime))
+		n->atime = atime;
 }
 
 void fs_find_mapped_writes(struct fs *fs)
@@ -490,12 +538,12 @@ static void wrote(struct fs *fs, struct node *n)
 
 int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len)
 {
-	uint64_t size = 0, need;
+	uint64_t need;
 
 	if (n->direct_fd >= 0)
 		return -EBADF; /* opened read-only: the kernel checks first */
-	img_size(&n->img, &size);
-	need = off + len > size ? off + len - size : 0;
+	/* memory the write can take, not its end: a far write is a hole */
+	need = img_new_bytes(&n->img, off, len);
 	if (!need || make_room(fs, need) == 0)
 		return 0;
 	/*

@@ -26,6 +26,13 @@
 
 enum fs_validate { VALIDATE_STRICT, VALIDATE_WARN, VALIDATE_OFF };
 
+/* When a read or readdir updates atime (the mount's atime words). */
+enum fs_atime {
+	FS_RELATIME,	/* atime <= mtime or ctime, or a day old (default) */
+	FS_STRICTATIME,	/* always */
+	FS_NOATIME,	/* never */
+};
+
 struct fs_opts {
 	bool volatile_;		/* never write SOURCE */
 	bool sync_on_close;	/* write a file back at its last close */
@@ -37,6 +44,7 @@ struct fs_opts {
 	uint64_t increment;	/* image growth step */
 	uint64_t page_size;	/* dirty tracking granularity */
 	uint64_t max_memory;	/* budget in bytes; statfs reports it */
+	enum fs_atime atime;
 };
 
 struct fs_stats {
@@ -137,8 +145,10 @@ int fs_readlink(struct fs *fs, struct node *n, char **target);
 int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh);
 
 /*
- * Before a write of len bytes at off: make room for the growth within
- * max_memory. 0, or -ENOSPC when even eviction cannot make it fit.
+ * Before a write of len bytes at off: make room within max_memory for
+ * the memory pages it fills (holes now, past the end included; a write
+ * far past the end costs its own pages only). 0, or -ENOSPC when even
+ * eviction cannot make it fit.
  */
 int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len);
 
@@ -183,6 +193,18 @@ int fs_write(struct fs *fs, struct node *n, const void *buf, size_t size,
 int fs_data_fd(struct fs *fs, struct node *n);
 /* Mark [off, off+len) written (after a write through fs_data_fd). */
 int fs_wrote(struct fs *fs, struct node *n, uint64_t off, uint64_t len);
+/*
+ * atime (FUSE leaves it to the daemon). fs_atime_due: whether a read
+ * now would move n's atime under the mount's rule (relatime: atime not
+ * later than mtime or ctime, or a day old; strictatime; noatime).
+ * fs_accessed: a read or readdir reached the daemon: move it; returns
+ * whether it moved (the kernel's cached attributes are then stale). An
+ * atime alone never makes a file dirty: it goes to SOURCE with the
+ * file's other metadata.
+ */
+bool fs_atime_due(struct fs *fs, struct node *n);
+bool fs_accessed(struct fs *fs, struct node *n);
+
 /* lseek SEEK_DATA / SEEK_HOLE on an open regular file. */
 int fs_lseek(struct fs *fs, struct node *n, off_t off, int whence,
 	     off_t *out);
@@ -208,8 +230,14 @@ int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 		size_t size, size_t *len);
 int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 		const void *value, size_t size, int flags);
-int fs_listxattr(struct fs *fs, struct node *n, char *buf, size_t size,
-		 size_t *len);
+/*
+ * xattrs: user.* and trusted.* are kept (the kernel checks CAP_SYS_ADMIN
+ * for trusted.* reads and writes); other namespaces EOPNOTSUPP, but
+ * security.* reads and removals ENODATA. listxattr shows trusted.* only
+ * when `trusted` (the caller has CAP_SYS_ADMIN), as tmpfs does.
+ */
+int fs_listxattr(struct fs *fs, struct node *n, bool trusted, char *buf,
+		 size_t size, size_t *len);
 int fs_removexattr(struct fs *fs, struct node *n, const char *name);
 
 int fs_statfs(struct fs *fs, struct statvfs *sv);
@@ -243,8 +271,9 @@ unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost);
 /*
  * A write or truncate by a caller without CAP_FSETID (the kernel says
  * so): clear set-user-ID, and set-group-ID where group execute is set.
+ * Returns whether the mode changed.
  */
-void fs_kill_suid(struct fs *fs, struct node *n);
+bool fs_kill_suid(struct fs *fs, struct node *n);
 
 /* Control: see src/fs/control.c. */
 #define FS_CONTROL_PREFIX "user.h5memfs."

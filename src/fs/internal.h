@@ -30,7 +30,8 @@ int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 
 /*
  * Passthrough: notice writes the kernel made to n's image itself (its
- * memfd has a new mtime): take that time, mark n dirty. ns.lock held.
+ * memfd has a new mtime): take that time, mark n dirty; and reads (a
+ * new atime): move n's atime by the mount's rule. ns.lock held.
  */
 void fs_notice_kernel_writes(struct fs *fs, struct node *n);
 

@@ -89,16 +89,21 @@ void fs_forget(struct fs *fs, struct node *n, uint64_t nlookup)
 	pthread_mutex_unlock(&fs->ns.lock);
 }
 
-void fs_kill_suid(struct fs *fs, struct node *n)
+bool fs_kill_suid(struct fs *fs, struct node *n)
 {
+	mode_t old;
+
 	pthread_mutex_lock(&fs->ns.lock);
+	old = n->mode;
 	if (S_ISREG(n->mode) && (n->mode & (S_ISUID | S_ISGID))) {
 		n->mode &= ~(mode_t)S_ISUID;
 		if (n->mode & S_IXGRP)
 			n->mode &= ~(mode_t)S_ISGID;
-		fs_touch_c(n);
+		if (n->mode != old)
+			fs_touch_c(n);
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
+	return n->mode != old;
 }
 
 int fs_getattr(struct fs *fs, struct node *n, struct stat *st)
@@ -115,25 +120,48 @@ int fs_getattr(struct fs *fs, struct node *n, struct stat *st)
 }
 
 /* Set the size of a regular file, loading it first when needed. */
+/*
+ * Truncate or extend a regular file. With the kernel's writeback cache
+ * the kernel owns mtime and ctime: it sends them in the same SETATTR
+ * whenever it saw the size change (and always for ftruncate), and keeps
+ * its own when it did not (truncate(2) to the same size), so stamping
+ * here would only make SOURCE differ from what the mount shows.
+ */
 static int set_size(struct fs *fs, struct node *n, uint64_t size)
 {
+	struct timespec mtime, ctime;
+	uint64_t old = 0;
 	int err;
 
 	if (S_ISDIR(n->mode))
 		return -EISDIR;
 	if (!S_ISREG(n->mode))
 		return -EINVAL;
+	pthread_mutex_lock(&fs->ns.lock);
+	mtime = n->mtime;
+	ctime = n->ctime;
+	pthread_mutex_unlock(&fs->ns.lock);
 	err = fs_open(fs, n, O_RDWR | (size == 0 ? O_TRUNC : 0), NULL);
 	if (err)
 		return err;
+	if (size == 0 && fs->o.kernel_times) {
+		/* that O_TRUNC only spares a load: the times stay */
+		pthread_mutex_lock(&fs->ns.lock);
+		n->mtime = mtime;
+		n->ctime = ctime;
+		pthread_mutex_unlock(&fs->ns.lock);
+	}
 	pthread_mutex_lock(&n->io);
+	img_size(&n->img, &old);
 	err = img_truncate(&n->img, size);
 	pthread_mutex_unlock(&n->io);
 	pthread_mutex_lock(&fs->ns.lock);
-	if (!err) {
+	if (!err && !fs->o.kernel_times) {
 		fs_notice_kernel_writes(fs, n);
 		n->flags |= N_DIRTY;
 		fs_touch_mc(n);
+	} else if (!err && old != size) {
+		n->flags |= N_DIRTY;
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	fs_close(fs, n);
@@ -649,11 +677,18 @@ void fs_closedir(struct fs *fs, struct fs_dir *d)
 	free(d);
 }
 
-/* Only user.* names are kept: they are what SOURCE can take back. */
-static int xattr_name_ok(const char *name)
+/*
+ * Only user.* and trusted.* names are kept: they are what SOURCE can
+ * take back (the kernel lets only CAP_SYS_ADMIN near trusted.*). Other
+ * namespaces: EOPNOTSUPP, except security.*, which tmpfs and ext4 know:
+ * reading or removing a name there finds nothing (ENODATA), setting one
+ * is not supported. Returns 0, or -ENODATA / -EOPNOTSUPP / -ERANGE.
+ */
+static int xattr_name_ok(const char *name, bool set)
 {
-	if (strncmp(name, "user.", 5) != 0)
-		return -EOPNOTSUPP;
+	if (!ns_xattr_kept(name))
+		return !set && strncmp(name, "security.", 9) == 0 ? -ENODATA
+								  : -EOPNOTSUPP;
 	if (strlen(name) > 255)
 		return -ERANGE;
 	return 0;
@@ -716,10 +751,9 @@ int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 
 	if (err <= 0)
 		return err;
-	err = xattr_name_ok(name);
-
+	err = xattr_name_ok(name, false);
 	if (err)
-		return err == -EOPNOTSUPP ? -ENODATA : err;
+		return err;
 	err = fs_load_xattrs(fs, n);
 	if (err)
 		return err;
@@ -736,10 +770,10 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 
 	if (err <= 0)
 		return err;
-	err = xattr_name_ok(name);
-	if (!err && (S_ISLNK(n->mode) || (!S_ISREG(n->mode) &&
-					  !S_ISDIR(n->mode))))
-		err = -EPERM; /* as the kernel says for user.* on these */
+	err = xattr_name_ok(name, true);
+	if (!err && !S_ISREG(n->mode) && !S_ISDIR(n->mode))
+		/* as the kernel says for user.*; trusted.* not kept there */
+		err = ns_xattr_trusted(name) ? -EOPNOTSUPP : -EPERM;
 	if (!err)
 		err = fs_load_xattrs(fs, n);
 	if (err)
@@ -752,15 +786,15 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 	return err;
 }
 
-int fs_listxattr(struct fs *fs, struct node *n, char *buf, size_t size,
-		 size_t *len)
+int fs_listxattr(struct fs *fs, struct node *n, bool trusted, char *buf,
+		 size_t size, size_t *len)
 {
 	int err = fs_load_xattrs(fs, n);
 
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
-	err = ns_xattr_list(n, buf, size, len);
+	err = ns_xattr_list(n, trusted, buf, size, len);
 	if (n->flags & N_VOLATILE) {
 		size_t extra = sizeof(FS_VOLATILE_XATTR);
 
@@ -785,10 +819,9 @@ int fs_removexattr(struct fs *fs, struct node *n, const char *name)
 		pthread_mutex_unlock(&fs->ns.lock);
 		return err;
 	}
-	err = xattr_name_ok(name);
-
+	err = xattr_name_ok(name, false);
 	if (err)
-		return err == -EOPNOTSUPP ? -ENODATA : err;
+		return err;
 	err = fs_load_xattrs(fs, n);
 	if (err)
 		return err;

@@ -81,6 +81,14 @@ void ll_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/* reloaded from SOURCE: cached pages and size are stale */
 		fi->keep_cache = 0;
 		fuse_lowlevel_notify_inval_inode(m->se, ino, -1, 0);
+	} else if (fi->keep_cache && (fi->flags & O_ACCMODE) != O_WRONLY &&
+		   fs_atime_due(&m->fs, n)) {
+		/*
+		 * Reads served from the page cache never reach us: when the
+		 * next read must move atime, let it (once: then atime is
+		 * later than mtime and ctime again).
+		 */
+		fi->keep_cache = 0;
 	}
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		pt_release(fs_close(&m->fs, n));
@@ -93,6 +101,9 @@ void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int fd = fs_data_fd(&ll_ctx(req)->fs, ll_node(req, ino));
 
 	(void)fi;
+	if (fs_accessed(&ll_ctx(req)->fs, ll_node(req, ino)))
+		/* the kernel caches attributes for an hour */
+		fuse_lowlevel_notify_inval_inode(ll_ctx(req)->se, ino, -1, 0);
 	__atomic_add_fetch(&ll_ctx(req)->fs.stats.reads, 1, __ATOMIC_RELAXED);
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
@@ -166,6 +177,13 @@ void ll_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	fuse_reply_err(req, -fs_fsync(&ll_ctx(req)->fs, ll_node(req, ino)));
 }
 
+/*
+ * SEEK_DATA / SEEK_HOLE. With the writeback cache the kernel may hold
+ * written pages the image has not seen (it flushes nothing before
+ * FUSE_LSEEK), so the image cannot answer: ENOSYS makes the kernel
+ * answer from its own size for this connection from now on (all data,
+ * one hole at the end), which is always consistent with the data.
+ */
 void ll_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		 struct fuse_file_info *fi)
 {
@@ -173,6 +191,10 @@ void ll_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 	int err;
 
 	(void)fi;
+	if (ll_ctx(req)->writeback_cache) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	err = fs_lseek(&ll_ctx(req)->fs, ll_node(req, ino), off, whence, &res);
 	if (err)
 		fuse_reply_err(req, -err);

@@ -43,6 +43,13 @@
 #define KABI_WRITE_KILL_SUIDGID (1u << 2)
 #define KABI_SETATTR_IN_VALID 0
 #define KABI_FATTR_KILL_SUIDGID (1u << 11)
+/*
+ * struct fuse_open_in: flags u32 @0, open_flags u32 @4. The kernel sets
+ * FUSE_OPEN_KILL_SUIDGID for an O_TRUNC open by a caller without
+ * CAP_FSETID.
+ */
+#define KABI_OPEN_IN_OPEN_FLAGS 4
+#define KABI_OPEN_KILL_SUIDGID (1u << 0)
 
 /* struct fuse_open_out: fh u64 @0, open_flags u32 @8, backing_id @12 */
 #define KABI_OPEN_OUT_FLAGS 8

@@ -218,6 +218,8 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	if (fs_accessed(&m->fs, ll_node(req, ino)))
+		fuse_lowlevel_notify_inval_inode(m->se, ino, -1, 0);
 	for (; (size_t)off < d->count + 2; off++) {
 		struct fuse_entry_param e = { 0 };
 		const char *name;

@@ -94,6 +94,40 @@ static uint32_t forget(uint64_t unique)
 	return op;
 }
 
+/*
+ * Whether a request from the kernel asks the server to clear set-user-ID
+ * and set-group-ID first (HANDLE_KILLPRIV_V2): a WRITE or SETATTR with
+ * the kill flag, an O_TRUNC OPEN with FUSE_OPEN_KILL_SUIDGID (a CREATE
+ * makes a new file: nothing to clear), or a SETATTR that sets nothing. The last is how the kernel passes on
+ * file_remove_privs() of a passthrough write (backing_file_write_iter):
+ * it drops ATTR_KILL_SUID/SGID and ATTR_MODE, leaving only ATTR_FORCE.
+ * Nothing else sends an empty SETATTR here: the other source,
+ * ATTR_KILL_PRIV for security.capability, needs a security.* xattr,
+ * which the mount does not keep.
+ */
+static bool kills_privileges(const void *buf, size_t n, uint32_t op)
+{
+	const char *in = (const char *)buf + KABI_IN_HEADER_SIZE;
+
+	switch (op) {
+	case KABI_OP_WRITE:
+		return n >= KABI_IN_HEADER_SIZE + KABI_WRITE_IN_FLAGS + 4 &&
+		       (get32(in, KABI_WRITE_IN_FLAGS) &
+			KABI_WRITE_KILL_SUIDGID);
+	case KABI_OP_SETATTR:
+		return n >= KABI_IN_HEADER_SIZE + 4 &&
+		       ((get32(in, KABI_SETATTR_IN_VALID) &
+			 KABI_FATTR_KILL_SUIDGID) ||
+			get32(in, KABI_SETATTR_IN_VALID) == 0);
+	case KABI_OP_OPEN:
+		return n >= KABI_IN_HEADER_SIZE + KABI_OPEN_IN_OPEN_FLAGS + 4 &&
+		       (get32(in, KABI_OPEN_IN_OPEN_FLAGS) &
+			KABI_OPEN_KILL_SUIDGID);
+	default:
+		return false;
+	}
+}
+
 static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct h5m *m = userdata;
@@ -114,21 +148,20 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 				 KABI_PASSTHROUGH2);
 		m->killpriv_offered = flags & KABI_HANDLE_KILLPRIV_V2;
 		remember(unique, op);
-	} else if ((op == KABI_OP_WRITE &&
-		    n >= KABI_IN_HEADER_SIZE + KABI_WRITE_IN_FLAGS + 4 &&
-		    (get32((char *)buf + KABI_IN_HEADER_SIZE,
-			   KABI_WRITE_IN_FLAGS) & KABI_WRITE_KILL_SUIDGID)) ||
-		   (op == KABI_OP_SETATTR &&
-		    n >= KABI_IN_HEADER_SIZE + 4 &&
-		    (get32((char *)buf + KABI_IN_HEADER_SIZE,
-			   KABI_SETATTR_IN_VALID) & KABI_FATTR_KILL_SUIDGID))) {
+	} else if (kills_privileges(buf, (size_t)n, op)) {
 		uint64_t nodeid;
 
 		/* libfuse 3.14 drops these flags: act on them here */
 		memcpy(&nodeid, (char *)buf + KABI_IN_NODEID, sizeof(nodeid));
-		fs_kill_suid(&m->fs, nodeid == FUSE_ROOT_ID ?
-					     m->fs.ns.root :
-					     (struct node *)(uintptr_t)nodeid);
+		if (fs_kill_suid(&m->fs, nodeid == FUSE_ROOT_ID ?
+						 m->fs.ns.root :
+						 (struct node *)(uintptr_t)nodeid) &&
+		    op == KABI_OP_OPEN)
+			/* no attributes in an OPEN reply: the kernel
+			 * would keep showing the old mode */
+			fuse_lowlevel_notify_inval_inode(m->se, nodeid, -1, 0);
+		if (op == KABI_OP_OPEN)
+			remember(unique, op);
 	} else if (op == KABI_OP_OPEN || op == KABI_OP_CREATE) {
 		remember(unique, op);
 	}

@@ -153,6 +153,7 @@ int session_run(struct opts *o)
 		.sync_on_close = o->sync_on_close,
 		.validate = (enum fs_validate)o->validate,
 		.commit = o->commit,
+		.atime = (enum fs_atime)o->atime,
 	};
 	struct sigaction sa = { .sa_handler = wake };
 	struct sigctx sc = { 0 };

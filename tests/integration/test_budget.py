@@ -308,6 +308,26 @@ def test_a_5_gib_sparse_file_costs_only_its_written_bytes(
     assert m.unmount() == 0
 
 
+def test_a_sparse_write_far_past_the_budget_costs_only_its_pages(
+        mount, empty_source):
+    # The budget counts memory taken, not the write's end offset: a
+    # write at 100 GiB under a 64 MiB budget takes one page.
+    m = mount(empty_source, options=["max_memory=64M"])
+    fd = os.open(m / "far", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        os.pwrite(fd, b"end", 100 * GiB)
+        os.fsync(fd)
+        assert os.fstat(fd).st_size == 100 * GiB + 3
+    finally:
+        os.close(fd)
+    assert os.stat(empty_source / "far").st_size == 100 * GiB + 3
+    with open(empty_source / "far", "rb") as f:
+        f.seek(100 * GiB)
+        assert f.read() == b"end"
+    os.unlink(m / "far")
+    assert m.unmount() == 0
+
+
 # --- preload ------------------------------------------------------------
 
 def big_tree(src, nfiles, size):

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import helpers
+from acceptance import public_dir  # noqa: F401 (fixture)
 
 GiB = 1 << 30
 TiB = 1 << 40
@@ -66,6 +67,25 @@ def test_o_excl_on_an_existing_name_fails_with_eexist(mnt):
     fd = os.open(mnt / "fresh", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     os.close(fd)
     assert stat.S_IMODE(os.stat(mnt / "fresh").st_mode) == 0o600
+
+
+def test_seek_data_and_seek_hole_see_writes_not_yet_flushed(rw):
+    # On the daemon path the last writes may still be in the kernel's
+    # writeback cache: the answers must still agree with the data.
+    fd = os.open(rw / "f", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, b"x" * 10, 0)
+        os.pwrite(fd, b"y" * 10, 4 << 20)
+        size = os.fstat(fd).st_size
+        assert os.lseek(fd, 0, os.SEEK_DATA) == 0
+        assert os.lseek(fd, (4 << 20) - 1, os.SEEK_DATA) <= 4 << 20
+        hole = os.lseek(fd, 0, os.SEEK_HOLE)
+        assert 10 <= hole <= size
+        assert os.lseek(fd, size - 1, os.SEEK_HOLE) == size
+        assert helpers.errno_of(os.lseek, fd, size, os.SEEK_DATA) == \
+            errno.ENXIO
+    finally:
+        os.close(fd)
 
 
 def test_ftruncate_up_reads_zeros_and_down_then_up_forgets_old_bytes(rw):
@@ -299,6 +319,83 @@ def test_chmod_changes_the_mode_bits_including_setgid_and_sticky(rw):
     assert stat.S_IMODE(os.stat(rw / "d").st_mode) == 0o3775
 
 
+@pytest.fixture
+def shared_rw(public_dir, mount):
+    """An empty SOURCE mounted with allow_other where every user can reach
+    it; returns (mount, source)."""
+    src = public_dir / "src"
+    src.mkdir(mode=0o755)
+    mp = public_dir / "mnt"
+    mp.mkdir()
+    return mount(src, options=["allow_other"], mountpoint=mp), src
+
+
+def test_writes_and_o_trunc_by_another_user_clear_setuid_and_setgid(
+        shared_rw):
+    # With HANDLE_KILLPRIV_V2 the daemon clears them; on the passthrough
+    # path the kernel writes the image itself and only says so by an
+    # empty SETATTR (write) or FUSE_OPEN_KILL_SUIDGID (O_TRUNC open).
+    m, src = shared_rw
+    cases = {"write": "os.pwrite(os.open(p, os.O_WRONLY), b'y', 0)",
+             "append": "os.write(os.open(p, os.O_WRONLY | os.O_APPEND), b'y')",
+             "o_trunc": "os.open(p, os.O_WRONLY | os.O_TRUNC)",
+             "truncate": "os.truncate(p, 1)"}
+    for name in cases:
+        helpers.write_file(m / name, b"xyz")
+        os.chmod(m / name, 0o6777)
+        helpers.write_file(m / (name + ".g"), b"xyz")
+        os.chmod(m / (name + ".g"), 0o2767)  # no group x: setgid stays
+    for name, code in cases.items():
+        for p in (m / name, m / (name + ".g")):
+            helpers.run(["setpriv", f"--reuid={helpers.OTHER_UID}",
+                         f"--regid={helpers.OTHER_GID}", "--clear-groups",
+                         helpers.PYTHON, "-c", "import os, sys\n"
+                         f"p = sys.argv[1]\n{code}\n", str(p)], timeout=30)
+        assert stat.S_IMODE(os.stat(m / name).st_mode) == 0o777, name
+        assert stat.S_IMODE(os.stat(m / (name + ".g")).st_mode) == \
+            0o2767, name
+    # The owner's own write as root (CAP_FSETID) keeps them.
+    helpers.write_file(m / "root", b"xyz")
+    os.chmod(m / "root", 0o6777)
+    with open(m / "root", "r+b") as f:
+        f.write(b"y")
+    os.truncate(m / "root", 1)
+    assert stat.S_IMODE(os.stat(m / "root").st_mode) == 0o6777
+    assert m.unmount() == 0
+    assert stat.S_IMODE(os.stat(src / "write").st_mode) == 0o777
+    assert stat.S_IMODE(os.stat(src / "root").st_mode) == 0o6777
+
+
+@pytest.mark.parametrize("rule", ["relatime", "strictatime", "noatime"])
+def test_reads_and_listings_update_atime_by_the_mount_rule(
+        mount, empty_source, rule):
+    m = mount(empty_source, options=[rule])
+    old, older = helpers.T_OLD_NS, helpers.T_OLDER_NS
+    helpers.write_file(m / "f", b"data")
+    os.mkdir(m / "d")
+    helpers.write_file(m / "d" / "g", b"")
+    os.utime(m / "f", ns=(older, old))
+    os.utime(m / "d", ns=(older, old))
+    with open(m / "f", "rb") as f:
+        assert f.read() == b"data"
+    os.listdir(m / "d")
+    if rule == "noatime":
+        assert os.stat(m / "f").st_atime_ns == older
+        assert os.stat(m / "d").st_atime_ns == older
+    else:
+        for p in (m / "f", m / "d"):
+            assert abs(os.stat(p).st_atime_ns - time.time_ns()) < 60 * 10**9
+        # relatime: an atime later than mtime and ctime, and recent,
+        # stays; strictatime: every read moves it
+        later = time.time_ns() + 3600 * 10**9
+        os.utime(m / "f", ns=(later, old))
+        with open(m / "f", "rb") as f:
+            f.read()
+        assert (os.stat(m / "f").st_atime_ns == later) == \
+            (rule == "relatime")
+    assert m.unmount() == 0
+
+
 def test_chown_gives_a_file_to_another_user_and_group(rw):
     helpers.write_file(rw / "f", b"")
     os.chown(rw / "f", helpers.OTHER_UID, helpers.OTHER_GID)
@@ -382,6 +479,40 @@ def test_xattrs_on_directories_work(rw):
     os.setxattr(rw / "d", "user.k", b"v")
     assert os.getxattr(rw / "d", "user.k") == b"v"
     assert os.listxattr(rw / "d") == ["user.k"]
+
+
+def test_trusted_xattrs_are_kept_for_root_and_hidden_from_others(
+        shared_rw):
+    m, src = shared_rw
+    helpers.write_file(src / "old", b"x")
+    os.chmod(src / "old", 0o644)
+    os.setxattr(src / "old", "trusted.from_source", b"s")
+    helpers.write_file(m / "f", b"x")
+    os.chmod(m / "f", 0o644)
+    os.setxattr(m / "f", "trusted.t", b"v")
+    os.setxattr(m / "f", "user.u", b"w")
+    assert os.getxattr(m / "f", "trusted.t") == b"v"
+    assert sorted(os.listxattr(m / "f")) == ["trusted.t", "user.u"]
+    assert os.getxattr(m / "old", "trusted.from_source") == b"s"
+    # As tmpfs: trusted.* is for CAP_SYS_ADMIN only, not even listed.
+    r = helpers.run(["setpriv", f"--reuid={helpers.OTHER_UID}",
+                     f"--regid={helpers.OTHER_GID}", "--clear-groups",
+                     helpers.PYTHON, "-c", "import os, sys\n"
+                     "print(sorted(os.listxattr(sys.argv[1])))\n",
+                     str(m / "f")], timeout=30)
+    assert r.stdout.strip() == "['user.u']"
+    # Unknown namespaces are not supported; security.* holds nothing.
+    for call in (lambda: os.setxattr(m / "f", "nosuchns.x", b"v"),
+                 lambda: os.getxattr(m / "f", "nosuchns.x"),
+                 lambda: os.removexattr(m / "f", "nosuchns.x")):
+        assert helpers.errno_of(call) == errno.EOPNOTSUPP
+    assert helpers.errno_of(os.getxattr, m / "f", "security.x") == \
+        errno.ENODATA
+    os.removexattr(m / "old", "trusted.from_source")
+    assert m.unmount() == 0
+    assert os.getxattr(src / "f", "trusted.t") == b"v"
+    assert os.getxattr(src / "f", "user.u") == b"w"
+    assert os.listxattr(src / "old") == []
 
 
 def test_statvfs_reports_a_sane_filesystem(rw):

@@ -127,6 +127,31 @@ def test_unmount_leaves_files_that_were_only_read_as_they_were(mnt, source):
         assert after[rel] == before[rel], rel
 
 
+def test_truncates_leave_source_with_the_times_the_mount_shows(
+        mount, empty_source):
+    # truncate(2) to the same size (0 included) and ftruncate(2): on the
+    # daemon path the kernel keeps mtime and ctime, and the daemon must
+    # not invent its own for SOURCE.
+    m = mount(empty_source)
+    for name, data, size in (("same", b"xx", 2), ("empty", b"", 0),
+                             ("shorter", b"xyz", 1), ("via_fd", b"ab", 2)):
+        helpers.write_file(m / name, data)
+        os.utime(m / name, ns=(helpers.T_OLDER_NS, helpers.T_OLD_NS))
+        if name == "via_fd":
+            fd = os.open(m / name, os.O_WRONLY)
+            os.ftruncate(fd, size)
+            os.close(fd)
+        else:
+            os.truncate(m / name, size)
+    want = {n: os.stat(m / n).st_mtime_ns
+            for n in ("same", "empty", "shorter", "via_fd")}
+    assert want["shorter"] != helpers.T_OLD_NS
+    assert want["via_fd"] != helpers.T_OLD_NS
+    assert m.unmount() == 0
+    got = {n: os.stat(empty_source / n).st_mtime_ns for n in want}
+    assert got == want
+
+
 def test_no_temporary_files_remain_in_source_after_write_back(mnt, source):
     change_everything(mnt.path)
     for i in range(20):

@@ -140,8 +140,25 @@ Test(node, xattrs_follow_create_and_replace_rules)
 	cr_assert_eq(buf[0], '1');
 	cr_assert_eq(ns_xattr_get(f, "user.a", buf, 0, &len), 0);
 	cr_assert_eq(ns_xattr_get(f, "user.zz", buf, 8, &len), -ENODATA);
-	cr_assert_eq(ns_xattr_list(f, buf, 1, &len), -ERANGE);
+	cr_assert_eq(ns_xattr_list(f, true, buf, 1, &len), -ERANGE);
 	cr_assert_eq(len, 7);
 	cr_assert_eq(ns_xattr_remove(f, "user.a"), 0);
 	cr_assert_eq(ns_xattr_remove(f, "user.a"), -ENODATA);
+}
+
+Test(node, trusted_xattrs_are_listed_only_for_the_privileged)
+{
+	struct node *f = add(ns.root, "f", S_IFREG | 0644);
+	char buf[32];
+	size_t len;
+
+	cr_assert(ns_xattr_kept("user.x") && ns_xattr_kept("trusted.x"));
+	cr_assert_not(ns_xattr_kept("security.x") || ns_xattr_kept("x.y"));
+	cr_assert_eq(ns_xattr_set(f, "trusted.t", "1", 1, 0), 0);
+	cr_assert_eq(ns_xattr_set(f, "user.u", "2", 1, 0), 0);
+	cr_assert_eq(ns_xattr_list(f, false, buf, sizeof(buf), &len), 0);
+	cr_assert_eq(len, 7);
+	cr_assert_str_eq(buf, "user.u");
+	cr_assert_eq(ns_xattr_list(f, true, buf, sizeof(buf), &len), 0);
+	cr_assert_eq(len, 17);
 }
