@@ -7,6 +7,12 @@
 #include "../backing/writeback.h"
 #include "fs.h"
 
+/* A SOURCE path for a log line: SOURCE itself ("") shows as ".". */
+static inline const char *fs_shown(const char *path)
+{
+	return *path ? path : ".";
+}
+
 /* Read `dir`'s entries from SOURCE if not done yet. Takes the locks. */
 int fs_scan(struct fs *fs, struct node *dir);
 

@@ -163,11 +163,13 @@ int fs_scan(struct fs *fs, struct node *dir)
 	}
 	err = src_scan(&fs->src, path, scan_entry, &c);
 	if (err == -ENOENT) {
-		log_warn("directory %s vanished from SOURCE", path);
+		log_warn("directory %s vanished from SOURCE",
+			 fs_shown(path));
 		err = 0; /* show it empty rather than fail every lookup */
 	}
 	if (err)
-		log_warn("cannot list %s in SOURCE: %s", path, strerror(-err));
+		log_warn("cannot list %s in SOURCE: %s", fs_shown(path),
+			 strerror(-err));
 	else
 		dir->flags |= N_SCANNED;
 	free(path);

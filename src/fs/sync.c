@@ -531,7 +531,8 @@ static int write_meta(struct fs *fs, struct node *n)
 	if (err == -ENOENT)
 		err = 0; /* not in SOURCE (yet): its creation sets it */
 	if (err) {
-		log_err("cannot set attributes of %s in SOURCE: %s", path,
+		log_err("cannot set attributes of %s in SOURCE: %s",
+			path ? fs_shown(path) : "?",
 			strerror(-err));
 		pthread_mutex_lock(&fs->ns.lock);
 		n->flags |= N_META_DIRTY;
