@@ -236,7 +236,9 @@ int session_run(struct opts *o)
 		goto out_unmount;
 	}
 	pthread_detach(sigthr);
-	err = fs_commit_start(&m->fs, ll_drain_all, m);
+	if ((err = ll_control_start(m)) < 0)
+		log_warn("cannot start the control thread: %s", strerror(-err));
+	err = fs_commit_start(&m->fs, ll_drain_all_cb, m);
 	if (err)
 		log_warn("cannot start the commit thread: %s", strerror(-err));
 	if (o->preload && (err = fs_preload_start(&m->fs)) < 0)
@@ -246,6 +248,7 @@ int session_run(struct opts *o)
 		log_warn("request loop ended: %s", strerror(-err));
 	fs_preload_stop(&m->fs);
 	fs_commit_stop(&m->fs);
+	ll_control_stop(m);
 	status = final_writeback(m, o);
 out_unmount:
 	fuse_session_unmount(se);
