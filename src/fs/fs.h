@@ -31,6 +31,7 @@ struct fs_opts {
 	bool sync_on_close;	/* write a file back at its last close */
 	enum fs_validate validate;
 	unsigned commit;	/* seconds between background write-backs */
+	unsigned source_timeout; /* seconds to wait for SOURCE; 0: for ever */
 	const char *rescue;	/* where unwritable images go at the end */
 	bool kernel_writes;	/* passthrough: the kernel writes images */
 	bool kernel_times;	/* writeback cache: the kernel keeps times */
@@ -72,6 +73,7 @@ struct fs {
 	pthread_cond_t commit_cond;
 	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
 	void *flush_arg;
+	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
 };
 
 /* The xattr that makes one file volatile (never written back). */
@@ -95,6 +97,13 @@ enum {
  * Returns 0 or -errno (ENOENT, ENOTDIR, EACCES from opening SOURCE).
  */
 int fs_init(struct fs *fs, const char *source, const struct fs_opts *o);
+
+/*
+ * List SOURCE's root now rather than at the first lookup, so that the
+ * mount's root can be listed even if SOURCE stops answering later.
+ * Failures are logged (and the first lookup tries again). 0 or -errno.
+ */
+int fs_scan_root(struct fs *fs);
 
 /* Free everything (no write-back: call fs_sync_all first). */
 void fs_destroy(struct fs *fs);

@@ -13,6 +13,41 @@ static inline const char *fs_shown(const char *path)
 	return *path ? path : ".";
 }
 
+/*
+ * A SOURCE call with a deadline (job.c). The caller allocates the job
+ * (embedding it), sets run and release, and calls fs_job_run, which runs
+ * `run` in a helper thread and waits for it o.source_timeout seconds at
+ * most (0: runs it here). Returns 0 when run finished (its own result in
+ * the job), or -EIO when it did not finish in time or SOURCE already
+ * has too many calls hanging; run may then still finish later. In every
+ * case the caller then reads what it needs and calls fs_job_put, after
+ * which it must not touch the job: `release` frees it once the helper is
+ * done with it too. run must not touch what the caller may have freed
+ * (pin nodes, copy what it needs).
+ */
+struct fs_job {
+	void (*run)(struct fs_job *j);
+	void (*release)(struct fs_job *j);
+	/* private to job.c */
+	struct fs *fs;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done, late;
+	int refs;
+};
+int fs_job_run(struct fs *fs, struct fs_job *j);
+void fs_job_put(struct fs_job *j);
+/* Log that SOURCE did not answer for `what` of n; returns -EIO. */
+int fs_job_failed(struct fs *fs, struct node *n, const char *what);
+/* Whether a SOURCE call is hanging right now (past its deadline). */
+bool fs_source_hangs(struct fs *fs);
+
+/*
+ * n's identity in SOURCE now, asked with the deadline (job.c); takes
+ * the locks, so call it with none held. 0 or -errno (-EIO: no answer).
+ */
+int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id);
+
 /* Read `dir`'s entries from SOURCE if not done yet. Takes the locks. */
 int fs_scan(struct fs *fs, struct node *dir);
 

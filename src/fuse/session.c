@@ -153,6 +153,7 @@ int session_run(struct opts *o)
 		.sync_on_close = o->sync_on_close,
 		.validate = (enum fs_validate)o->validate,
 		.commit = o->commit,
+		.source_timeout = o->source_timeout,
 	};
 	struct sigaction sa = { .sa_handler = wake };
 	struct sigctx sc = { 0 };
@@ -198,6 +199,7 @@ int session_run(struct opts *o)
 			o->source, strerror(-err));
 		goto out_free;
 	}
+	fs_scan_root(&m->fs); /* the root answers even if SOURCE hangs */
 	se = fuse_session_new(&o->fuse_args, &ll_ops, sizeof(ll_ops), m);
 	if (!se)
 		goto out_fs; /* libfuse printed why */

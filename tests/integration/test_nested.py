@@ -6,10 +6,14 @@ there, and after both unmounts SOURCE holds the outer mount's bytes.
 """
 import errno
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
 import helpers
+from acceptance import SLOWDOWN
 
 
 @pytest.fixture
@@ -62,3 +66,44 @@ def test_only_new_files_and_links_may_take_a_temporary_name(rw):
             make(rw / (helpers.TMP_PREFIX + "x"))
         assert e.value.errno == errno.EPERM
     assert rw.unmount() == 0
+
+
+def test_a_source_that_stops_answering_fails_an_open_in_time(
+        mount, empty_source):
+    """source_timeout=1: with the inner daemon stopped, an open that needs
+    SOURCE fails with EIO after about a second (from a child process: a
+    hang must not hang the test), the root and loaded files still answer,
+    and all works again once SOURCE answers."""
+    helpers.write_file(empty_source / "loaded", b"in memory")
+    helpers.write_file(empty_source / "later", b"needs SOURCE")
+    inner = mount(empty_source)
+    outer = mount(inner.path, options=["source_timeout=1"],
+                  allow_stderr=True)
+    assert helpers.read_file(outer / "loaded") == b"in memory"
+    keep = os.open(outer / "loaded", os.O_RDONLY)
+    code = ("import os, sys, time\n"
+            "t = time.monotonic()\n"
+            "try:\n"
+            "    open(sys.argv[1], 'rb').read(); print('ok')\n"
+            "except OSError as e:\n"
+            "    print(e.errno)\n"
+            "print(time.monotonic() - t)\n"
+            "os.stat(sys.argv[2]); print(sorted(os.listdir(sys.argv[2])))\n")
+    os.kill(inner.pid, signal.SIGSTOP)
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(outer / "later"),
+             str(outer.path)], capture_output=True, text=True,
+            timeout=30 * SLOWDOWN)
+        assert os.pread(keep, 100, 0) == b"in memory"
+    finally:
+        os.kill(inner.pid, signal.SIGCONT)
+        os.close(keep)
+    errno_s, took, listing = res.stdout.split("\n")[:3]
+    assert errno_s == str(errno.EIO), res
+    assert float(took) < 10 * SLOWDOWN, res
+    assert listing == "['later', 'loaded']", res
+    assert "SOURCE did not answer" in outer.stderr()
+    assert helpers.read_file(outer / "later") == b"needs SOURCE"
+    assert outer.unmount() == 0
+    assert inner.unmount() == 0
