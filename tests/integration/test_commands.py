@@ -283,6 +283,32 @@ def test_more_concurrent_syncs_than_worker_threads_all_finish(mount, src):
     assert m.unmount() == 0
 
 
+def test_commands_find_a_mount_point_with_spaces_and_long_mount_lines(
+        mount, src, tmp_path):
+    """mountinfo escapes a space as \\040, and other mounts' lines may be
+    longer than any fixed buffer."""
+    mp = tmp_path / "mount point with spaces"
+    mp.mkdir()
+    m = mount(src, mountpoint=mp)
+    helpers.write_file(m / "a.txt", b"spaced")
+    res = cli("sync", m.path, m / "a.txt")
+    assert res.returncode == 0, res.stderr
+    assert helpers.read_file(src / "a.txt") == b"spaced"
+    long_dir = tmp_path
+    for _ in range(16):  # each space is 4 bytes in mountinfo: > 12 KiB
+        long_dir = long_dir / (" " * 200)
+    long_dir.mkdir(parents=True)
+    helpers.run(["mount", "-t", "tmpfs", "-o", "size=1m", "t" * 1000,
+                 str(long_dir)], timeout=10)
+    try:
+        res = cli("status", m.path)
+        assert res.returncode == 0, res.stderr
+    finally:
+        helpers.run(["umount", "-l", str(long_dir)], timeout=10,
+                    check=False)
+    assert m.unmount() == 0
+
+
 def test_sync_of_paths_writes_those_and_says_so_for_each(mount, src):
     m = mount(src)
     helpers.write_file(m / "a.txt", b"A2")
