@@ -74,6 +74,7 @@ struct fs {
 	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
 	void *flush_arg;
 	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
+	unsigned live_jobs;		/* helper threads still running */
 };
 
 /* The xattr that makes one file volatile (never written back). */
@@ -105,7 +106,10 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o);
  */
 int fs_scan_root(struct fs *fs);
 
-/* Free everything (no write-back: call fs_sync_all first). */
+/*
+ * Free everything (no write-back: call fs_sync_all first). If a SOURCE
+ * call still hangs after 2 s, nothing is freed (its thread may wake).
+ */
 void fs_destroy(struct fs *fs);
 
 int fs_lookup(struct fs *fs, struct node *dir, const char *name,

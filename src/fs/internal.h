@@ -28,6 +28,7 @@ static inline const char *fs_shown(const char *path)
 struct fs_job {
 	void (*run)(struct fs_job *j);
 	void (*release)(struct fs_job *j);
+	bool no_deadline;	/* run here and wait, however long */
 	/* private to job.c */
 	struct fs *fs;
 	pthread_mutex_t lock;
@@ -39,6 +40,8 @@ int fs_job_run(struct fs *fs, struct fs_job *j);
 void fs_job_put(struct fs_job *j);
 /* Log that SOURCE did not answer for `what` of n; returns -EIO. */
 int fs_job_failed(struct fs *fs, struct node *n, const char *what);
+/* Wait up to ms for every helper to end; false if some still run. */
+bool fs_jobs_settle(struct fs *fs, unsigned ms);
 /* Whether a SOURCE call is hanging right now (past its deadline). */
 bool fs_source_hangs(struct fs *fs);
 
@@ -51,8 +54,12 @@ int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id);
 /* Read `dir`'s entries from SOURCE if not done yet. Takes the locks. */
 int fs_scan(struct fs *fs, struct node *dir);
 
-/* Read n's xattrs from SOURCE if not done yet. Takes the locks. */
-int fs_load_xattrs(struct fs *fs, struct node *n);
+/*
+ * Read n's xattrs from SOURCE if not done yet. Takes the locks. With
+ * `deadline`, SOURCE has o.source_timeout to answer (-EIO otherwise, see
+ * fs_job_run); without, it is waited for (write-back).
+ */
+int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline);
 
 /*
  * n's path in SOURCE as SOURCE is now (pending renames undone).

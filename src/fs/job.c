@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../core/log.h"
 #include "internal.h"
@@ -27,6 +28,7 @@
 static void *helper(void *arg)
 {
 	struct fs_job *j = arg;
+	struct fs *fs = j->fs;
 
 	j->run(j);
 	pthread_mutex_lock(&j->lock);
@@ -36,6 +38,7 @@ static void *helper(void *arg)
 	pthread_cond_signal(&j->cond);
 	pthread_mutex_unlock(&j->lock);
 	fs_job_put(j);
+	__atomic_sub_fetch(&fs->live_jobs, 1, __ATOMIC_RELEASE); /* last */
 	return NULL;
 }
 
@@ -68,14 +71,16 @@ int fs_job_run(struct fs *fs, struct fs_job *j)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&j->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	if (!fs->o.source_timeout) {
+	if (!fs->o.source_timeout || j->no_deadline) {
 		j->run(j); /* source_timeout=0: wait for ever */
 		return 0;
 	}
 	if (__atomic_load_n(&fs->stuck_jobs, __ATOMIC_RELAXED) >= MAX_STUCK)
 		return -EIO; /* SOURCE still hangs: do not pile up threads */
 	j->refs = 2;
+	__atomic_add_fetch(&fs->live_jobs, 1, __ATOMIC_RELAXED);
 	if (pthread_create(&thr, NULL, helper, j) != 0) {
+		__atomic_sub_fetch(&fs->live_jobs, 1, __ATOMIC_RELAXED);
 		j->refs = 1;
 		j->run(j);
 		return 0;
@@ -113,4 +118,14 @@ int fs_job_failed(struct fs *fs, struct node *n, const char *what)
 		path && *path ? path : path ? "." : "a file");
 	free(path);
 	return -EIO;
+}
+
+bool fs_jobs_settle(struct fs *fs, unsigned ms)
+{
+	for (unsigned i = 0; i < ms / 10; i++) {
+		if (!__atomic_load_n(&fs->live_jobs, __ATOMIC_ACQUIRE))
+			return true;
+		usleep(10000);
+	}
+	return !__atomic_load_n(&fs->live_jobs, __ATOMIC_ACQUIRE);
 }

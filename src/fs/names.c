@@ -686,7 +686,7 @@ int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 
 	if (err)
 		return err == -EOPNOTSUPP ? -ENODATA : err;
-	err = fs_load_xattrs(fs, n);
+	err = fs_load_xattrs(fs, n, true);
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
@@ -707,7 +707,7 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 					  !S_ISDIR(n->mode))))
 		err = -EPERM; /* as the kernel says for user.* on these */
 	if (!err)
-		err = fs_load_xattrs(fs, n);
+		err = fs_load_xattrs(fs, n, true);
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
@@ -721,7 +721,7 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 int fs_listxattr(struct fs *fs, struct node *n, char *buf, size_t size,
 		 size_t *len)
 {
-	int err = fs_load_xattrs(fs, n);
+	int err = fs_load_xattrs(fs, n, true);
 
 	if (err)
 		return err;
@@ -755,7 +755,7 @@ int fs_removexattr(struct fs *fs, struct node *n, const char *name)
 
 	if (err)
 		return err == -EOPNOTSUPP ? -ENODATA : err;
-	err = fs_load_xattrs(fs, n);
+	err = fs_load_xattrs(fs, n, true);
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);

@@ -361,7 +361,7 @@ static void xattr_release(struct fs_job *j)
 	free(xj);
 }
 
-int fs_load_xattrs(struct fs *fs, struct node *n)
+int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline)
 {
 	struct xattr_job *xj;
 	int err;
@@ -379,6 +379,7 @@ int fs_load_xattrs(struct fs *fs, struct node *n)
 	ns_pin(n);
 	pthread_mutex_unlock(&fs->ns.lock);
 	xj->n = n;
+	xj->job.no_deadline = !deadline;
 	xj->job.run = xattr_run;
 	xj->job.release = xattr_release;
 	err = fs_job_run(fs, &xj->job);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/internal.h"
 
 static char src[64];
 static struct fs fs;
@@ -255,13 +256,7 @@ Test(fs, a_source_that_does_not_answer_fails_an_open_with_eio_in_time)
 	w = open(p, O_WRONLY | O_NONBLOCK);
 	cr_assert_geq(w, 0);
 	close(w);
-	for (int i = 0; i < 500 && __atomic_load_n(&fs.stuck_jobs,
-						   __ATOMIC_RELAXED); i++)
-		usleep(10000);
+	cr_assert(fs_jobs_settle(&fs, 5000));
 	cr_assert_eq(fs.stuck_jobs, 0);
-	for (int i = 0; i < 500 && __atomic_load_n(&a->pins, __ATOMIC_RELAXED);
-	     i++)
-		usleep(10000);
-	usleep(20000); /* the helper's last unlock */
 	cr_assert_not(a->flags & N_LOADED);
 }
