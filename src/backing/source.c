@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,89 @@ void src_close(struct src *s)
 	s->root = -1;
 }
 
+/*
+ * openat2(2) is missing before Linux 5.6, under seccomp filters that do
+ * not know it and under valgrind 3.19: then every path is walked one
+ * component at a time. Set once ENOSYS is seen (or by a test).
+ */
+static atomic_bool no_openat2;
+
+void src_use_openat2(bool on)
+{
+	atomic_store(&no_openat2, !on);
+}
+
+/*
+ * The walk openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) does, by hand:
+ * each directory is opened from the one before with O_NOFOLLOW, ".." is
+ * refused (EXDEV, as RESOLVE_BENEATH refuses escapes), a symlink on the
+ * way is ELOOP. The last component gets `flags` (O_NOFOLLOW included),
+ * so a symlink there is ELOOP, or ENOTDIR with O_DIRECTORY: the errors
+ * openat2 gives.
+ * Paths of any depth work: nothing is copied but one name at a time.
+ */
+static int walk_openat(int root, const char *rel, int flags, mode_t mode)
+{
+	int dir = root, fd;
+
+	if (*rel == '/')
+		return -EXDEV; /* absolute: outside, as RESOLVE_BENEATH says */
+	for (;;) {
+		const char *slash;
+		char name[NAME_MAX + 1];
+		size_t l;
+
+		while (*rel == '/')
+			rel++;
+		slash = strchr(rel, '/');
+		l = slash ? (size_t)(slash - rel) : strlen(rel);
+		while (slash && slash[1] == '/')
+			slash++;
+		if (slash && !slash[1])
+			slash = NULL; /* a trailing slash: rel names a directory */
+		if (l > NAME_MAX) {
+			fd = -ENAMETOOLONG;
+			break;
+		}
+		memcpy(name, rel, l);
+		name[l] = '\0';
+		if (!strcmp(name, "..")) {
+			fd = -EXDEV;
+			break;
+		}
+		if (!l)
+			strcpy(name, "."); /* "" is the directory itself */
+		if (slash)
+			fd = openat(dir, name, O_PATH | O_DIRECTORY |
+						       O_NOFOLLOW | O_CLOEXEC);
+		else
+			fd = openat(dir, name, flags, mode);
+		if (fd < 0) {
+			struct stat st;
+
+			fd = -errno;
+			/*
+			 * O_DIRECTORY|O_NOFOLLOW on a symlink says ENOTDIR;
+			 * on the way (not at the leaf) openat2 says ELOOP
+			 */
+			if (fd == -ENOTDIR && slash &&
+			    fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(st.st_mode))
+				fd = -ELOOP; /* what RESOLVE_NO_SYMLINKS says */
+			break;
+		}
+		if (!slash)
+			break;
+		if (dir != root)
+			close(dir);
+		dir = fd;
+		rel = slash + 1;
+	}
+	if (dir != root)
+		close(dir);
+	return fd;
+}
+
 static int openat2_beneath(int dirfd, const char *rel, int flags)
 {
 	struct open_how how = {
@@ -35,14 +119,21 @@ static int openat2_beneath(int dirfd, const char *rel, int flags)
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 			   RESOLVE_NO_MAGICLINKS,
 	};
-	long fd;
+	long fd = -1;
 
 	if (flags & O_CREAT)
 		how.mode = 0600;
-	do {
+	while (!atomic_load(&no_openat2)) {
 		fd = syscall(SYS_openat2, dirfd, *rel ? rel : ".", &how,
 			     sizeof(how));
-	} while (fd < 0 && errno == EAGAIN);
+		if (fd >= 0 || errno != EAGAIN)
+			break;
+	}
+	if (fd < 0 && (atomic_load(&no_openat2) || errno == ENOSYS)) {
+		atomic_store(&no_openat2, true);
+		return walk_openat(dirfd, rel, (int)how.flags,
+				   (mode_t)how.mode);
+	}
 	/* RESOLVE_NO_SYMLINKS reports a symlink leaf as ELOOP, like O_NOFOLLOW */
 	return fd < 0 ? -errno : (int)fd;
 }

@@ -3,8 +3,9 @@
  *
  * SOURCE is reached only through its directory file descriptor: every
  * path below is relative to it and resolved with openat2(RESOLVE_BENEATH
- * | RESOLVE_NO_SYMLINKS), so no "..", no symlink and no absolute path can
- * lead out of it. Leaf names are used with *at() calls that do not follow
+ * | RESOLVE_NO_SYMLINKS), or where openat2 is missing by a walk of one
+ * O_NOFOLLOW component at a time, so no "..", no symlink and no absolute
+ * path can lead out of it. Leaf names are used with *at() calls that do not follow
  * symlinks. Not aware of FUSE, of the namespace tree or of HDF5.
  */
 #ifndef H5M_SOURCE_H
@@ -33,6 +34,15 @@ void src_close(struct src *s);
  * `flags` (O_NOFOLLOW and O_CLOEXEC are added). Returns an fd or -errno.
  */
 int src_openat(const struct src *s, const char *rel, int flags);
+
+/*
+ * Use openat2(2) (the default) or walk paths one component at a time
+ * with O_NOFOLLOW from SOURCE's fd, with the same guarantees: no "..",
+ * no symlink on the way, nothing outside SOURCE. The walk is chosen by
+ * itself the first time openat2 answers ENOSYS; tests force it here.
+ * Process-wide.
+ */
+void src_use_openat2(bool on);
 
 /*
  * Open the directory holding `rel` (O_RDONLY|O_DIRECTORY) and point

@@ -36,26 +36,53 @@ bool cmd_is_command(int argc, char **argv)
 	return false;
 }
 
-/* The h5memfs mount holding `path` (canonical), from mountinfo. */
-static char *mount_of(const char *path)
+/* Undo mountinfo's octal escapes (\040 for a space...) in place. */
+static void unescape(char *s)
 {
-	char *real = realpath(path, NULL), *best = NULL, line[8192];
-	size_t best_len = 0;
-	FILE *f;
+	char *o = s;
 
-	if (!real)
-		return NULL;
-	f = fopen("/proc/self/mountinfo", "r");
-	while (f && fgets(line, sizeof(line), f)) {
-		char mnt[PATH_MAX], type[64];
-		const char *sep = strstr(line, " - ");
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
+				      (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/*
+ * The longest fuse.h5memfs mount point that holds `real`, from one read
+ * of /proc/self/mountinfo. Lines of any length (getline: another mount's
+ * options may be long). NULL when none (or on error).
+ */
+static char *scan_mountinfo(const char *real)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL, *best = NULL;
+	size_t cap = 0, best_len = 0;
+
+	while (f && getline(&line, &cap, f) > 0) {
+		char *sep = strstr(line, " - "), *save = NULL, *mnt = NULL;
+		char *tok, *type;
 		size_t l;
+		int i = 0;
 
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
-		    sscanf(sep + 3, "%63s", type) != 1)
+		if (!sep)
 			continue;
-		if (strcmp(type, "fuse.h5memfs") != 0)
+		*sep = '\0';
+		type = strtok_r(sep + 3, " \n", &save);
+		if (!type || strcmp(type, "fuse.h5memfs") != 0)
 			continue;
+		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... */
+		for (tok = strtok_r(line, " ", &save); tok && i < 4; i++)
+			tok = strtok_r(NULL, " ", &save);
+		if (!(mnt = tok))
+			continue;
+		unescape(mnt);
 		l = strlen(mnt);
 		if (strncmp(real, mnt, l) || (real[l] && real[l] != '/' &&
 					      strcmp(mnt, "/")))
@@ -66,9 +93,34 @@ static char *mount_of(const char *path)
 			best_len = l;
 		}
 	}
+	free(line);
 	if (f)
 		fclose(f);
+	return best;
+}
+
+/*
+ * The h5memfs mount holding path, or NULL: errno is then that of
+ * realpath, or 0 when path is simply not in such a mount.
+ */
+static char *mount_of(const char *path)
+{
+	char *real = realpath(path, NULL), *best = NULL;
+
+	if (!real)
+		return NULL;
+	/*
+	 * The kernel lists mountinfo a page at a time: mounts coming and
+	 * going between two reads may hide a line. Look again before
+	 * saying no.
+	 */
+	for (int tries = 0; !best && tries < 3; tries++) {
+		if (tries)
+			usleep(20000);
+		best = scan_mountinfo(real);
+	}
 	free(real);
+	errno = 0;
 	return best;
 }
 
@@ -159,7 +211,9 @@ static char *require_mount(const char *path)
 		return NULL;
 	}
 	mnt = mount_of(path);
-	if (!mnt)
+	if (!mnt && errno)
+		fprintf(stderr, "h5memfs: %s: %s\n", path, strerror(errno));
+	else if (!mnt)
 		fprintf(stderr, "h5memfs: %s is not inside an h5memfs mount\n",
 			path);
 	return mnt;
@@ -351,6 +405,9 @@ static int act(const char *verb, const char *done_msg, const char *xattr,
 					"it is open or has unsaved changes" :
 				errno == ENODATA ?
 					"it has no version in SOURCE" :
+				errno == ETIMEDOUT ?
+					"the writes the kernel still caches "
+					"did not reach the daemon in time" :
 					strerror(errno));
 			failed++;
 			continue;

@@ -26,6 +26,7 @@ static const struct fuse_opt opt_table[] = {
 	OPT("notify_pipe=%s", notify_pipe, 0),
 	OPT("validate=%s", validate_s, 0),
 	OPT("commit=%s", commit_s, 0),
+	OPT("source_timeout=%s", source_timeout_s, 0),
 	OPT("rescue=%s", rescue, 0),
 	OPT("passthrough=%s", passthrough_s, 0),
 	OPT("max_memory=%s", max_memory_s, 0),
@@ -299,6 +300,22 @@ static int check_values(struct opts *o)
 		}
 		o->commit = (unsigned)v;
 	}
+	o->source_timeout = 10;
+	if (o->source_timeout_s) {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		v = strtoul(o->source_timeout_s, &end, 10);
+		if (errno || *end || end == o->source_timeout_s ||
+		    o->source_timeout_s[0] == '-' || v > 86400) {
+			fprintf(stderr, "h5memfs: invalid value '%s' for "
+				"option source_timeout: expected a number of "
+				"seconds\n", o->source_timeout_s);
+			return -1;
+		}
+		o->source_timeout = (unsigned)v;
+	}
 	if (!o->passthrough_s || !strcmp(o->passthrough_s, "auto")) {
 		o->passthrough = 0;
 	} else if (!strcmp(o->passthrough_s, "on")) {
@@ -394,6 +411,7 @@ void opts_free(struct opts *o)
 	free(o->notify_pipe);
 	free(o->validate_s);
 	free(o->commit_s);
+	free(o->source_timeout_s);
 	free(o->rescue);
 	free(o->passthrough_s);
 	free(o->max_memory_s);
@@ -432,6 +450,10 @@ void opts_print_help(const char *prog)
 "                           that does not open (default strict)\n"
 "    -o commit=SECONDS      write dirty files back every SECONDS\n"
 "                           (default 0: only on fsync and unmount)\n"
+"    -o source_timeout=SECONDS\n"
+"                           give up on SOURCE after SECONDS without an\n"
+"                           answer: the open or listing that needed it\n"
+"                           fails with EIO (default 10; 0 waits for ever)\n"
 "    -o sync_on_close       write a file back when its last handle closes\n"
 "    -o rescue=DIR          where images that cannot be written back at\n"
 "                           unmount are saved (default\n"

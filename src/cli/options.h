@@ -21,6 +21,7 @@ struct opts {
 	char *increment_s, *page_size_s;
 	char *notify_pipe;
 	char *validate_s, *commit_s, *rescue, *passthrough_s, *max_memory_s;
+	char *source_timeout_s;
 	int preload;
 	int sync_on_close;
 	int foreground, debug, single_thread;
@@ -30,6 +31,7 @@ struct opts {
 	uint64_t increment, page_size, max_memory;
 	int validate;			/* enum fs_validate */
 	unsigned commit;		/* seconds, 0 = off */
+	unsigned source_timeout;	/* seconds, 0 = wait for ever */
 	int passthrough;		/* 0 auto, 1 on, 2 off */
 	int atime;			/* enum fs_atime: 0 relatime, 1 strict,
 				   2 noatime */

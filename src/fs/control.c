@@ -210,8 +210,16 @@ int fs_discard(struct fs *fs, struct node *n)
 	char *path;
 	int fd, err = 0;
 
+	int id_err = -ENODATA;
+
 	if (!S_ISREG(n->mode))
 		return -EISDIR;
+	/*
+	 * SOURCE's identity of the file, asked first and with the deadline:
+	 * a hung SOURCE must not be waited for with ns.lock held.
+	 */
+	if (fs->o.kernel_times && fs->has_source)
+		id_err = fs_source_ident(fs, n, &id);
 	pthread_mutex_lock(&n->io);
 	pthread_mutex_lock(&fs->replay_lock);
 	pthread_mutex_lock(&fs->ns.lock);
@@ -235,9 +243,7 @@ int fs_discard(struct fs *fs, struct node *n)
 
 		fs_notice_kernel_writes(fs, n);
 		img_size(&n->img, &size);
-		path = fs_source_path_locked(fs, n);
-		err = path ? wb_ident(&fs->src, path, &id) : -ENOMEM;
-		free(path);
+		err = id_err;
 		if (err)
 			goto unlock_all;
 		if (n->nopen && size == id.size)
@@ -252,14 +258,10 @@ int fs_discard(struct fs *fs, struct node *n)
 			goto unlock_all;
 		}
 		fs_hlink_moved(fs, n, fresh);
-		path = fs_source_path_locked(fs, fresh);
-		if (path && wb_ident(&fs->src, path, &id) == 0) {
-			fresh->size = id.size;
-			fresh->mtime = id.mtime;
-			fresh->ctime = id.ctime;
-		}
+		fresh->size = id.size;
+		fresh->mtime = id.mtime;
+		fresh->ctime = id.ctime;
 		fresh->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
-		free(path);
 		err = 0;
 		goto unlock_all;
 	}

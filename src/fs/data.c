@@ -35,41 +35,27 @@ static int open_source(struct fs *fs, struct node *n, char **pathp)
 	return fd;
 }
 
-/* Throw away a partly filled image. ns.lock not held. */
-static void reset_image(struct fs *fs, struct node *n)
+/*
+ * Take the image a load job filled (ownership moves to n). n->io held,
+ * n not loaded.
+ */
+static void install(struct fs *fs, struct node *n, struct img *im,
+		    const struct src_ident *id)
 {
 	pthread_mutex_lock(&fs->ns.lock);
-	fs_unload_locked(fs, n);
-	pthread_mutex_unlock(&fs->ns.lock);
-}
-
-/* Load n from SOURCE; n->io held by the caller. */
-static int load(struct fs *fs, struct node *n, int fd, const char *path)
-{
-	struct src_ident id;
-	int err;
-
-	err = src_load_fd(fd, &n->img, &id);
-	if (!err && fs->o.kernel_writes)
-		err = img_sums_take(&n->img);
-	if (err) {
-		log_warn("cannot load %s from SOURCE: %s", path,
-			 strerror(-err));
-		reset_image(fs, n);
-		return err;
-	}
-	pthread_mutex_lock(&fs->ns.lock);
-	n->ident = id;
-	n->size = id.size;
+	img_destroy(&n->img);
+	n->img = *im;
+	img_init(im, fs->o.page_size);
+	n->ident = *id;
+	n->size = id->size;
 	n->flags |= N_LOADED;
 	img_clear_dirty(&n->img);
 	img_seen_now(&n->img);
-	img_reserve(&n->img, id.size, fs->o.increment);
+	img_reserve(&n->img, id->size, fs->o.increment);
 	ns_account(&fs->ns, n);
 	fs->stats.loads++;
-	fs->stats.load_bytes += id.size;
+	fs->stats.load_bytes += id->size;
 	pthread_mutex_unlock(&fs->ns.lock);
-	return 0;
 }
 
 /* Oldest use first. */
@@ -135,19 +121,69 @@ static int make_room(struct fs *fs, uint64_t need)
  * Returns 1 when the image was dropped, 0 when it is current, -ESTALE
  * when n's names moved to a new node (writeback-cache path).
  */
-static int drop_if_stale(struct fs *fs, struct node *n)
-{
-	struct src_ident now;
-	char *path;
+struct ident_job {
+	struct fs_job job;
+	struct node *n;		/* pinned while the job runs */
+	struct src_ident id;
 	int err;
+};
+
+static void ident_run(struct fs_job *j)
+{
+	struct ident_job *ij = (struct ident_job *)j;
+	struct fs *fs = j->fs;
+	char *path;
 
 	pthread_mutex_lock(&fs->replay_lock);
 	pthread_mutex_lock(&fs->ns.lock);
-	path = fs_source_path_locked(fs, n);
+	path = fs_source_path_locked(fs, ij->n);
 	pthread_mutex_unlock(&fs->ns.lock);
-	err = path ? wb_ident(&fs->src, path, &now) : -ENOMEM;
+	ij->err = path ? wb_ident(&fs->src, path, &ij->id) : -ENOMEM;
 	pthread_mutex_unlock(&fs->replay_lock);
 	free(path);
+}
+
+static void ident_release(struct fs_job *j)
+{
+	struct ident_job *ij = (struct ident_job *)j;
+
+	pthread_mutex_lock(&j->fs->ns.lock);
+	ns_unpin(&j->fs->ns, ij->n);
+	pthread_mutex_unlock(&j->fs->ns.lock);
+	free(ij);
+}
+
+int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id)
+{
+	struct ident_job *ij = calloc(1, sizeof(*ij));
+	int err;
+
+	if (!ij)
+		return -ENOMEM;
+	pthread_mutex_lock(&fs->ns.lock);
+	ns_pin(n);
+	pthread_mutex_unlock(&fs->ns.lock);
+	ij->n = n;
+	ij->job.run = ident_run;
+	ij->job.release = ident_release;
+	err = fs_job_run(fs, &ij->job);
+	if (err)
+		err = fs_job_failed(fs, n, "check for a newer version of");
+	else if (!(err = ij->err))
+		*id = ij->id;
+	fs_job_put(&ij->job);
+	return err;
+}
+
+static int drop_if_stale(struct fs *fs, struct node *n)
+{
+	struct src_ident now;
+	int err;
+
+	/* SOURCE hangs: serve what we have rather than wait again */
+	if (fs_source_hangs(fs))
+		return 0;
+	err = fs_source_ident(fs, n, &now);
 	if (err || fs_same_file(&now, &n->ident))
 		return 0; /* gone from SOURCE, or unchanged: keep ours */
 	pthread_mutex_lock(&fs->ns.lock);
@@ -180,31 +216,47 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 	return 1;
 }
 
-/* Bring n's content into memory, or decide to serve it from SOURCE. */
-static int bring_in(struct fs *fs, struct node *n, int flags)
+struct load_job {
+	struct fs_job job;
+	struct node *n;		/* pinned while the job runs */
+	int flags;		/* of the open */
+	/* results */
+	int err;
+	int fd;			/* SOURCE's file, kept when `direct` */
+	bool direct;		/* larger than the budget: serve from fd */
+	struct img img;		/* the loaded image */
+	struct src_ident id;
+};
+
+/*
+ * Read n's file from SOURCE into a new image of the job's own: a caller
+ * that gave up waiting leaves nothing half-loaded in n.
+ */
+static void load_run(struct fs_job *j)
 {
+	struct load_job *lj = (struct load_job *)j;
+	struct fs *fs = j->fs;
 	char *path = NULL;
 	struct stat st;
-	int fd, err;
+	int err;
 
-	fd = open_source(fs, n, &path);
-	if (fd < 0) {
+	lj->fd = open_source(fs, lj->n, &path);
+	if (lj->fd < 0) {
+		err = lj->fd;
 		log_warn("cannot load %s from SOURCE: %s", path ? path : "",
-			 strerror(-fd));
-		free(path);
-		return fd;
+			 strerror(-err));
+		goto out;
 	}
-	err = fstat(fd, &st) < 0 ? -errno : 0;
+	err = fstat(lj->fd, &st) < 0 ? -errno : 0;
 	if (!err && (uint64_t)st.st_size > fs->o.max_memory) {
 		/* larger than the whole budget: never in memory */
-		if ((flags & O_ACCMODE) != O_RDONLY) {
+		if ((lj->flags & O_ACCMODE) != O_RDONLY) {
 			log_err("%s (%llu bytes) is larger than max_memory; "
 				"it can only be opened read-only", path,
 				(unsigned long long)st.st_size);
 			err = -ENOSPC;
-		} else if (n->direct_fd < 0) {
-			n->direct_fd = fd;
-			fd = -1;
+		} else {
+			lj->direct = true;
 		}
 		goto out;
 	}
@@ -215,17 +267,72 @@ static int bring_in(struct fs *fs, struct node *n, int flags)
 			(unsigned long long)st.st_size);
 		goto out;
 	}
+	err = src_load_fd(lj->fd, &lj->img, &lj->id);
+	if (!err && fs->o.kernel_writes)
+		err = img_sums_take(&lj->img);
+	if (err)
+		log_warn("cannot load %s from SOURCE: %s", path,
+			 strerror(-err));
+out:
+	if (!lj->direct && lj->fd >= 0) {
+		close(lj->fd);
+		lj->fd = -1;
+	}
+	free(path);
+	lj->err = err;
+}
+
+static void load_release(struct fs_job *j)
+{
+	struct load_job *lj = (struct load_job *)j;
+
+	if (lj->fd >= 0)
+		close(lj->fd);
+	img_destroy(&lj->img);
+	pthread_mutex_lock(&j->fs->ns.lock);
+	ns_unpin(&j->fs->ns, lj->n);
+	pthread_mutex_unlock(&j->fs->ns.lock);
+	free(lj);
+}
+
+/*
+ * Bring n's content into memory, or decide to serve it from SOURCE.
+ * n->io held. SOURCE gets o.source_timeout to answer (job.c).
+ */
+static int bring_in(struct fs *fs, struct node *n, int flags)
+{
+	struct load_job *lj = calloc(1, sizeof(*lj));
+	int err;
+
+	if (!lj)
+		return -ENOMEM;
+	lj->n = n;
+	lj->flags = flags;
+	lj->fd = -1;
+	img_init(&lj->img, fs->o.page_size);
+	lj->job.run = load_run;
+	lj->job.release = load_release;
 	pthread_mutex_lock(&fs->ns.lock);
+	ns_pin(n);
 	n->flags |= N_LOADING;
 	pthread_mutex_unlock(&fs->ns.lock);
-	err = load(fs, n, fd, path);
+	err = fs_job_run(fs, &lj->job);
+	if (err) {
+		err = fs_job_failed(fs, n, "load");
+	} else if (!(err = lj->err)) {
+		if (lj->direct) {
+			if (n->direct_fd < 0) {
+				n->direct_fd = lj->fd;
+				lj->fd = -1;
+			}
+		} else {
+			install(fs, n, &lj->img, &lj->id);
+		}
+	}
 	pthread_mutex_lock(&fs->ns.lock);
 	n->flags &= ~(unsigned)N_LOADING;
 	pthread_mutex_unlock(&fs->ns.lock);
-out:
-	if (fd >= 0)
-		close(fd);
-	free(path);
+	fs_job_put(&lj->job);
 	return err;
 }
 

@@ -38,6 +38,7 @@ struct fs_opts {
 	bool sync_on_close;	/* write a file back at its last close */
 	enum fs_validate validate;
 	unsigned commit;	/* seconds between background write-backs */
+	unsigned source_timeout; /* seconds to wait for SOURCE; 0: for ever */
 	const char *rescue;	/* where unwritable images go at the end */
 	bool kernel_writes;	/* passthrough: the kernel writes images */
 	bool kernel_times;	/* writeback cache: the kernel keeps times */
@@ -80,6 +81,8 @@ struct fs {
 	pthread_cond_t commit_cond;
 	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
 	void *flush_arg;
+	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
+	unsigned live_jobs;		/* helper threads still running */
 };
 
 /* The xattr that makes one file volatile (never written back). */
@@ -104,7 +107,17 @@ enum {
  */
 int fs_init(struct fs *fs, const char *source, const struct fs_opts *o);
 
-/* Free everything (no write-back: call fs_sync_all first). */
+/*
+ * List SOURCE's root now rather than at the first lookup, so that the
+ * mount's root can be listed even if SOURCE stops answering later.
+ * Failures are logged (and the first lookup tries again). 0 or -errno.
+ */
+int fs_scan_root(struct fs *fs);
+
+/*
+ * Free everything (no write-back: call fs_sync_all first). If a SOURCE
+ * call still hangs after 2 s, nothing is freed (its thread may wake).
+ */
 void fs_destroy(struct fs *fs);
 
 int fs_lookup(struct fs *fs, struct node *dir, const char *name,

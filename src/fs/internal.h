@@ -7,11 +7,59 @@
 #include "../backing/writeback.h"
 #include "fs.h"
 
+/* A SOURCE path for a log line: SOURCE itself ("") shows as ".". */
+static inline const char *fs_shown(const char *path)
+{
+	return *path ? path : ".";
+}
+
+/*
+ * A SOURCE call with a deadline (job.c). The caller allocates the job
+ * (embedding it), sets run and release, and calls fs_job_run, which runs
+ * `run` in a helper thread and waits for it o.source_timeout seconds at
+ * most (0: runs it here). Returns 0 when run finished (its own result in
+ * the job), or -EIO when it did not finish in time or SOURCE already
+ * has too many calls hanging; run may then still finish later. In every
+ * case the caller then reads what it needs and calls fs_job_put, after
+ * which it must not touch the job: `release` frees it once the helper is
+ * done with it too. run must not touch what the caller may have freed
+ * (pin nodes, copy what it needs).
+ */
+struct fs_job {
+	void (*run)(struct fs_job *j);
+	void (*release)(struct fs_job *j);
+	bool no_deadline;	/* run here and wait, however long */
+	/* private to job.c */
+	struct fs *fs;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done, late;
+	int refs;
+};
+int fs_job_run(struct fs *fs, struct fs_job *j);
+void fs_job_put(struct fs_job *j);
+/* Log that SOURCE did not answer for `what` of n; returns -EIO. */
+int fs_job_failed(struct fs *fs, struct node *n, const char *what);
+/* Wait up to ms for every helper to end; false if some still run. */
+bool fs_jobs_settle(struct fs *fs, unsigned ms);
+/* Whether a SOURCE call is hanging right now (past its deadline). */
+bool fs_source_hangs(struct fs *fs);
+
+/*
+ * n's identity in SOURCE now, asked with the deadline (job.c); takes
+ * the locks, so call it with none held. 0 or -errno (-EIO: no answer).
+ */
+int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id);
+
 /* Read `dir`'s entries from SOURCE if not done yet. Takes the locks. */
 int fs_scan(struct fs *fs, struct node *dir);
 
-/* Read n's xattrs from SOURCE if not done yet. Takes the locks. */
-int fs_load_xattrs(struct fs *fs, struct node *n);
+/*
+ * Read n's xattrs from SOURCE if not done yet. Takes the locks. With
+ * `deadline`, SOURCE has o.source_timeout to answer (-EIO otherwise, see
+ * fs_job_run); without, it is waited for (write-back).
+ */
+int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline);
 
 /*
  * n's path in SOURCE as SOURCE is now (pending renames undone).

@@ -20,14 +20,22 @@
 #define RENAME_EXCHANGE (1 << 1)
 #endif
 
-static int check_name(const char *name)
+/*
+ * Write-back temporaries share SOURCE's directories, and a scan hides
+ * their names as leftovers. In the mount such a name may still be given
+ * to a new regular file or a new hard link (`tmp_ok`): both fail with
+ * EEXIST rather than reuse a name, and they are exactly what the
+ * write-back of another h5memfs does when this mount is its SOURCE.
+ * Directories, symlinks, special files and rename targets keep EPERM.
+ */
+static int check_name(const char *name, bool tmp_ok)
 {
 	size_t l = strlen(name);
 
 	if (l > NAME_MAX)
 		return -ENAMETOOLONG;
-	/* our write-back temporaries share SOURCE's directories */
-	if (!strncmp(name, SRC_TMP_PREFIX, sizeof(SRC_TMP_PREFIX) - 1))
+	if (!tmp_ok &&
+	    !strncmp(name, SRC_TMP_PREFIX, sizeof(SRC_TMP_PREFIX) - 1))
 		return -EPERM;
 	return 0;
 }
@@ -250,7 +258,7 @@ static int create_node(struct fs *fs, struct node *dir, const char *name,
 		       struct stat *st, struct node **made)
 {
 	struct node *n;
-	int err = check_name(name);
+	int err = check_name(name, S_ISREG(mode));
 
 	if (!err)
 		err = fs_scan(fs, dir);
@@ -387,7 +395,7 @@ int fs_link(struct fs *fs, struct node *n, struct node *dir,
 {
 	char *from = NULL, *to = NULL;
 	bool unlinked;
-	int err = check_name(name);
+	int err = check_name(name, true);
 
 	if (!err)
 		err = fs_scan(fs, dir);
@@ -534,7 +542,7 @@ int fs_rename(struct fs *fs, struct node *dir, const char *name,
 	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE) ||
 	    (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))
 		return -EINVAL;
-	err = check_name(newname);
+	err = check_name(newname, false);
 	if (!err)
 		err = fs_scan(fs, dir);
 	if (!err)
@@ -754,7 +762,7 @@ int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 	err = xattr_name_ok(name, false);
 	if (err)
 		return err;
-	err = fs_load_xattrs(fs, n);
+	err = fs_load_xattrs(fs, n, true);
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
@@ -775,7 +783,7 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 		/* as the kernel says for user.*; trusted.* not kept there */
 		err = ns_xattr_trusted(name) ? -EOPNOTSUPP : -EPERM;
 	if (!err)
-		err = fs_load_xattrs(fs, n);
+		err = fs_load_xattrs(fs, n, true);
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
@@ -789,7 +797,7 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 int fs_listxattr(struct fs *fs, struct node *n, bool trusted, char *buf,
 		 size_t size, size_t *len)
 {
-	int err = fs_load_xattrs(fs, n);
+	int err = fs_load_xattrs(fs, n, true);
 
 	if (err)
 		return err;
@@ -822,7 +830,7 @@ int fs_removexattr(struct fs *fs, struct node *n, const char *name)
 	err = xattr_name_ok(name, false);
 	if (err)
 		return err;
-	err = fs_load_xattrs(fs, n);
+	err = fs_load_xattrs(fs, n, true);
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);

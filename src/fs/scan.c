@@ -139,72 +139,252 @@ static int scan_entry(void *arg, const char *name, const struct stat *st,
 	return 0;
 }
 
+/* One entry of a directory listing, read before the namespace is. */
+struct entry {
+	char *name, *target;
+	struct stat st;
+};
+
+struct entries {
+	struct entry *v;
+	size_t n, cap;
+};
+
+struct scan_job {
+	struct fs_job job;
+	struct node *dir;	/* pinned while the job runs */
+	int err;
+};
+
+/* Collect an entry (no lock held: SOURCE may be slow). */
+static int collect(void *arg, const char *name, const struct stat *st,
+		   const char *target)
+{
+	struct entries *list = arg;
+	struct entry *e;
+
+	if (list->n == list->cap) {
+		size_t cap = list->cap ? 2 * list->cap : 64;
+
+		e = realloc(list->v, cap * sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		list->v = e;
+		list->cap = cap;
+	}
+	e = &list->v[list->n];
+	e->name = strdup(name);
+	e->target = target ? strdup(target) : NULL;
+	e->st = *st;
+	if (!e->name || (target && !e->target)) {
+		free(e->name);
+		free(e->target);
+		return -ENOMEM;
+	}
+	list->n++;
+	return 0;
+}
+
+/*
+ * List the directory under replay_lock (SOURCE's namespace holds still)
+ * but without ns.lock, which every request needs: a slow SOURCE must not
+ * stop the mount. Then add the entries, unless someone was faster. No
+ * request changes an unscanned directory (each scans it first), so the
+ * listing is still right when it is added.
+ */
+static void scan_run(struct fs_job *j)
+{
+	struct scan_job *sj = (struct scan_job *)j;
+	struct fs *fs = j->fs;
+	struct node *dir = sj->dir;
+	struct entries list = { 0 };
+	struct scan_ctx c = { fs, dir };
+	char *path = NULL;
+	int err = 0;
+
+	pthread_mutex_lock(&fs->replay_lock);
+	pthread_mutex_lock(&fs->ns.lock);
+	if (dir->flags & N_SCANNED) {
+		pthread_mutex_unlock(&fs->ns.lock);
+		goto out;
+	}
+	path = fs_source_path_locked(fs, dir);
+	pthread_mutex_unlock(&fs->ns.lock);
+	if (!path) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = src_scan(&fs->src, path, collect, &list);
+	if (err == -ENOENT) {
+		log_warn("directory %s vanished from SOURCE",
+			 fs_shown(path));
+		err = 0; /* show it empty rather than fail every lookup */
+	}
+	if (err) {
+		log_warn("cannot list %s in SOURCE: %s", fs_shown(path),
+			 strerror(-err));
+		goto out;
+	}
+	pthread_mutex_lock(&fs->ns.lock);
+	for (size_t i = 0; i < list.n && !err && !(dir->flags & N_SCANNED);
+	     i++)
+		err = scan_entry(&c, list.v[i].name, &list.v[i].st,
+				 list.v[i].target);
+	if (!err)
+		dir->flags |= N_SCANNED;
+	pthread_mutex_unlock(&fs->ns.lock);
+out:
+	pthread_mutex_unlock(&fs->replay_lock);
+	for (size_t i = 0; i < list.n; i++) {
+		free(list.v[i].name);
+		free(list.v[i].target);
+	}
+	free(list.v);
+	free(path);
+	sj->err = err;
+}
+
+static void scan_release(struct fs_job *j)
+{
+	struct scan_job *sj = (struct scan_job *)j;
+	struct fs *fs = j->fs;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	ns_unpin(&fs->ns, sj->dir);
+	pthread_mutex_unlock(&fs->ns.lock);
+	free(sj);
+}
+
 int fs_scan(struct fs *fs, struct node *dir)
 {
-	struct scan_ctx c = { fs, dir };
-	char *path;
-	int err = 0;
+	struct scan_job *sj;
+	int err;
 
 	pthread_mutex_lock(&fs->ns.lock);
 	if (dir->flags & N_SCANNED) {
 		pthread_mutex_unlock(&fs->ns.lock);
 		return 0;
 	}
-	pthread_mutex_unlock(&fs->ns.lock);
-
-	pthread_mutex_lock(&fs->replay_lock);
-	pthread_mutex_lock(&fs->ns.lock);
-	if (dir->flags & N_SCANNED)
-		goto out;
-	path = fs_source_path_locked(fs, dir);
-	if (!path) {
-		err = -ENOMEM;
-		goto out;
+	sj = calloc(1, sizeof(*sj));
+	if (!sj) {
+		pthread_mutex_unlock(&fs->ns.lock);
+		return -ENOMEM;
 	}
-	err = src_scan(&fs->src, path, scan_entry, &c);
-	if (err == -ENOENT) {
-		log_warn("directory %s vanished from SOURCE", path);
-		err = 0; /* show it empty rather than fail every lookup */
-	}
-	if (err)
-		log_warn("cannot list %s in SOURCE: %s", path, strerror(-err));
-	else
-		dir->flags |= N_SCANNED;
-	free(path);
-out:
+	ns_pin(dir);
 	pthread_mutex_unlock(&fs->ns.lock);
-	pthread_mutex_unlock(&fs->replay_lock);
+	sj->dir = dir;
+	sj->job.run = scan_run;
+	sj->job.release = scan_release;
+	err = fs_job_run(fs, &sj->job);
+	err = err ? fs_job_failed(fs, dir, "list") : sj->err;
+	fs_job_put(&sj->job);
 	return err;
 }
 
-int fs_load_xattrs(struct fs *fs, struct node *n)
+int fs_scan_root(struct fs *fs)
 {
-	char *path;
+	return fs->has_source ? fs_scan(fs, fs->ns.root) : 0;
+}
+
+struct xattr_job {
+	struct fs_job job;
+	struct node *n;		/* pinned while the job runs */
+	struct node tmp;	/* only its mode and xattrs are used */
+	int err;
+};
+
+/*
+ * Read the xattrs into a stand-in node under replay_lock only (SOURCE
+ * may be slow; ns.lock is every request's), then hand them to n unless
+ * someone was faster.
+ */
+static void xattr_run(struct fs_job *j)
+{
+	struct xattr_job *xj = (struct xattr_job *)j;
+	struct fs *fs = j->fs;
+	struct node *n = xj->n;
+	char *path = NULL;
 	int err = 0;
 
 	pthread_mutex_lock(&fs->replay_lock);
 	pthread_mutex_lock(&fs->ns.lock);
-	if (n->flags & N_XATTRS)
+	if (n->flags & N_XATTRS) {
+		pthread_mutex_unlock(&fs->ns.lock);
 		goto out;
+	}
+	xj->tmp.mode = n->mode;
 	path = fs_source_path_locked(fs, n);
 	if (!path) {
 		err = n->links ? -ENOMEM : 0;
+		pthread_mutex_unlock(&fs->ns.lock);
 		goto out;
 	}
-	err = src_load_xattrs(&fs->src, path, n);
+	pthread_mutex_unlock(&fs->ns.lock);
+	err = src_load_xattrs(&fs->src, path, &xj->tmp);
 	/* replaced by another node just now: a shared fs needs a moment */
 	for (int tries = 0; err == -ESTALE && tries < 20; tries++) {
 		usleep(100 * 1000);
-		err = src_load_xattrs(&fs->src, path, n);
+		ns_xattr_free_all(&xj->tmp);
+		err = src_load_xattrs(&fs->src, path, &xj->tmp);
 	}
-	free(path);
 	if (err == -ENOENT || err == -EACCES || err == -ELOOP ||
 	    err == -ENXIO)
 		err = 0; /* gone or unreadable in SOURCE: it has none */
-	if (!err)
+	pthread_mutex_lock(&fs->ns.lock);
+	if (!err && !(n->flags & N_XATTRS)) {
+		struct xattr **tail = &xj->tmp.xattrs;
+
+		/* ours first, then any set meanwhile (none expected) */
+		while (*tail)
+			tail = &(*tail)->next;
+		*tail = n->xattrs;
+		n->xattrs = xj->tmp.xattrs;
+		xj->tmp.xattrs = NULL;
 		n->flags |= N_XATTRS;
-out:
+	}
 	pthread_mutex_unlock(&fs->ns.lock);
+out:
 	pthread_mutex_unlock(&fs->replay_lock);
+	free(path);
+	xj->err = err;
+}
+
+static void xattr_release(struct fs_job *j)
+{
+	struct xattr_job *xj = (struct xattr_job *)j;
+	struct fs *fs = j->fs;
+
+	ns_xattr_free_all(&xj->tmp);
+	pthread_mutex_lock(&fs->ns.lock);
+	ns_unpin(&fs->ns, xj->n);
+	pthread_mutex_unlock(&fs->ns.lock);
+	free(xj);
+}
+
+int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline)
+{
+	struct xattr_job *xj;
+	int err;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	if (n->flags & N_XATTRS) {
+		pthread_mutex_unlock(&fs->ns.lock);
+		return 0;
+	}
+	xj = calloc(1, sizeof(*xj));
+	if (!xj) {
+		pthread_mutex_unlock(&fs->ns.lock);
+		return -ENOMEM;
+	}
+	ns_pin(n);
+	pthread_mutex_unlock(&fs->ns.lock);
+	xj->n = n;
+	xj->job.no_deadline = !deadline;
+	xj->job.run = xattr_run;
+	xj->job.release = xattr_release;
+	err = fs_job_run(fs, &xj->job);
+	err = err ? fs_job_failed(fs, n, "read the extended attributes of")
+		  : xj->err;
+	fs_job_put(&xj->job);
 	return err;
 }

@@ -66,6 +66,12 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o)
 
 void fs_destroy(struct fs *fs)
 {
+	/*
+	 * A helper still blocked on SOURCE may wake up any time and would
+	 * use all this: leave it allocated, the process is ending anyway.
+	 */
+	if (!fs_jobs_settle(fs, 2000))
+		return;
 	while (fs->dirs) /* never released: the kernel went first */
 		fs_closedir(fs, fs->dirs);
 	fs_hlinks_free(fs);
@@ -385,7 +391,7 @@ static int write_file(struct fs *fs, struct node *n)
 	size_t nsums = 0;
 	int err, conflict = 0, lockfd = -1;
 
-	err = fs_load_xattrs(fs, n);
+	err = fs_load_xattrs(fs, n, false);
 	if (err) {
 		pthread_mutex_lock(&fs->ns.lock);
 		if (n->wb.err != err)
@@ -523,7 +529,7 @@ static int write_meta(struct fs *fs, struct node *n)
 	char *path;
 	int err;
 
-	err = fs_load_xattrs(fs, n);
+	err = fs_load_xattrs(fs, n, false);
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->replay_lock);
@@ -559,7 +565,8 @@ static int write_meta(struct fs *fs, struct node *n)
 		err = 0; /* not in SOURCE (yet): its creation sets it */
 	if (err) {
 		log_err("cannot set attributes of %s in SOURCE: %s",
-			path ? path : "a file", strerror(-err));
+			path ? fs_shown(path) : "?",
+			strerror(-err));
 		pthread_mutex_lock(&fs->ns.lock);
 		n->flags |= N_META_DIRTY;
 		pthread_mutex_unlock(&fs->ns.lock);

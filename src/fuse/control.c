@@ -11,6 +11,12 @@
  * The kernel checks permissions (default_permissions): reading a user.*
  * xattr needs read access and setting one needs write access, so only a
  * user who may write a file may change its state, with allow_other too.
+ *
+ * A request that must first drain the kernel's cached writes (drain.c)
+ * is not answered by the FUSE worker that received it: the worker queues
+ * it for the control thread and returns at once, so no worker ever waits
+ * for something that needs the workers (the drain's FLUSHes), whatever
+ * the number of concurrent commands or threads (-s included).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,157 +29,176 @@
 #include "../core/log.h"
 #include "ll.h"
 
+enum ctl_kind { CTL_STATUS, CTL_SYNC, CTL_DISCARD, CTL_EVICT };
+
+struct ctl_job {
+	fuse_req_t req;
+	fuse_ino_t ino;
+	enum ctl_kind kind;
+	size_t size;		/* CTL_STATUS: the getxattr buffer size */
+	struct ctl_job *next;
+};
+
 /*
- * Open and close `rel` in the mount: close(2) waits for its writes. A
- * path longer than PATH_MAX is walked in shorter pieces.
+ * Drain (when needed), act, reply exactly once. `worker`: called by a
+ * FUSE worker (no drain was needed, or there is no control thread).
  */
-static void reopen(const struct h5m *m, const char *rel)
+static void run_job(struct h5m *m, const struct ctl_job *j, bool worker)
 {
-	const char *p = rel;
-	int dirfd = open(m->mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	int fd;
+	struct node *n = ll_node(j->req, j->ino);
+	bool inval = false, root = j->ino == FUSE_ROOT_ID;
+	char *json = NULL;
+	size_t len;
+	int err = 0, derr;
 
-	while (dirfd >= 0 && strlen(p) >= PATH_MAX) {
-		const char *cut = p + PATH_MAX - 1;
-		char *piece;
-
-		while (cut > p && *cut != '/')
-			cut--;
-		piece = cut > p ? strndup(p, (size_t)(cut - p)) : NULL;
-		fd = piece ? openat(dirfd, piece, O_PATH | O_DIRECTORY |
-						  O_NOFOLLOW | O_CLOEXEC)
-			   : -1;
-		free(piece);
-		close(dirfd);
-		dirfd = fd;
-		p = cut + 1;
+	/* writes the kernel still caches land first */
+	derr = ll_drain_node(m, n);
+	switch (j->kind) {
+	case CTL_STATUS:
+		/* report what the daemon has, drained or not */
+		err = root ? fs_status_mount(&m->fs, &json)
+			   : fs_status_file(&m->fs, n, &json);
+		len = json ? strlen(json) : 0;
+		if (err)
+			fuse_reply_err(j->req, -err);
+		else if (len > 65536)
+			fuse_reply_err(j->req, E2BIG);
+		else if (j->size == 0)
+			fuse_reply_xattr(j->req, len);
+		else if (j->size < len)
+			fuse_reply_err(j->req, ERANGE);
+		else
+			fuse_reply_buf(j->req, json, len);
+		free(json);
+		return;
+	case CTL_SYNC:
+		/* write what the daemon has; a failed drain is still told */
+		err = root ? fs_sync_all(&m->fs, NULL) : fs_fsync(&m->fs, n);
+		if (!err)
+			err = derr;
+		break;
+	case CTL_DISCARD:
+	case CTL_EVICT:
+		/* not with writes still on their way: they would land after */
+		err = derr;
+		if (!err)
+			err = j->kind == CTL_DISCARD ? fs_discard(&m->fs, n)
+						     : fs_evict(&m->fs, n);
+		inval = !err;
+		break;
 	}
-	if (dirfd < 0)
-		return;
-	fd = openat(dirfd, p, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0)
-		close(fd);
-	close(dirfd);
+	/*
+	 * The kernel must drop the pages it cached before the command
+	 * returns, or a read right after it sees them. Pages are clean (the
+	 * drain above), so invalidating needs no other request; the only
+	 * worker of a -s loop does it after the reply all the same, to be
+	 * safe.
+	 */
+	if (inval && !m->passthrough && !(worker && m->single_thread))
+		fuse_lowlevel_notify_inval_inode(m->se, j->ino, 0, 0);
+	fuse_reply_err(j->req, -err);
+	if (inval && !m->passthrough && worker && m->single_thread)
+		fuse_lowlevel_notify_inval_inode(m->se, j->ino, 0, 0);
 }
 
-/*
- * Pour the kernel's cached writes of n into the daemon. syncfs does not
- * wait for FUSE writeback (the kernel does not trust a server with its
- * sync), but close(2) does: FLUSH waits for the file's pending writes.
- * Served by the other worker threads; skipped single-threaded, where it
- * would wait for itself, and on the passthrough path, which has no
- * cache in between.
- */
-static void drain(struct h5m *m, struct node *n)
-{
-	bool unlinked;
-	char *rel;
-
-	if (m->single_thread || !m->writeback_cache)
-		return;
-	pthread_mutex_lock(&m->fs.ns.lock);
-	/* only an open file can have writes in the kernel's cache */
-	rel = n->nopen && S_ISREG(n->mode) ? ns_path(&m->fs.ns, n, &unlinked)
-					    : NULL;
-	pthread_mutex_unlock(&m->fs.ns.lock);
-	if (rel)
-		reopen(m, rel);
-	free(rel);
-}
-
-void ll_drain_all(void *arg)
+static void *control_thread(void *arg)
 {
 	struct h5m *m = arg;
-	char **paths;
-	int fd;
+	struct ctl_job *j;
 
-	if (m->single_thread || !m->writeback_cache)
+	pthread_mutex_lock(&m->ctl_lock);
+	for (;;) {
+		while (!m->ctl_head && !m->ctl_stop)
+			pthread_cond_wait(&m->ctl_cond, &m->ctl_lock);
+		j = m->ctl_head;
+		if (!j)
+			break; /* stopping, nothing left */
+		m->ctl_head = j->next;
+		if (!m->ctl_head)
+			m->ctl_tail = &m->ctl_head;
+		pthread_mutex_unlock(&m->ctl_lock);
+		run_job(m, j, false);
+		free(j);
+		pthread_mutex_lock(&m->ctl_lock);
+	}
+	pthread_mutex_unlock(&m->ctl_lock);
+	return NULL;
+}
+
+int ll_control_start(struct h5m *m)
+{
+	int err;
+
+	pthread_mutex_init(&m->ctl_lock, NULL);
+	pthread_cond_init(&m->ctl_cond, NULL);
+	m->ctl_head = NULL;
+	m->ctl_tail = &m->ctl_head;
+	m->ctl_stop = false;
+	err = pthread_create(&m->ctl_thread, NULL, control_thread, m);
+	m->ctl_running = !err;
+	return -err;
+}
+
+void ll_control_stop(struct h5m *m)
+{
+	if (!m->ctl_running)
 		return;
-	paths = fs_open_paths(&m->fs);
-	for (size_t i = 0; paths && paths[i]; i++) {
-		reopen(m, paths[i]);
-		free(paths[i]);
+	pthread_mutex_lock(&m->ctl_lock);
+	m->ctl_stop = true;
+	pthread_cond_signal(&m->ctl_cond);
+	pthread_mutex_unlock(&m->ctl_lock);
+	pthread_join(m->ctl_thread, NULL); /* answers what was queued */
+	m->ctl_running = false;
+	pthread_cond_destroy(&m->ctl_cond);
+	pthread_mutex_destroy(&m->ctl_lock);
+}
+
+/* Run a job here when it needs no drain, else hand it over. */
+static void submit(struct h5m *m, fuse_req_t req, fuse_ino_t ino,
+		   enum ctl_kind kind, size_t size)
+{
+	struct ctl_job local = { req, ino, kind, size, NULL }, *j;
+
+	if (!m->ctl_running || !ll_drain_needed(m, ll_node(req, ino)) ||
+	    !(j = malloc(sizeof(*j)))) {
+		/* no thread (or no memory): the drain's timeout still holds */
+		run_job(m, &local, true);
+		return;
 	}
-	free(paths);
-	fd = open(m->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		syncfs(fd); /* starts writeback of mmap-dirtied pages */
-		close(fd);
-	}
+	*j = local;
+	pthread_mutex_lock(&m->ctl_lock);
+	*m->ctl_tail = j;
+	m->ctl_tail = &j->next;
+	pthread_cond_signal(&m->ctl_cond);
+	pthread_mutex_unlock(&m->ctl_lock);
 }
 
 bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 		    size_t size)
 {
-	struct h5m *m = ll_ctx(req);
-	char *json = NULL;
-	size_t len;
-	int err;
-
 	if (strcmp(name, FS_STATUS_XATTR) != 0)
 		return false;
-	/* report what programs wrote, not what the kernel still holds */
-	if (ino == FUSE_ROOT_ID)
-		ll_drain_all(m);
-	else
-		drain(m, ll_node(req, ino));
-	err = ino == FUSE_ROOT_ID ? fs_status_mount(&m->fs, &json)
-				  : fs_status_file(&m->fs, ll_node(req, ino),
-						   &json);
-	len = json ? strlen(json) : 0;
-	if (err)
-		fuse_reply_err(req, -err);
-	else if (len > 65536)
-		fuse_reply_err(req, E2BIG);
-	else if (size == 0)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, json, len);
-	free(json);
+	submit(ll_ctx(req), req, ino, CTL_STATUS, size);
 	return true;
 }
 
 bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-	struct h5m *m = ll_ctx(req);
-	struct node *n = ll_node(req, ino);
-	bool inval = false;
-	int err;
+	enum ctl_kind kind;
 
-	if (!strcmp(name, FS_SYNC_XATTR)) {
-		if (ino == FUSE_ROOT_ID) {
-			ll_drain_all(m);
-			err = fs_sync_all(&m->fs, NULL);
-		} else {
-			drain(m, n);
-			err = fs_fsync(&m->fs, n);
-		}
-	} else if (!strcmp(name, FS_DISCARD_XATTR)) {
-		/* writes the kernel still caches land first, then go */
-		drain(m, n);
-		err = fs_discard(&m->fs, n);
-		inval = !err;
-	} else if (!strcmp(name, FS_EVICT_XATTR)) {
-		drain(m, n);
-		err = fs_evict(&m->fs, n);
-		inval = !err;
-	} else if (!strcmp(name, FS_STATUS_XATTR)) {
-		err = -EPERM; /* read-only */
-	} else {
+	if (!strcmp(name, FS_SYNC_XATTR))
+		kind = CTL_SYNC;
+	else if (!strcmp(name, FS_DISCARD_XATTR))
+		kind = CTL_DISCARD;
+	else if (!strcmp(name, FS_EVICT_XATTR))
+		kind = CTL_EVICT;
+	else if (!strcmp(name, FS_STATUS_XATTR))
+		kind = CTL_STATUS;
+	else
 		return false;
-	}
-	/*
-	 * The kernel must drop the pages it cached before the command
-	 * returns, or a read right after it sees them. Pages are clean (the
-	 * drain above), so invalidating needs no other request; single-
-	 * threaded, do it after the reply all the same, to be safe.
-	 */
-	if (inval && !m->passthrough && !m->single_thread)
-		fuse_lowlevel_notify_inval_inode(m->se, ino, 0, 0);
-	fuse_reply_err(req, -err);
-	if (inval && !m->passthrough && m->single_thread)
-		fuse_lowlevel_notify_inval_inode(m->se, ino, 0, 0);
+	if (kind == CTL_STATUS)
+		fuse_reply_err(req, EPERM); /* read-only */
+	else
+		submit(ll_ctx(req), req, ino, kind, 0);
 	return true;
 }

@@ -11,6 +11,8 @@
 #define FUSE_USE_VERSION 312
 #include <fuse3/fuse_lowlevel.h>
 
+#include <pthread.h>
+
 #include "../fs/fs.h"
 
 struct h5m {
@@ -26,6 +28,12 @@ struct h5m {
 	bool single_thread;	/* -s: a handler must not wait for another */
 	const char *mountpoint;
 	struct fuse_session *se;
+	/* the control thread and its queue (control.c) */
+	pthread_t ctl_thread;
+	pthread_mutex_t ctl_lock;
+	pthread_cond_t ctl_cond;
+	struct ctl_job *ctl_head, **ctl_tail;
+	bool ctl_stop, ctl_running;
 };
 
 static inline struct h5m *ll_ctx(fuse_req_t req)
@@ -60,10 +68,27 @@ bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 /*
- * Bring every write the kernel still caches for open files into the
- * daemon (writeback-cache path; no-op otherwise). arg is the struct h5m.
+ * Start the thread that answers control requests needing a drain, and
+ * stop it (after the request loop: it answers what is queued first).
+ * Without it they are answered by the worker. Start: 0 or -errno.
  */
-void ll_drain_all(void *arg);
+int ll_control_start(struct h5m *m);
+void ll_control_stop(struct h5m *m);
+
+/*
+ * drain.c: bring the writes the kernel still caches for open files (all,
+ * or n's) into the daemon; writeback-cache path only, a no-op otherwise.
+ * Done by a child process, waited for up to a fixed timeout: 0,
+ * -ETIMEDOUT (the child was killed), or -errno (fork). Never call it
+ * where the daemon must answer for it to end (see drain.c): not from a
+ * FUSE worker that others may have to wait for.
+ */
+int ll_drain_all(struct h5m *m);
+int ll_drain_node(struct h5m *m, struct node *n);
+/* ll_drain_all for fs_commit_start; arg is the struct h5m. */
+void ll_drain_all_cb(void *arg);
+/* Whether n (root: the mount) may have writes in the kernel's cache. */
+bool ll_drain_needed(struct h5m *m, struct node *n);
 
 /* The operations, from the files of this folder. */
 extern const struct fuse_lowlevel_ops ll_ops;

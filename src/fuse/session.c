@@ -154,6 +154,7 @@ int session_run(struct opts *o)
 		.validate = (enum fs_validate)o->validate,
 		.commit = o->commit,
 		.atime = (enum fs_atime)o->atime,
+		.source_timeout = o->source_timeout,
 	};
 	struct sigaction sa = { .sa_handler = wake };
 	struct sigctx sc = { 0 };
@@ -199,6 +200,7 @@ int session_run(struct opts *o)
 			o->source, strerror(-err));
 		goto out_free;
 	}
+	fs_scan_root(&m->fs); /* the root answers even if SOURCE hangs */
 	se = fuse_session_new(&o->fuse_args, &ll_ops, sizeof(ll_ops), m);
 	if (!se)
 		goto out_fs; /* libfuse printed why */
@@ -237,7 +239,9 @@ int session_run(struct opts *o)
 		goto out_unmount;
 	}
 	pthread_detach(sigthr);
-	err = fs_commit_start(&m->fs, ll_drain_all, m);
+	if ((err = ll_control_start(m)) < 0)
+		log_warn("cannot start the control thread: %s", strerror(-err));
+	err = fs_commit_start(&m->fs, ll_drain_all_cb, m);
 	if (err)
 		log_warn("cannot start the commit thread: %s", strerror(-err));
 	if (o->preload && (err = fs_preload_start(&m->fs)) < 0)
@@ -247,6 +251,7 @@ int session_run(struct opts *o)
 		log_warn("request loop ended: %s", strerror(-err));
 	fs_preload_stop(&m->fs);
 	fs_commit_stop(&m->fs);
+	ll_control_stop(m);
 	status = final_writeback(m, o);
 out_unmount:
 	fuse_session_unmount(se);

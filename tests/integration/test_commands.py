@@ -14,7 +14,8 @@ import subprocess
 import pytest
 
 import helpers
-from acceptance import (DAEMON, cli, expected_data_path, file_status,
+from acceptance import (DAEMON, SLOWDOWN, cli, expected_data_path,
+                        file_status,
                         make_hdf5, mount_status, public_dir,
                         random_bytes, status)  # noqa: F401 (fixture)
 
@@ -246,6 +247,65 @@ def test_sync_of_the_whole_mount_writes_every_dirty_file(mount, src):
     assert helpers.read_file(src / "sub/deep/b.bin") == b"B2"
     assert helpers.read_file(src / "new.txt") == b"N"
     assert mount_status(m)["dirty_files"] == 0
+    assert m.unmount() == 0
+
+
+def test_more_concurrent_syncs_than_worker_threads_all_finish(mount, src):
+    """A sync of an open file first drains the kernel's cached writes of
+    it (daemon path): the daemon must never wait for itself, not even
+    with more commands at once than it has worker threads (setxattr
+    locks the inode, so each command syncs a file of its own)."""
+    m = mount(src)
+    n = 40
+    fds = [os.open(m / f"open{i}", os.O_RDWR | os.O_CREAT)
+           for i in range(n)]
+    procs = []
+    try:
+        for i, fd in enumerate(fds):
+            os.write(fd, f"cached {i}".encode())
+        procs = [subprocess.Popen([str(DAEMON), "sync", str(m.path),
+                                   str(m / f"open{i}")],
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
+                 for i in range(n)]
+        errs = [p.communicate(timeout=60 * SLOWDOWN)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * n, errs
+        for i in range(n):
+            assert helpers.read_file(src / f"open{i}") == \
+                f"cached {i}".encode()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for fd in fds:
+            os.close(fd)
+    assert m.unmount() == 0
+
+
+def test_commands_find_a_mount_point_with_spaces_and_long_mount_lines(
+        mount, src, tmp_path):
+    """mountinfo escapes a space as \\040, and other mounts' lines may be
+    longer than any fixed buffer."""
+    mp = tmp_path / "mount point with spaces"
+    mp.mkdir()
+    m = mount(src, mountpoint=mp)
+    helpers.write_file(m / "a.txt", b"spaced")
+    res = cli("sync", m.path, m / "a.txt")
+    assert res.returncode == 0, res.stderr
+    assert helpers.read_file(src / "a.txt") == b"spaced"
+    long_dir = tmp_path
+    for _ in range(16):  # each space is 4 bytes in mountinfo: > 12 KiB
+        long_dir = long_dir / (" " * 200)
+    long_dir.mkdir(parents=True)
+    helpers.run(["mount", "-t", "tmpfs", "-o", "size=1m", "t" * 1000,
+                 str(long_dir)], timeout=10)
+    try:
+        res = cli("status", m.path)
+        assert res.returncode == 0, res.stderr
+    finally:
+        helpers.run(["umount", "-l", str(long_dir)], timeout=10,
+                    check=False)
     assert m.unmount() == 0
 
 

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs/fs.h"
+#include "fs/internal.h"
 
 static char src[64];
 static struct fs fs;
@@ -49,8 +51,10 @@ static char *get(const char *rel)
 
 static void start(bool vol)
 {
+	/* source_timeout: SOURCE calls go through helper threads */
 	struct fs_opts o = { .volatile_ = vol, .increment = 65536,
-			     .page_size = 65536, .max_memory = 1 << 30 };
+			     .page_size = 65536, .max_memory = 1 << 30,
+			     .source_timeout = 5 };
 	char p[128];
 
 	strcpy(src, "/tmp/h5memfs-unit-XXXXXX");
@@ -225,4 +229,34 @@ Test(fs, volatile_never_touches_source)
 	cr_assert_eq(fs_unlink(&fs, fs.ns.root, "a"), 0);
 	cr_assert_eq(fs_sync_all(&fs, NULL), 0);
 	cr_assert_str_eq(get("a"), "alpha");
+}
+
+Test(fs, a_source_that_does_not_answer_fails_an_open_with_eio_in_time)
+{
+	struct node *a = look(fs.ns.root, "a"), *d;
+	char p[128];
+	struct stat st;
+	time_t t0;
+	int w;
+
+	/* an open of a FIFO without a writer blocks: a hung SOURCE */
+	snprintf(p, sizeof(p), "%s/a", src);
+	cr_assert_eq(unlink(p), 0);
+	cr_assert_eq(mkfifo(p, 0644), 0);
+	fs.o.source_timeout = 1;
+	t0 = time(NULL);
+	cr_assert_eq(fs_open(&fs, a, O_RDONLY, NULL), -EIO);
+	cr_assert_leq(time(NULL) - t0, 3);
+	cr_assert_not(a->flags & N_LOADED);
+	/* the tree still answers meanwhile */
+	cr_assert_eq(fs_getattr(&fs, a, &st), 0);
+	d = look(fs.ns.root, "d");
+	cr_assert(S_ISDIR(d->mode));
+	/* SOURCE answers again: the helper ends, and nothing is left */
+	w = open(p, O_WRONLY | O_NONBLOCK);
+	cr_assert_geq(w, 0);
+	close(w);
+	cr_assert(fs_jobs_settle(&fs, 5000));
+	cr_assert_eq(fs.stuck_jobs, 0);
+	cr_assert_not(a->flags & N_LOADED);
 }

@@ -1,0 +1,131 @@
+/*
+ * job.c - SOURCE calls with a deadline.
+ *
+ * A SOURCE that stops answering (a hung NFS server, a stopped FUSE
+ * daemon) blocks whatever syscall touches it, and nothing can interrupt
+ * that. A call that a FUSE request needs (listing a directory, loading a
+ * file, reading its xattrs) is therefore made by a helper thread of its
+ * own; the request waits o.source_timeout seconds at most, then fails
+ * with EIO while the helper goes on: it finishes when SOURCE answers
+ * again (its result is then kept, or thrown away, by the job itself), or
+ * stays blocked. The job's memory is freed by whichever of the two is
+ * done last. One short-lived thread per call: it costs far less than the
+ * SOURCE I/O it wraps. Write-back does not use this: it waits for SOURCE
+ * for as long as it takes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "internal.h"
+
+/* Helpers allowed to hang at once; past that, fail at once. */
+#define MAX_STUCK 16
+
+static void *helper(void *arg)
+{
+	struct fs_job *j = arg;
+	struct fs *fs = j->fs;
+
+	j->run(j);
+	pthread_mutex_lock(&j->lock);
+	j->done = true;
+	if (j->late)
+		__atomic_sub_fetch(&j->fs->stuck_jobs, 1, __ATOMIC_RELAXED);
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	fs_job_put(j);
+	__atomic_sub_fetch(&fs->live_jobs, 1, __ATOMIC_RELEASE); /* last */
+	return NULL;
+}
+
+void fs_job_put(struct fs_job *j)
+{
+	bool last;
+
+	pthread_mutex_lock(&j->lock);
+	last = --j->refs == 0;
+	pthread_mutex_unlock(&j->lock);
+	if (!last)
+		return;
+	pthread_cond_destroy(&j->cond);
+	pthread_mutex_destroy(&j->lock);
+	j->release(j);
+}
+
+int fs_job_run(struct fs *fs, struct fs_job *j)
+{
+	pthread_condattr_t ca;
+	struct timespec until;
+	pthread_t thr;
+	int rc = 0;
+
+	j->fs = fs;
+	j->done = j->late = false;
+	j->refs = 1;
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&j->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (!fs->o.source_timeout || j->no_deadline) {
+		j->run(j); /* source_timeout=0: wait for ever */
+		return 0;
+	}
+	if (__atomic_load_n(&fs->stuck_jobs, __ATOMIC_RELAXED) >= MAX_STUCK)
+		return -EIO; /* SOURCE still hangs: do not pile up threads */
+	j->refs = 2;
+	__atomic_add_fetch(&fs->live_jobs, 1, __ATOMIC_RELAXED);
+	if (pthread_create(&thr, NULL, helper, j) != 0) {
+		__atomic_sub_fetch(&fs->live_jobs, 1, __ATOMIC_RELAXED);
+		j->refs = 1;
+		j->run(j);
+		return 0;
+	}
+	pthread_detach(thr);
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += fs->o.source_timeout;
+	pthread_mutex_lock(&j->lock);
+	while (!j->done && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&j->cond, &j->lock, &until);
+	if (!j->done) {
+		j->late = true;
+		__atomic_add_fetch(&fs->stuck_jobs, 1, __ATOMIC_RELAXED);
+	}
+	rc = j->done ? 0 : -EIO;
+	pthread_mutex_unlock(&j->lock);
+	return rc;
+}
+
+bool fs_source_hangs(struct fs *fs)
+{
+	return __atomic_load_n(&fs->stuck_jobs, __ATOMIC_RELAXED) > 0;
+}
+
+int fs_job_failed(struct fs *fs, struct node *n, const char *what)
+{
+	bool unlinked;
+	char *path;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	path = ns_path(&fs->ns, n, &unlinked);
+	pthread_mutex_unlock(&fs->ns.lock);
+	log_err("SOURCE did not answer within %u s: cannot %s %s",
+		fs->o.source_timeout, what,
+		path && *path ? path : path ? "." : "a file");
+	free(path);
+	return -EIO;
+}
+
+bool fs_jobs_settle(struct fs *fs, unsigned ms)
+{
+	for (unsigned i = 0; i < ms / 10; i++) {
+		if (!__atomic_load_n(&fs->live_jobs, __ATOMIC_ACQUIRE))
+			return true;
+		usleep(10000);
+	}
+	return !__atomic_load_n(&fs->live_jobs, __ATOMIC_ACQUIRE);
+}

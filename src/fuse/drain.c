@@ -1,0 +1,236 @@
+/*
+ * drain.c - bring the writes the kernel still caches (writeback cache,
+ * daemon path) into the daemon, without the daemon ever waiting on its
+ * own mount.
+ *
+ * syncfs(2) does not wait for a FUSE server's writeback (the kernel does
+ * not trust a server with its sync), but close(2) does: its FLUSH waits
+ * for the file's pending writes. A close on our own mount made by a
+ * thread of the daemon, though, waits for a request that the daemon
+ * itself must serve:
+ *
+ * - from a FUSE worker it needs another free worker. libfuse 3.14 starts
+ *   a worker only while fewer than max_threads (16) run, so 16 handlers
+ *   draining at once, a -s loop, or valgrind (which runs close(2) while
+ *   holding its lock on every other thread) leave none: deadlock;
+ * - if the daemon is killed while a FLUSH that a worker already read is
+ *   unanswered, the closing thread waits uninterruptibly, keeps
+ *   /dev/fuse open, so the kernel never aborts the connection: the
+ *   process can never exit and the mount hangs.
+ *
+ * So the opens and closes are made by a forked child that first closes
+ * /dev/fuse, and the caller waits for it DRAIN_TIMEOUT_S at most. If the
+ * daemon dies, the kernel aborts the connection and the child's close
+ * returns; a child that does not finish in time is killed and reaped by
+ * a detached thread. The callers are never FUSE workers either: the
+ * control requests that drain are answered from the control thread
+ * (control.c), the others are the commit and signal threads. Not the
+ * place that decides when to drain.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/log.h"
+#include "ll.h"
+
+/*
+ * Generous: the kernel may hold gigabytes of dirty pages, and valgrind
+ * runs slowly; only a daemon that cannot serve at all reaches it.
+ */
+#define DRAIN_TIMEOUT_S 60
+
+/*
+ * open(2) of a path that may be longer than PATH_MAX (a deep tree), in
+ * pieces shorter than that; no allocation (called after fork).
+ */
+static int open_long(const char *path, int flags)
+{
+	char piece[PATH_MAX];
+	const char *p = path;
+	int dirfd = AT_FDCWD, fd;
+
+	while (strlen(p) >= PATH_MAX) {
+		const char *cut = p + PATH_MAX - 1;
+
+		while (cut > p && *cut != '/')
+			cut--;
+		fd = -1;
+		if (cut > p) {
+			memcpy(piece, p, (size_t)(cut - p));
+			piece[cut - p] = '\0';
+			fd = openat(dirfd, piece, O_PATH | O_DIRECTORY |
+						  O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (dirfd != AT_FDCWD)
+			close(dirfd);
+		if (fd < 0)
+			return -1;
+		dirfd = fd;
+		p = cut + 1;
+	}
+	fd = openat(dirfd, p, flags);
+	if (dirfd != AT_FDCWD)
+		close(dirfd);
+	return fd;
+}
+
+/* The child: only async-signal-safe calls after fork. Never returns. */
+static void child(int fuse_fd, char *const *paths, const char *mnt)
+{
+	int fd;
+
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, 3U, ~0U, 0) < 0)
+#endif
+		close(fuse_fd); /* all that matters: see the top of the file */
+	for (size_t i = 0; paths && paths[i]; i++) {
+		fd = open_long(paths[i], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (mnt) {
+		fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0) {
+			syncfs(fd); /* starts writeback of mmap-dirtied pages */
+			close(fd);
+		}
+	}
+	/*
+	 * Not _exit: under valgrind that runs a leak check of the parent's
+	 * memory, which only the threads left behind in the parent point
+	 * to. SIGKILL ends the copy with no such work; the status is not
+	 * looked at.
+	 */
+	kill(getpid(), SIGKILL);
+	_exit(0);
+}
+
+static void *reaper(void *arg)
+{
+	waitpid((pid_t)(intptr_t)arg, NULL, 0);
+	return NULL;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Run the child on full paths; syncfs the mount when `mnt` is given. */
+static int run(struct h5m *m, char *const *paths, const char *mnt)
+{
+	double deadline = now() + DRAIN_TIMEOUT_S;
+	struct timespec nap = { 0, 1000000 };
+	pthread_t thr;
+	pid_t pid, r;
+
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0)
+		child(fuse_session_fd(m->se), paths, mnt);
+	for (;;) {
+		r = waitpid(pid, NULL, WNOHANG);
+		if (r == pid || (r < 0 && errno != EINTR))
+			return 0;
+		if (now() > deadline)
+			break;
+		nanosleep(&nap, NULL);
+		if (nap.tv_nsec < 32000000)
+			nap.tv_nsec *= 2;
+	}
+	log_warn("the kernel's cached writes did not reach the daemon in "
+		 "%d s; going on without them", DRAIN_TIMEOUT_S);
+	kill(pid, SIGKILL);
+	if (pthread_create(&thr, NULL, reaper, (void *)(intptr_t)pid) == 0)
+		pthread_detach(thr);
+	return -ETIMEDOUT;
+}
+
+bool ll_drain_needed(struct h5m *m, struct node *n)
+{
+	bool open;
+
+	if (!m->writeback_cache)
+		return false;
+	if (n == m->fs.ns.root)
+		return true;
+	pthread_mutex_lock(&m->fs.ns.lock);
+	/* only an open file can have writes in the kernel's cache */
+	open = n->nopen && S_ISREG(n->mode);
+	pthread_mutex_unlock(&m->fs.ns.lock);
+	return open;
+}
+
+int ll_drain_node(struct h5m *m, struct node *n)
+{
+	char *paths[2] = { NULL, NULL }, *rel = NULL;
+	bool unlinked;
+	int err;
+
+	if (n == m->fs.ns.root)
+		return ll_drain_all(m);
+	if (!ll_drain_needed(m, n))
+		return 0;
+	pthread_mutex_lock(&m->fs.ns.lock);
+	rel = ns_path(&m->fs.ns, n, &unlinked);
+	pthread_mutex_unlock(&m->fs.ns.lock);
+	if (!rel)
+		return 0; /* no name: reached through handles only */
+	if (asprintf(&paths[0], "%s/%s", m->mountpoint, rel) < 0)
+		paths[0] = NULL;
+	free(rel);
+	if (!paths[0])
+		return -ENOMEM;
+	err = run(m, paths, NULL);
+	free(paths[0]);
+	return err;
+}
+
+int ll_drain_all(struct h5m *m)
+{
+	char **paths;
+	int err = 0;
+
+	if (!m->writeback_cache)
+		return 0;
+	paths = fs_open_paths(&m->fs);
+	for (size_t i = 0; paths && paths[i]; i++) {
+		char *full;
+
+		if (asprintf(&full, "%s/%s", m->mountpoint, paths[i]) < 0) {
+			err = -ENOMEM;
+			full = NULL;
+		}
+		free(paths[i]);
+		paths[i] = full;
+		if (!full) /* keep the list whole for the frees below */
+			for (size_t j = i + 1; paths[j]; j++)
+				free(paths[j]), paths[j] = NULL;
+	}
+	if (!err)
+		err = run(m, paths, m->mountpoint);
+	for (size_t i = 0; paths && paths[i]; i++)
+		free(paths[i]);
+	free(paths);
+	return err;
+}
+
+void ll_drain_all_cb(void *arg)
+{
+	ll_drain_all(arg);
+}
