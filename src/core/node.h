@@ -97,6 +97,8 @@ struct node {
 	uint64_t last_use;		/* LRU clock of the last open/close */
 	uint64_t wgen;			/* bumped by every change of content */
 	struct src_ident ident;		/* SOURCE identity when loaded */
+	struct timespec listed_mtime;	/* dir: SOURCE's mtime when listed */
+	uint64_t checked_ms;		/* dir: when SOURCE was last asked */
 	struct src_ident replaces;	/* new file renamed over this one */
 	struct wb_result wb;		/* last write-back of this file */
 	struct img img;			/* regular files: the content */

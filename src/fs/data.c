@@ -184,8 +184,15 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 	if (fs_source_hangs(fs))
 		return 0;
 	err = fs_source_ident(fs, n, &now);
+	if (err == -ENOENT) {
+		pthread_mutex_lock(&fs->ns.lock);
+		fs_notice_kernel_writes(fs, n);
+		err = fs_drop_gone_locked(fs, n) ? -ESTALE : 0;
+		pthread_mutex_unlock(&fs->ns.lock);
+		return err; /* gone: dropped, or the mount's own to keep */
+	}
 	if (err || fs_same_file(&now, &n->ident))
-		return 0; /* gone from SOURCE, or unchanged: keep ours */
+		return 0; /* unanswered, or unchanged: keep ours */
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
 	if (n->flags & N_DIRTY) {
@@ -378,6 +385,13 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
 		}
 	} else if (n->direct_fd < 0) {
 		err = bring_in(fs, n, flags);
+		if (err == -ENOENT) {
+			/* removed from SOURCE behind the mount? */
+			pthread_mutex_lock(&fs->ns.lock);
+			if (fs_drop_gone_locked(fs, n))
+				err = -ESTALE;
+			pthread_mutex_unlock(&fs->ns.lock);
+		}
 	}
 	if (!err && trunc) {
 		/* O_TRUNC: the old content is never needed, nor loaded */

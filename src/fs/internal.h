@@ -55,6 +55,43 @@ int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id);
 int fs_scan(struct fs *fs, struct node *dir);
 
 /*
+ * Look again at a listed directory of SOURCE, for names other nodes
+ * (or programs) made or removed there since (refresh.c). A no-op more
+ * often than once a second, when SOURCE's directory kept its mtime, and
+ * while this mount has namespace changes not yet written back (until
+ * then SOURCE differs from the mount by design). Takes the locks.
+ */
+void fs_refresh(struct fs *fs, struct node *dir);
+
+/*
+ * n's file is gone from SOURCE (open found ENOENT): when nothing of it
+ * is the mount's own (clean, from SOURCE, no pending namespace change),
+ * drop its names and return true: the caller fails with ESTALE, so the
+ * kernel looks the name up again and finds it gone. ns.lock held.
+ */
+bool fs_drop_gone_locked(struct fs *fs, struct node *n);
+
+/* A directory listing read from SOURCE before the namespace is locked. */
+struct fs_entry {
+	char *name, *target;
+	struct stat st;
+};
+struct fs_entries {
+	struct fs_entry *v;
+	size_t n, cap;
+};
+/* src_entry_fn collecting into a struct fs_entries. */
+int fs_collect_entry(void *arg, const char *name, const struct stat *st,
+		     const char *target);
+void fs_entries_free(struct fs_entries *list);
+/* Add one listed entry under dir (hard links joined). ns.lock held. */
+int fs_scan_add(struct fs *fs, struct node *dir, const struct fs_entry *e);
+/* SOURCE's mtime of the directory at path. 0 or -errno. */
+int fs_dir_mtime(struct fs *fs, const char *path, struct timespec *mtime);
+/* A monotonic clock in milliseconds. */
+uint64_t fs_now_ms(void);
+
+/*
  * Read n's xattrs from SOURCE if not done yet. Takes the locks. With
  * `deadline`, SOURCE has o.source_timeout to answer (-EIO otherwise, see
  * fs_job_run); without, it is waited for (write-back).
@@ -102,8 +139,9 @@ void fs_touch_mc(struct node *n);
 /* Stamp ctime (and mark metadata dirty). */
 void fs_touch_c(struct node *n);
 
-/* Forget a SOURCE hard link entry for n (node freed). */
-void fs_hlink_drop(struct fs *fs, struct node *n);
+/* Forget the SOURCE hard link entry for n: true if there was one (its
+ * pin of n is then the caller's to drop). */
+bool fs_hlink_drop(struct fs *fs, struct node *n);
 void fs_hlinks_free(struct fs *fs);
 /* n took over old's names (ns_rebirth). ns.lock held. */
 void fs_hlink_moved(struct fs *fs, struct node *old, struct node *n);

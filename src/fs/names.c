@@ -70,6 +70,7 @@ int fs_lookup(struct fs *fs, struct node *dir, const char *name,
 	      struct node **out, struct stat *st)
 {
 	struct dentry *d;
+	bool refreshed = false;
 	int err;
 
 	if (strlen(name) > NAME_MAX)
@@ -77,10 +78,17 @@ int fs_lookup(struct fs *fs, struct node *dir, const char *name,
 	err = fs_scan(fs, dir);
 	if (err)
 		return err;
+again:
 	pthread_mutex_lock(&fs->ns.lock);
 	if (!S_ISDIR(dir->mode)) {
 		err = -ENOTDIR;
-	} else if (!(d = ns_find(&fs->ns, dir, name))) {
+	} else if (!(d = ns_find(&fs->ns, dir, name)) && !refreshed) {
+		/* made in SOURCE by another node since it was listed? */
+		pthread_mutex_unlock(&fs->ns.lock);
+		fs_refresh(fs, dir);
+		refreshed = true;
+		goto again;
+	} else if (!d) {
 		err = -ENOENT;
 	} else {
 		*out = d->node;
@@ -633,6 +641,7 @@ int fs_opendir(struct fs *fs, struct node *dir, struct fs_dir **out)
 
 	if (err)
 		return err;
+	fs_refresh(fs, dir);
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;

@@ -4,8 +4,10 @@
  * first time something looks inside it.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/log.h"
@@ -39,7 +41,7 @@ static struct hlink *hlink_find(struct fs *fs, dev_t dev, ino_t ino)
 	return NULL;
 }
 
-void fs_hlink_drop(struct fs *fs, struct node *n)
+bool fs_hlink_drop(struct fs *fs, struct node *n)
 {
 	struct hlink **pp = &fs->hlinks;
 
@@ -50,7 +52,9 @@ void fs_hlink_drop(struct fs *fs, struct node *n)
 
 		*pp = h->next;
 		free(h);
+		return true;
 	}
+	return false;
 }
 
 void fs_hlink_moved(struct fs *fs, struct node *old, struct node *n)
@@ -139,29 +143,17 @@ static int scan_entry(void *arg, const char *name, const struct stat *st,
 	return 0;
 }
 
-/* One entry of a directory listing, read before the namespace is. */
-struct entry {
-	char *name, *target;
-	struct stat st;
-};
-
-struct entries {
-	struct entry *v;
-	size_t n, cap;
-};
-
 struct scan_job {
 	struct fs_job job;
 	struct node *dir;	/* pinned while the job runs */
 	int err;
 };
 
-/* Collect an entry (no lock held: SOURCE may be slow). */
-static int collect(void *arg, const char *name, const struct stat *st,
-		   const char *target)
+int fs_collect_entry(void *arg, const char *name, const struct stat *st,
+		     const char *target)
 {
-	struct entries *list = arg;
-	struct entry *e;
+	struct fs_entries *list = arg;
+	struct fs_entry *e;
 
 	if (list->n == list->cap) {
 		size_t cap = list->cap ? 2 * list->cap : 64;
@@ -185,6 +177,39 @@ static int collect(void *arg, const char *name, const struct stat *st,
 	return 0;
 }
 
+void fs_entries_free(struct fs_entries *list)
+{
+	for (size_t i = 0; i < list->n; i++) {
+		free(list->v[i].name);
+		free(list->v[i].target);
+	}
+	free(list->v);
+	*list = (struct fs_entries){ 0 };
+}
+
+int fs_dir_mtime(struct fs *fs, const char *path, struct timespec *mtime)
+{
+	int fd = src_openat(&fs->src, path, O_RDONLY | O_DIRECTORY);
+	struct stat st;
+	int err = 0;
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0)
+		err = -errno;
+	else
+		*mtime = st.st_mtim;
+	close(fd);
+	return err;
+}
+
+int fs_scan_add(struct fs *fs, struct node *dir, const struct fs_entry *e)
+{
+	struct scan_ctx c = { fs, dir };
+
+	return scan_entry(&c, e->name, &e->st, e->target);
+}
+
 /*
  * List the directory under replay_lock (SOURCE's namespace holds still)
  * but without ns.lock, which every request needs: a slow SOURCE must not
@@ -197,8 +222,8 @@ static void scan_run(struct fs_job *j)
 	struct scan_job *sj = (struct scan_job *)j;
 	struct fs *fs = j->fs;
 	struct node *dir = sj->dir;
-	struct entries list = { 0 };
-	struct scan_ctx c = { fs, dir };
+	struct fs_entries list = { 0 };
+	struct timespec mtime = { 0 };
 	char *path = NULL;
 	int err = 0;
 
@@ -214,7 +239,9 @@ static void scan_run(struct fs_job *j)
 		err = -ENOMEM;
 		goto out;
 	}
-	err = src_scan(&fs->src, path, collect, &list);
+	err = fs_dir_mtime(fs, path, &mtime);
+	if (!err)
+		err = src_scan(&fs->src, path, fs_collect_entry, &list);
 	if (err == -ENOENT) {
 		log_warn("directory %s vanished from SOURCE",
 			 fs_shown(path));
@@ -228,18 +255,16 @@ static void scan_run(struct fs_job *j)
 	pthread_mutex_lock(&fs->ns.lock);
 	for (size_t i = 0; i < list.n && !err && !(dir->flags & N_SCANNED);
 	     i++)
-		err = scan_entry(&c, list.v[i].name, &list.v[i].st,
-				 list.v[i].target);
-	if (!err)
+		err = fs_scan_add(fs, dir, &list.v[i]);
+	if (!err && !(dir->flags & N_SCANNED)) {
 		dir->flags |= N_SCANNED;
+		dir->listed_mtime = mtime;
+		dir->checked_ms = fs_now_ms();
+	}
 	pthread_mutex_unlock(&fs->ns.lock);
 out:
 	pthread_mutex_unlock(&fs->replay_lock);
-	for (size_t i = 0; i < list.n; i++) {
-		free(list.v[i].name);
-		free(list.v[i].target);
-	}
-	free(list.v);
+	fs_entries_free(&list);
 	free(path);
 	sj->err = err;
 }

@@ -15,9 +15,13 @@ void ll_reply_entry(fuse_req_t req, int err, struct node *n,
 	struct fuse_entry_param e;
 
 	if (err == -ENOENT) {
-		/* cache the miss: only this daemon changes the namespace */
+		/*
+		 * Cache the miss; for a second only over a SOURCE, where
+		 * another node may make the name (refresh.c).
+		 */
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = m->timeout;
+		e.entry_timeout = m->fs.has_source && !m->fs.o.volatile_ ?
+				  1.0 : m->timeout;
 		fuse_reply_entry(req, &e);
 		return;
 	}

@@ -269,10 +269,6 @@ def test_simultaneous_write_backs_never_both_win(pair):
                       "\n".join(lost))
 
 
-@pytest.mark.xfail(strict=True, reason=
-    "known limit (docs/many-nodes.md): a node's namespace is read from "
-    "SOURCE once per directory; new names from other nodes appear after a "
-    "remount")
 def test_new_file_from_a_appears_on_b(pair):
     a, b = pair.mount()
     assert os.listdir(b.path) == []
@@ -285,9 +281,6 @@ def test_new_file_from_a_appears_on_b(pair):
     assert read(b / "new.txt") == b"made on A"
 
 
-@pytest.mark.xfail(strict=True, reason=
-    "known limit (docs/many-nodes.md): deletions by other nodes are seen "
-    "after a remount, as new names are")
 def test_file_deleted_on_a_is_gone_on_b(pair):
     """A deletion written back by A is a change B must not hide: once
     GlusterFS shows it on B, B's next open of its clean image fails."""

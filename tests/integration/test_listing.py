@@ -98,3 +98,77 @@ def test_reading_files_in_the_mount_leaves_source_untouched(mnt, source):
                   "the benchmark of 100,000 files")
 def test_listing_does_not_load_file_contents():
     pass
+
+
+# --- names made and removed in SOURCE behind the mount (another node) ---------
+
+def _wait_for(cond, what, timeout=10):
+    import time
+    deadline = time.monotonic() + timeout * float(
+        os.environ.get("H5MEMFS_TEST_SLOWDOWN", "1"))
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_file_made_in_source_behind_the_mount_appears(mount, empty_source):
+    m = mount(empty_source)
+    assert os.listdir(m.path) == []
+    (empty_source / "d").mkdir()
+    helpers.write_file(empty_source / "late.txt", b"from another node")
+    helpers.write_file(empty_source / "d" / "deep.txt", b"deeper")
+    _wait_for(lambda: "late.txt" in os.listdir(m.path),
+              "late.txt in a listing of the mount")
+    assert helpers.read_file(m / "late.txt") == b"from another node"
+    assert helpers.read_file(m / "d" / "deep.txt") == b"deeper"
+    # A name looked up before it existed is found once it does.
+    with pytest.raises(FileNotFoundError):
+        os.stat(m / "d" / "later.txt")
+    helpers.write_file(empty_source / "d" / "later.txt", b"later")
+    _wait_for(lambda: os.path.exists(m / "d" / "later.txt"),
+              "d/later.txt by name (no listing)")
+    assert m.unmount() == 0
+    assert helpers.read_file(empty_source / "late.txt") == \
+        b"from another node"
+
+
+def test_a_file_removed_from_source_behind_the_mount_goes(mount, source):
+    m = mount(source)
+    names = set(os.listdir(m / "sub"))
+    assert "notes.txt" in names
+    kept = helpers.read_file(m / "data" / "notes-hardlink.txt")
+    os.unlink(source / "sub" / "notes.txt")
+    os.unlink(source / "data" / "notes-hardlink.txt")
+    _wait_for(lambda: "notes.txt" not in os.listdir(m / "sub"),
+              "notes.txt gone from a listing")
+    # Its other name (a hard link) goes too, once its open finds it gone.
+    def gone():
+        try:
+            helpers.read_file(m / "data" / "notes-hardlink.txt")
+        except FileNotFoundError:
+            return True
+        return False
+    _wait_for(gone, "data/notes-hardlink.txt to fail with ENOENT")
+    assert kept
+    assert m.unmount() == 0
+    assert not (source / "sub" / "notes.txt").exists()
+
+
+def test_the_mounts_own_changes_are_never_dropped_for_source(mount, source):
+    """A changed file removed from SOURCE behind the mount stays (and is
+    written back); a file the mount deleted is not brought back."""
+    m = mount(source)
+    with open(m / "sub" / "notes.txt", "ab") as f:
+        f.write(b"mine\n")
+    want = helpers.read_file(m / "sub" / "notes.txt")
+    os.unlink(m / "data" / "notes-hardlink.txt")
+    os.unlink(source / "sub" / "notes.txt")
+    import time
+    time.sleep(1.5)
+    assert "notes.txt" in os.listdir(m / "sub")
+    assert helpers.read_file(m / "sub" / "notes.txt") == want
+    assert m.unmount() == 0
+    assert helpers.read_file(source / "sub" / "notes.txt") == want
+    assert not (source / "data" / "notes-hardlink.txt").exists()
