@@ -487,6 +487,10 @@ def test_trusted_xattrs_are_kept_for_root_and_hidden_from_others(
     helpers.write_file(src / "old", b"x")
     os.chmod(src / "old", 0o644)
     os.setxattr(src / "old", "trusted.from_source", b"s")
+    # made in SOURCE behind the mount: seen within about a second
+    deadline = time.monotonic() + 10
+    while not os.path.exists(m / "old") and time.monotonic() < deadline:
+        time.sleep(0.1)
     helpers.write_file(m / "f", b"x")
     os.chmod(m / "f", 0o644)
     os.setxattr(m / "f", "trusted.t", b"v")
