@@ -143,29 +143,14 @@ static void ident_run(struct fs_job *j)
 	free(path);
 }
 
-static void ident_release(struct fs_job *j)
-{
-	struct ident_job *ij = (struct ident_job *)j;
-
-	pthread_mutex_lock(&j->fs->ns.lock);
-	ns_unpin(&j->fs->ns, ij->n);
-	pthread_mutex_unlock(&j->fs->ns.lock);
-	free(ij);
-}
-
 int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id)
 {
-	struct ident_job *ij = calloc(1, sizeof(*ij));
+	struct ident_job *ij = fs_job_new(fs, sizeof(*ij), n, ident_run, NULL);
 	int err;
 
 	if (!ij)
 		return -ENOMEM;
-	pthread_mutex_lock(&fs->ns.lock);
-	ns_pin(n);
-	pthread_mutex_unlock(&fs->ns.lock);
 	ij->n = n;
-	ij->job.run = ident_run;
-	ij->job.release = ident_release;
 	err = fs_job_run(fs, &ij->job);
 	if (err)
 		err = fs_job_failed(fs, n, "check for a newer version of");
@@ -296,10 +281,6 @@ static void load_release(struct fs_job *j)
 	if (lj->fd >= 0)
 		close(lj->fd);
 	img_destroy(&lj->img);
-	pthread_mutex_lock(&j->fs->ns.lock);
-	ns_unpin(&j->fs->ns, lj->n);
-	pthread_mutex_unlock(&j->fs->ns.lock);
-	free(lj);
 }
 
 /*
@@ -308,7 +289,8 @@ static void load_release(struct fs_job *j)
  */
 static int bring_in(struct fs *fs, struct node *n, int flags)
 {
-	struct load_job *lj = calloc(1, sizeof(*lj));
+	struct load_job *lj = fs_job_new(fs, sizeof(*lj), n, load_run,
+					 load_release);
 	int err;
 
 	if (!lj)
@@ -317,10 +299,7 @@ static int bring_in(struct fs *fs, struct node *n, int flags)
 	lj->flags = flags;
 	lj->fd = -1;
 	img_init(&lj->img, fs->o.page_size);
-	lj->job.run = load_run;
-	lj->job.release = load_release;
 	pthread_mutex_lock(&fs->ns.lock);
-	ns_pin(n);
 	n->flags |= N_LOADING;
 	pthread_mutex_unlock(&fs->ns.lock);
 	err = fs_job_run(fs, &lj->job);

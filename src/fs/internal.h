@@ -14,20 +14,22 @@ static inline const char *fs_shown(const char *path)
 }
 
 /*
- * A SOURCE call with a deadline (job.c). The caller allocates the job
- * (embedding it), sets run and release, and calls fs_job_run, which runs
+ * A SOURCE call with a deadline (job.c). The caller makes the job with
+ * fs_job_new (embedding struct fs_job first), and calls fs_job_run, which runs
  * `run` in a helper thread and waits for it o.source_timeout seconds at
  * most (0: runs it here). Returns 0 when run finished (its own result in
  * the job), or -EIO when it did not finish in time or SOURCE already
  * has too many calls hanging; run may then still finish later. In every
  * case the caller then reads what it needs and calls fs_job_put, after
- * which it must not touch the job: `release` frees it once the helper is
- * done with it too. run must not touch what the caller may have freed
- * (pin nodes, copy what it needs).
+ * which it must not touch the job: once the helper is done with it too,
+ * the node is unpinned and `release` (if any) frees what the job holds,
+ * then the job is freed. run must not touch what the caller may have
+ * freed (copy what it needs).
  */
 struct fs_job {
 	void (*run)(struct fs_job *j);
-	void (*release)(struct fs_job *j);
+	void (*release)(struct fs_job *j);	/* NULL: nothing but the job */
+	struct node *node;	/* the job's node, pinned while it lives */
 	bool no_deadline;	/* run here and wait, however long */
 	/* private to job.c */
 	struct fs *fs;
@@ -36,6 +38,13 @@ struct fs_job {
 	bool done, late;
 	int refs;
 };
+/*
+ * A zeroed job of `size` bytes (struct fs_job first) for node n, pinned
+ * until the job is freed. Takes ns.lock. NULL on ENOMEM.
+ */
+void *fs_job_new(struct fs *fs, size_t size, struct node *n,
+		 void (*run)(struct fs_job *j),
+		 void (*release)(struct fs_job *j));
 int fs_job_run(struct fs *fs, struct fs_job *j);
 void fs_job_put(struct fs_job *j);
 /* Log that SOURCE did not answer for `what` of n; returns -EIO. */

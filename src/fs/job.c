@@ -42,8 +42,27 @@ static void *helper(void *arg)
 	return NULL;
 }
 
+void *fs_job_new(struct fs *fs, size_t size, struct node *n,
+		 void (*run)(struct fs_job *j),
+		 void (*release)(struct fs_job *j))
+{
+	struct fs_job *j = calloc(1, size);
+
+	if (!j)
+		return NULL;
+	j->run = run;
+	j->release = release;
+	j->node = n;
+	j->fs = fs;
+	pthread_mutex_lock(&fs->ns.lock);
+	ns_pin(n);
+	pthread_mutex_unlock(&fs->ns.lock);
+	return j;
+}
+
 void fs_job_put(struct fs_job *j)
 {
+	struct fs *fs = j->fs;
 	bool last;
 
 	pthread_mutex_lock(&j->lock);
@@ -53,7 +72,12 @@ void fs_job_put(struct fs_job *j)
 		return;
 	pthread_cond_destroy(&j->cond);
 	pthread_mutex_destroy(&j->lock);
-	j->release(j);
+	pthread_mutex_lock(&fs->ns.lock);
+	ns_unpin(&fs->ns, j->node);
+	pthread_mutex_unlock(&fs->ns.lock);
+	if (j->release)
+		j->release(j);
+	free(j);
 }
 
 int fs_job_run(struct fs *fs, struct fs_job *j)

@@ -169,17 +169,6 @@ out:
 	free(path);
 }
 
-static void refresh_release(struct fs_job *j)
-{
-	struct refresh_job *rj = (struct refresh_job *)j;
-	struct fs *fs = j->fs;
-
-	pthread_mutex_lock(&fs->ns.lock);
-	ns_unpin(&fs->ns, rj->dir);
-	pthread_mutex_unlock(&fs->ns.lock);
-	free(rj);
-}
-
 void fs_refresh(struct fs *fs, struct node *dir)
 {
 	struct refresh_job *rj;
@@ -188,17 +177,16 @@ void fs_refresh(struct fs *fs, struct node *dir)
 	pthread_mutex_lock(&fs->ns.lock);
 	if (!mine_in_source(fs) || !S_ISDIR(dir->mode) ||
 	    !(dir->flags & N_SCANNED) || !(dir->flags & N_FROM_SOURCE) ||
-	    now - dir->checked_ms < REFRESH_MS || fs_source_hangs(fs) ||
-	    !(rj = calloc(1, sizeof(*rj)))) {
+	    now - dir->checked_ms < REFRESH_MS || fs_source_hangs(fs)) {
 		pthread_mutex_unlock(&fs->ns.lock);
 		return;
 	}
 	dir->checked_ms = now;
-	ns_pin(dir);
 	pthread_mutex_unlock(&fs->ns.lock);
+	rj = fs_job_new(fs, sizeof(*rj), dir, refresh_run, NULL);
+	if (!rj)
+		return;
 	rj->dir = dir;
-	rj->job.run = refresh_run;
-	rj->job.release = refresh_release;
 	if (fs_job_run(fs, &rj->job))
 		fs_job_failed(fs, dir, "list again");
 	fs_job_put(&rj->job);

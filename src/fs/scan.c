@@ -269,17 +269,6 @@ out:
 	sj->err = err;
 }
 
-static void scan_release(struct fs_job *j)
-{
-	struct scan_job *sj = (struct scan_job *)j;
-	struct fs *fs = j->fs;
-
-	pthread_mutex_lock(&fs->ns.lock);
-	ns_unpin(&fs->ns, sj->dir);
-	pthread_mutex_unlock(&fs->ns.lock);
-	free(sj);
-}
-
 int fs_scan(struct fs *fs, struct node *dir)
 {
 	struct scan_job *sj;
@@ -290,16 +279,11 @@ int fs_scan(struct fs *fs, struct node *dir)
 		pthread_mutex_unlock(&fs->ns.lock);
 		return 0;
 	}
-	sj = calloc(1, sizeof(*sj));
-	if (!sj) {
-		pthread_mutex_unlock(&fs->ns.lock);
-		return -ENOMEM;
-	}
-	ns_pin(dir);
 	pthread_mutex_unlock(&fs->ns.lock);
+	sj = fs_job_new(fs, sizeof(*sj), dir, scan_run, NULL);
+	if (!sj)
+		return -ENOMEM;
 	sj->dir = dir;
-	sj->job.run = scan_run;
-	sj->job.release = scan_release;
 	err = fs_job_run(fs, &sj->job);
 	err = err ? fs_job_failed(fs, dir, "list") : sj->err;
 	fs_job_put(&sj->job);
@@ -377,13 +361,8 @@ out:
 static void xattr_release(struct fs_job *j)
 {
 	struct xattr_job *xj = (struct xattr_job *)j;
-	struct fs *fs = j->fs;
 
 	ns_xattr_free_all(&xj->tmp);
-	pthread_mutex_lock(&fs->ns.lock);
-	ns_unpin(&fs->ns, xj->n);
-	pthread_mutex_unlock(&fs->ns.lock);
-	free(xj);
 }
 
 int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline)
@@ -396,17 +375,12 @@ int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline)
 		pthread_mutex_unlock(&fs->ns.lock);
 		return 0;
 	}
-	xj = calloc(1, sizeof(*xj));
-	if (!xj) {
-		pthread_mutex_unlock(&fs->ns.lock);
-		return -ENOMEM;
-	}
-	ns_pin(n);
 	pthread_mutex_unlock(&fs->ns.lock);
+	xj = fs_job_new(fs, sizeof(*xj), n, xattr_run, xattr_release);
+	if (!xj)
+		return -ENOMEM;
 	xj->n = n;
 	xj->job.no_deadline = !deadline;
-	xj->job.run = xattr_run;
-	xj->job.release = xattr_release;
 	err = fs_job_run(fs, &xj->job);
 	err = err ? fs_job_failed(fs, n, "read the extended attributes of")
 		  : xj->err;
