@@ -63,6 +63,13 @@ struct fs {
 	pthread_mutex_t replay_lock;	/* held while SOURCE's namespace moves */
 	pthread_mutex_t sync_lock;	/* one write-back pass at a time */
 	struct fs_stats stats;
+	/*
+	 * The file a write-back is replacing in SOURCE now (sync_lock makes
+	 * it one at a time), and whether a new file was renamed over it
+	 * meanwhile (N_STANDIN_BUSY). ns.lock.
+	 */
+	struct node *wb_busy;
+	bool wb_busy_replaced;
 	struct hlink *hlinks;		/* SOURCE hard links seen so far */
 	struct fs_dir *dirs;		/* open directory snapshots */
 	char host[64];			/* for conflict names */
