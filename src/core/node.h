@@ -116,6 +116,8 @@ struct ns {
 	uint64_t page_size;
 	uint64_t nodes;			/* live nodes */
 	uint64_t mem_used;		/* memory of all images */
+	uint64_t mem_reserved;		/* promised to loads and writes in
+					   progress, not in mem_used yet */
 	struct node *all;		/* list of every live node */
 };
 
