@@ -62,6 +62,9 @@ enum node_flags {
 	N_CONFLICT = 1 << 8,	/* SOURCE changed behind: saved beside it */
 	N_LOADING = 1 << 9,	/* being read from SOURCE now */
 	N_REBORN = 1 << 10,	/* names moved to a new node: ESTALE */
+	N_STANDIN_BUSY = 1 << 11, /* new file renamed over the file being
+				     written back now: `replaces` is set
+				     when that write-back ends */
 };
 
 /* The outcome of a file's last write-back, for status and logs. */
@@ -115,6 +118,8 @@ struct ns {
 	uint64_t page_size;
 	uint64_t nodes;			/* live nodes */
 	uint64_t mem_used;		/* memory of all images */
+	uint64_t mem_reserved;		/* promised to loads and writes in
+					   progress, not in mem_used yet */
 	struct node *all;		/* list of every live node */
 };
 

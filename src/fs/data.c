@@ -36,11 +36,11 @@ static int open_source(struct fs *fs, struct node *n, char **pathp)
 }
 
 /*
- * Take the image a load job filled (ownership moves to n). n->io held,
- * n not loaded.
+ * Take the image a load job filled (ownership moves to n), and count the
+ * room held for it (*held, then 0). n->io held, n not loaded.
  */
 static void install(struct fs *fs, struct node *n, struct img *im,
-		    const struct src_ident *id)
+		    const struct src_ident *id, uint64_t *held)
 {
 	pthread_mutex_lock(&fs->ns.lock);
 	img_destroy(&n->img);
@@ -53,6 +53,8 @@ static void install(struct fs *fs, struct node *n, struct img *im,
 	img_seen_now(&n->img);
 	img_reserve(&n->img, id->size, fs->o.increment);
 	ns_account(&fs->ns, n);
+	fs->ns.mem_reserved -= *held;
+	*held = 0;
 	fs->stats.loads++;
 	fs->stats.load_bytes += id->size;
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -67,12 +69,18 @@ static int by_use(const void *a, const void *b)
 	return ua < ub ? -1 : ua > ub;
 }
 
+static bool room_for(const struct fs *fs, uint64_t need)
+{
+	return fs->ns.mem_used + fs->ns.mem_reserved + need <=
+	       fs->o.max_memory;
+}
+
 int fs_make_room_locked(struct fs *fs, uint64_t need)
 {
 	struct node **v, *n;
 	size_t count = 0, i = 0;
 
-	if (fs->ns.mem_used + need <= fs->o.max_memory)
+	if (room_for(fs, need))
 		return 0;
 	for (n = fs->ns.all; n; n = n->all_next)
 		count += (n->flags & N_LOADED) != 0;
@@ -86,8 +94,7 @@ int fs_make_room_locked(struct fs *fs, uint64_t need)
 		    S_ISREG(n->mode) && !n->nopen && !n->pins)
 			v[count++] = n;
 	qsort(v, count, sizeof(*v), by_use);
-	for (i = 0; i < count && fs->ns.mem_used + need > fs->o.max_memory;
-	     i++) {
+	for (i = 0; i < count && !room_for(fs, need); i++) {
 		/* lock order is io, then ns: only take an idle image */
 		if (pthread_mutex_trylock(&v[i]->io) != 0)
 			continue;
@@ -101,17 +108,34 @@ int fs_make_room_locked(struct fs *fs, uint64_t need)
 		pthread_mutex_unlock(&v[i]->io);
 	}
 	free(v);
-	return fs->ns.mem_used + need <= fs->o.max_memory ? 0 : -ENOSPC;
+	return room_for(fs, need) ? 0 : -ENOSPC;
 }
 
+/*
+ * Make room for `need` bytes and hold them until unreserve: the memory a
+ * load or a write takes is counted only after it is there, and two of
+ * them running at once must not both be given the same free room (the
+ * private tmpfs, sized to the budget, would refuse the second).
+ */
 static int make_room(struct fs *fs, uint64_t need)
 {
 	int err;
 
 	pthread_mutex_lock(&fs->ns.lock);
 	err = fs_make_room_locked(fs, need);
+	if (!err)
+		fs->ns.mem_reserved += need;
 	pthread_mutex_unlock(&fs->ns.lock);
 	return err;
+}
+
+void fs_unreserve(struct fs *fs, uint64_t held)
+{
+	if (!held)
+		return;
+	pthread_mutex_lock(&fs->ns.lock);
+	fs->ns.mem_reserved -= held;
+	pthread_mutex_unlock(&fs->ns.lock);
 }
 
 /*
@@ -218,6 +242,7 @@ struct load_job {
 	bool direct;		/* larger than the budget: serve from fd */
 	struct img img;		/* the loaded image */
 	struct src_ident id;
+	uint64_t held;		/* room make_room holds for it */
 };
 
 /*
@@ -259,6 +284,7 @@ static void load_run(struct fs_job *j)
 			(unsigned long long)st.st_size);
 		goto out;
 	}
+	lj->held = (uint64_t)st.st_size;
 	err = src_load_fd(lj->fd, &lj->img, &lj->id);
 	if (!err && fs->o.kernel_writes)
 		err = img_sums_take(&lj->img);
@@ -281,6 +307,7 @@ static void load_release(struct fs_job *j)
 	if (lj->fd >= 0)
 		close(lj->fd);
 	img_destroy(&lj->img);
+	fs_unreserve(j->fs, lj->held); /* not installed: nothing counted */
 }
 
 /*
@@ -312,7 +339,7 @@ static int bring_in(struct fs *fs, struct node *n, int flags)
 				lj->fd = -1;
 			}
 		} else {
-			install(fs, n, &lj->img, &lj->id);
+			install(fs, n, &lj->img, &lj->id, &lj->held);
 		}
 	}
 	pthread_mutex_lock(&fs->ns.lock);
@@ -620,9 +647,10 @@ int fs_read(struct fs *fs, struct node *n, void *buf, size_t size,
  * After data changed: mark dirty, stamp times. With the kernel's
  * writeback cache the kernel keeps mtime and ctime itself and sends
  * them (SETATTR) with its writes: a WRITE that arrives late must not
- * stamp a later time than the one programs saw.
+ * stamp a later time than the one programs saw. `held`: the room
+ * fs_reserve held for the write, counted now.
  */
-static void wrote(struct fs *fs, struct node *n)
+static void wrote(struct fs *fs, struct node *n, uint64_t held)
 {
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
@@ -633,19 +661,24 @@ static void wrote(struct fs *fs, struct node *n)
 	else
 		fs_touch_mc(n);
 	ns_account(&fs->ns, n);
+	fs->ns.mem_reserved -= held;
 	pthread_mutex_unlock(&fs->ns.lock);
 }
 
-int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len)
+int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
+	       uint64_t *held)
 {
 	uint64_t need;
 
+	*held = 0;
 	if (n->direct_fd >= 0)
 		return -EBADF; /* opened read-only: the kernel checks first */
 	/* memory the write can take, not its end: a far write is a hole */
 	need = img_new_bytes(&n->img, off, len);
-	if (!need || make_room(fs, need) == 0)
+	if (!need || make_room(fs, need) == 0) {
+		*held = need;
 		return 0;
+	}
 	/*
 	 * Refused. The kernel's writeback cache already told the writer
 	 * yes and counts the file this long; it reports the ENOSPC at
@@ -669,7 +702,7 @@ int fs_write(struct fs *fs, struct node *n, const void *buf, size_t size,
 	err = img_write(&n->img, buf, size, off, fs->o.increment);
 	pthread_mutex_unlock(&n->io);
 	if (!err)
-		wrote(fs, n);
+		wrote(fs, n, 0);
 	return err;
 }
 
@@ -686,7 +719,8 @@ int fs_data_fd(struct fs *fs, struct node *n)
 	return err ? err : n->img.fd;
 }
 
-int fs_wrote(struct fs *fs, struct node *n, uint64_t off, uint64_t len)
+int fs_wrote(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
+	     uint64_t held)
 {
 	int err;
 
@@ -695,7 +729,9 @@ int fs_wrote(struct fs *fs, struct node *n, uint64_t off, uint64_t len)
 	img_reserve(&n->img, off + len, fs->o.increment);
 	pthread_mutex_unlock(&n->io);
 	if (!err)
-		wrote(fs, n);
+		wrote(fs, n, held);
+	else
+		fs_unreserve(fs, held);
 	return err;
 }
 
@@ -736,6 +772,6 @@ int fs_fallocate(struct fs *fs, struct node *n, int mode, off_t off,
 		err = img_mark_dirty(&n->img, (uint64_t)off, (uint64_t)len);
 	pthread_mutex_unlock(&n->io);
 	if (!err)
-		wrote(fs, n);
+		wrote(fs, n, 0);
 	return err;
 }

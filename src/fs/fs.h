@@ -64,6 +64,13 @@ struct fs {
 	pthread_mutex_t replay_lock;	/* held while SOURCE's namespace moves */
 	pthread_mutex_t sync_lock;	/* one write-back pass at a time */
 	struct fs_stats stats;
+	/*
+	 * The file a write-back is replacing in SOURCE now (sync_lock makes
+	 * it one at a time), and whether a new file was renamed over it
+	 * meanwhile (N_STANDIN_BUSY). ns.lock.
+	 */
+	struct node *wb_busy;
+	bool wb_busy_replaced;
 	struct hlink *hlinks;		/* SOURCE hard links seen so far */
 	struct fs_dir *dirs;		/* open directory snapshots */
 	char host[64];			/* for conflict names */
@@ -160,14 +167,19 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh);
 /*
  * Before a write of len bytes at off: make room within max_memory for
  * the memory pages it fills (holes now, past the end included; a write
- * far past the end costs its own pages only). 0, or -ENOSPC when even
- * eviction cannot make it fit.
+ * far past the end costs its own pages only), and hold it (*held bytes)
+ * against other loads and writes until it is counted: the caller lets
+ * go of it with fs_wrote, or fs_unreserve when nothing was written.
+ * 0, or -ENOSPC when even eviction cannot make it fit (*held is 0).
  */
-int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len);
+int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
+	       uint64_t *held);
+void fs_unreserve(struct fs *fs, uint64_t held);
 
 /*
  * Evict clean images nobody has open, least recently used first, until
- * `need` more bytes fit in max_memory. ns.lock held. 0 or -ENOSPC.
+ * `need` more bytes fit in max_memory beside the images and what loads
+ * and writes in progress hold. ns.lock held. 0 or -ENOSPC.
  */
 int fs_make_room_locked(struct fs *fs, uint64_t need);
 /*
@@ -204,8 +216,12 @@ int fs_write(struct fs *fs, struct node *n, const void *buf, size_t size,
 	     uint64_t off);
 /* The memfd holding an open regular file (for splice), or -1. */
 int fs_data_fd(struct fs *fs, struct node *n);
-/* Mark [off, off+len) written (after a write through fs_data_fd). */
-int fs_wrote(struct fs *fs, struct node *n, uint64_t off, uint64_t len);
+/*
+ * Mark [off, off+len) written (after a write through fs_data_fd), and
+ * let go of the room fs_reserve held for it (`held`).
+ */
+int fs_wrote(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
+	     uint64_t held);
 /*
  * atime (FUSE leaves it to the daemon). fs_atime_due: whether a read
  * now would move n's atime under the mount's rule (relatime: atime not

@@ -540,6 +540,23 @@ static int rename_check(struct dentry *src, struct dentry *dst,
 	return 0;
 }
 
+/*
+ * New file s is renamed over d: its stand-in in SOURCE is d's file there
+ * (or d's own stand-in). If d's file is being replaced in SOURCE right
+ * now (a write-back of d, or of the file whose stand-in d waits for),
+ * its identity is known only when that write-back ends
+ * (standin_settle in sync.c). ns.lock held.
+ */
+static void stand_in(struct fs *fs, struct node *s, struct node *d)
+{
+	if (fs->wb_busy && (d == fs->wb_busy || (d->flags & N_STANDIN_BUSY))) {
+		s->flags |= N_STANDIN_BUSY;
+		fs->wb_busy_replaced = true;
+		return;
+	}
+	s->replaces = d->flags & N_FROM_SOURCE ? d->ident : d->replaces;
+}
+
 int fs_rename(struct fs *fs, struct node *dir, const char *name,
 	      struct node *newdir, const char *newname, unsigned flags)
 {
@@ -604,11 +621,9 @@ int fs_rename(struct fs *fs, struct node *dir, const char *name,
 			 * every later rename, over whatever it replaces.
 			 */
 			if (!(src->node->flags & N_FROM_SOURCE) &&
-			    !src->node->replaces.ino)
-				src->node->replaces =
-					dst->node->flags & N_FROM_SOURCE ?
-						dst->node->ident :
-						dst->node->replaces;
+			    !src->node->replaces.ino &&
+			    !(src->node->flags & N_STANDIN_BUSY))
+				stand_in(fs, src->node, dst->node);
 		}
 		err = ns_move(&fs->ns, src, newdir, newname);
 	}

@@ -131,19 +131,25 @@ static bool structural(int err)
 	       err == -EXDEV || err == -EMLINK;
 }
 
-static int replay_all(struct fs *fs)
+/*
+ * Replay the journal on SOURCE until it is empty. replay_lock held.
+ * Returns with ns.lock held: on success the journal is empty then, so
+ * that paths resolved before the caller lets go of ns.lock are SOURCE's
+ * paths as they are (a directory made in the mount is there too). On an
+ * error the failed operation stays first in the journal; it is logged
+ * unless `quiet`.
+ */
+static int replay_locked(struct fs *fs, bool quiet)
 {
-	int err = 0;
-
-	pthread_mutex_lock(&fs->replay_lock);
 	for (;;) {
 		struct jop *op;
+		int err;
 
 		pthread_mutex_lock(&fs->ns.lock);
 		op = fs->jrn.head;
-		pthread_mutex_unlock(&fs->ns.lock);
 		if (!op)
-			break;
+			return 0;
+		pthread_mutex_unlock(&fs->ns.lock);
 		err = wb_replay(&fs->src, op);
 		if (err && structural(err)) {
 			log_warn("SOURCE changed behind the mount: %s of %s "
@@ -152,17 +158,47 @@ static int replay_all(struct fs *fs)
 				 op->p1, strerror(-err));
 			err = 0;
 		}
-		if (err) {
-			log_err("cannot update SOURCE for %s: %s", op->p1,
-				strerror(-err));
-			break;
-		}
 		pthread_mutex_lock(&fs->ns.lock);
+		if (err) {
+			if (!quiet)
+				log_err("cannot update SOURCE for %s: %s",
+					op->p1, strerror(-err));
+			return err;
+		}
 		jrn_pop(&fs->jrn);
 		pthread_mutex_unlock(&fs->ns.lock);
 	}
+}
+
+static int replay_all(struct fs *fs)
+{
+	int err;
+
+	pthread_mutex_lock(&fs->replay_lock);
+	err = replay_locked(fs, false);
+	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
 	return err;
+}
+
+/*
+ * The write-back of fs->wb_busy ended: SOURCE's file at its name is now
+ * `now` (NULL: still `before`). New files renamed over it meanwhile take
+ * that file as their stand-in. ns.lock held.
+ */
+static void standin_settle(struct fs *fs, const struct src_ident *before,
+			   const struct src_ident *now)
+{
+	fs->wb_busy = NULL;
+	if (!fs->wb_busy_replaced)
+		return;
+	fs->wb_busy_replaced = false;
+	for (struct node *m = fs->ns.all; m; m = m->all_next) {
+		if (!(m->flags & N_STANDIN_BUSY))
+			continue;
+		m->flags &= ~(unsigned)N_STANDIN_BUSY;
+		m->replaces = now ? *now : *before;
+	}
 }
 
 static void xattrs_free(struct xattr *x)
@@ -387,6 +423,7 @@ static int write_file(struct fs *fs, struct node *n)
 	struct wb_file f;
 	char *orig = NULL, *cname = NULL, *name = NULL;
 	size_t npaths = 0;
+	struct src_ident before;
 	uint64_t written = 0, gen = 0, snap_size = 0, *sums = NULL;
 	size_t nsums = 0;
 	int err, conflict = 0, lockfd = -1;
@@ -404,7 +441,12 @@ static int write_file(struct fs *fs, struct node *n)
 	}
 	pthread_mutex_lock(&n->io);
 	pthread_mutex_lock(&fs->replay_lock);
-	pthread_mutex_lock(&fs->ns.lock);
+	/*
+	 * Namespace changes made since the pass replayed (a directory the
+	 * file was just created in) go first; on an error the paths are
+	 * resolved through the journal as before.
+	 */
+	replay_locked(fs, true);
 	fs_notice_kernel_writes(fs, n);
 	if (!(n->flags & N_DIRTY) || !n->links || (n->flags & N_VOLATILE)) {
 		if (!n->links) /* deleted: nothing to write, ever */
@@ -416,6 +458,8 @@ static int write_file(struct fs *fs, struct node *n)
 	}
 	err = snapshot_file(fs, n, &f);
 	gen = n->wgen;
+	before = n->flags & N_FROM_SOURCE ? n->ident : n->replaces;
+	fs->wb_busy = n;
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
 	if (err)
@@ -476,6 +520,7 @@ out:
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
 		n->flags |= N_CONFLICT;
 		img_written(&n->img, snap_size); /* saved: nothing pending */
+		parents_touched(n); /* the conflict name is new there */
 		if (fs->o.kernel_writes) {
 			img_sums_set(&n->img, sums, nsums);
 			sums = NULL;
@@ -513,6 +558,8 @@ out:
 		fs->stats.writeback_errors++;
 		set_result(n, err, "%s", strerror(-err));
 	}
+	if (fs->wb_busy == n)
+		standin_settle(fs, &before, err || conflict > 0 ? NULL : &id);
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&n->io);
 	free(cname);
@@ -524,16 +571,23 @@ out:
 /* Make SOURCE's metadata of n the mount's. sync_lock held. */
 static int write_meta(struct fs *fs, struct node *n)
 {
+	struct src_ident before;
 	struct wb_meta m;
 	struct xattr *xa = NULL;
 	char *path;
+	bool pending, busy;
 	int err;
 
 	err = fs_load_xattrs(fs, n, false);
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->replay_lock);
-	pthread_mutex_lock(&fs->ns.lock);
+	/*
+	 * Namespace changes still to replay would move the times of the
+	 * directories they touch (and make the directories made since the
+	 * pass replayed): they go first.
+	 */
+	pending = replay_locked(fs, true) != 0;
 	/*
 	 * A file whose data could not be written (invalid HDF5, SOURCE
 	 * full) or must not be (volatile) keeps SOURCE's file untouched,
@@ -552,25 +606,33 @@ static int write_meta(struct fs *fs, struct node *n)
 			      NULL };
 	xa = xattrs_copy(n->xattrs);
 	m.xattrs = xa;
+	/* utimens changes the identity of SOURCE's file */
+	busy = S_ISREG(n->mode);
+	if (busy) {
+		before = n->ident;
+		fs->wb_busy = n;
+	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
 	err = path ? wb_set_meta(&fs->src, path, &m) : -ENOMEM;
-	if (!err && S_ISREG(m.mode)) {
-		/* our own utimens is no change behind the mount */
-		pthread_mutex_lock(&fs->ns.lock);
-		n->ident.mtime = m.mtime;
-		pthread_mutex_unlock(&fs->ns.lock);
+	pthread_mutex_lock(&fs->ns.lock);
+	if (!err && busy)
+		n->ident.mtime = m.mtime; /* our own utimens: no change
+					     behind the mount */
+	if (busy)
+		standin_settle(fs, &before, err ? NULL : &n->ident);
+	if (err == -ENOENT) {
+		/* not in SOURCE: its creation sets it, or a replay to come */
+		if (pending)
+			n->flags |= N_META_DIRTY;
+		err = 0;
 	}
-	if (err == -ENOENT)
-		err = 0; /* not in SOURCE (yet): its creation sets it */
 	if (err) {
 		log_err("cannot set attributes of %s in SOURCE: %s",
-			path ? fs_shown(path) : "?",
-			strerror(-err));
-		pthread_mutex_lock(&fs->ns.lock);
+			path ? fs_shown(path) : "?", strerror(-err));
 		n->flags |= N_META_DIRTY;
-		pthread_mutex_unlock(&fs->ns.lock);
 	}
+	pthread_mutex_unlock(&fs->ns.lock);
 	xattrs_free(xa);
 	free(path);
 	return err;

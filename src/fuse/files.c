@@ -122,6 +122,7 @@ void ll_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
 	struct node *n = ll_node(req, ino);
 	size_t size = fuse_buf_size(bufv);
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(size);
+	uint64_t held;
 	ssize_t done;
 	int fd, err;
 
@@ -135,7 +136,7 @@ void ll_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = fd;
 	out.buf[0].pos = off;
-	err = fs_reserve(&m->fs, n, (uint64_t)off, size);
+	err = fs_reserve(&m->fs, n, (uint64_t)off, size, &held);
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
@@ -146,8 +147,12 @@ void ll_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
 	 * new bytes already, or sees the mark; marking first could let one
 	 * clear the mark before the bytes arrived.
 	 */
-	err = done > 0 ? fs_wrote(&m->fs, n, (uint64_t)off, (uint64_t)done)
-		       : 0;
+	if (done > 0) {
+		err = fs_wrote(&m->fs, n, (uint64_t)off, (uint64_t)done, held);
+	} else {
+		fs_unreserve(&m->fs, held);
+		err = 0;
+	}
 	if (done < 0)
 		fuse_reply_err(req, (int)-done);
 	else if (err)

@@ -6,9 +6,11 @@ import os
 import select
 import signal
 import subprocess
+import time
 
 import pytest
 
+import conftest
 import helpers
 from helpers import change_everything
 
@@ -496,3 +498,81 @@ def test_shared_mmap_writes_reach_source_at_unmount_without_msync(
         os.close(fd)
     assert mnt.unmount() == 0
     assert helpers.read_file(source / "random.bin")[5000:5008] == b"MMAPPED!"
+
+
+# --- changes made while a write-back pass runs ---------------------------------
+
+BIG = 128 << 20  # a write-back long enough to act during it
+
+
+def _during_a_write_back(m, source, action):
+    """Run `h5memfs sync MNT` and call action() while it writes a file
+    (a temporary is in SOURCE), then require the sync to succeed. Where
+    the write ends before the window is seen, action() runs after it and
+    the test proves less, but still holds (not a failure: timing is the
+    machine's). The command's setxattr holds the mount root's inode
+    lock: action() must not create, remove or look up names in the root,
+    or it waits for the end of the pass."""
+    proc = subprocess.Popen([str(conftest.DAEMON), "sync", str(m.path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30 * conftest.SLOWDOWN
+        while not helpers.tmp_files(source) and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        action()
+        out, err = proc.communicate(timeout=60 * conftest.SLOWDOWN)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize("kind", ["new", "from SOURCE"])
+def test_a_new_file_renamed_over_a_file_being_written_back_is_no_conflict(
+        mount, empty_source, kind):
+    """The atomic-save pattern (write a new file, rename it over the old
+    one) racing the write-back of the old one: SOURCE's file there
+    changes under the rename, and the new file must replace that new
+    version at the next write-back, without a conflict."""
+    os.mkdir(empty_source / "d")
+    if kind == "from SOURCE":
+        helpers.write_file(empty_source / "d/big", b"\0" * BIG)
+    m = mount(empty_source)
+    helpers.write_file(m / "d/big", b"B" * BIG,
+                       "r+b" if kind != "new" else "wb")
+
+    def save():
+        helpers.write_file(m / "d/new", b"the new version")
+        os.rename(m / "d/new", m / "d/big")
+
+    _during_a_write_back(m, empty_source, save)
+    assert m.unmount() == 0
+    assert helpers.read_file(empty_source / "d/big") == b"the new version"
+    assert sorted(os.listdir(empty_source / "d")) == ["big"]
+
+
+def test_directories_changed_during_a_write_back_get_the_mount_times(
+        mount, empty_source):
+    """A directory made, and a rename in a directory, after a pass
+    replayed the journal but before it set directory times: the times of
+    both must still reach SOURCE (they were set before the replay that
+    moved them, or dropped as "not in SOURCE yet")."""
+    os.mkdir(empty_source / "a")
+    os.mkdir(empty_source / "d")
+    helpers.write_file(empty_source / "a/x", b"x")
+    m = mount(empty_source)
+    os.listdir(m / "a")
+    helpers.write_file(m / "d/big", b"B" * BIG)
+
+    def change():
+        os.mkdir(m / "a/new")
+        os.rename(m / "a/x", m / "a/y")
+
+    _during_a_write_back(m, empty_source, change)
+    want = helpers.snapshot(m.path)
+    assert m.unmount() == 0
+    helpers.assert_same_tree(want, helpers.snapshot(empty_source),
+                             "mount before unmount", "source after")
