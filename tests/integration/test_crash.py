@@ -105,10 +105,20 @@ def full_writeback_seconds(mount, src, how):
     return took
 
 
+def until_a_temporary_or(src, seconds):
+    """Wait until a write-back temporary shows in SOURCE (a write-back is
+    under way), or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not helpers.tmp_files(src):
+        time.sleep(0.0005)
+
+
 def crash_rounds(mount, src, how):
     took = full_writeback_seconds(mount, src, how)
     partial = 0
-    for round_, frac in enumerate(FRACTIONS, start=1):
+    # The last round kills as soon as a write-back is seen under way, so
+    # that however fast or slow the machine, one kill lands in one.
+    for round_, frac in enumerate(FRACTIONS + [None], start=1):
         old = {rel: digest(src / rel) for rel in names()}
         m = mount(src, allow_stderr=True, expect_exit=-signal.SIGKILL)
         new = change_all(m, round_)
@@ -117,14 +127,20 @@ def crash_rounds(mount, src, how):
                                     stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
-            time.sleep(took * frac)
+            if frac is None:
+                until_a_temporary_or(src, 10 + 3 * took)
+            else:
+                time.sleep(took * frac)
             kill_and_detach(m)
             sync.wait(30)
         else:
             # fusermount3 -u returns once detached; the daemon then
             # writes back, and is killed meanwhile.
             helpers.run(["fusermount3", "-u", str(m.path)], timeout=30)
-            time.sleep(took * frac)
+            if frac is None:
+                until_a_temporary_or(src, 10 + 3 * took)
+            else:
+                time.sleep(took * frac)
             try:
                 os.kill(m.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -134,8 +150,9 @@ def crash_rounds(mount, src, how):
                 m.expect_exit = 0
             helpers.run(["fusermount3", "-u", "-z", str(m.path)],
                         timeout=10, check=False)
+        when = "a temporary" if frac is None else f"{frac:.2f}"
         n_new, temps = check_source(src, old, new,
-                                    f"{how}, killed at {frac:.2f} of "
+                                    f"{how}, killed at {when} of "
                                     f"{took:.3f}s")
         if temps or 0 < n_new < NFILES:
             partial += 1
