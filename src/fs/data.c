@@ -146,8 +146,7 @@ void fs_unreserve(struct fs *fs, uint64_t held)
  * when n's names moved to a new node (writeback-cache path).
  */
 struct ident_job {
-	struct fs_job job;
-	struct node *n;		/* pinned while the job runs */
+	struct fs_job job;	/* job.node: the file */
 	struct src_ident id;
 	int err;
 };
@@ -160,7 +159,7 @@ static void ident_run(struct fs_job *j)
 
 	pthread_mutex_lock(&fs->replay_lock);
 	pthread_mutex_lock(&fs->ns.lock);
-	path = fs_source_path_locked(fs, ij->n);
+	path = fs_source_path_locked(fs, j->node);
 	pthread_mutex_unlock(&fs->ns.lock);
 	ij->err = path ? wb_ident(&fs->src, path, &ij->id) : -ENOMEM;
 	pthread_mutex_unlock(&fs->replay_lock);
@@ -174,7 +173,6 @@ int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id)
 
 	if (!ij)
 		return -ENOMEM;
-	ij->n = n;
 	err = fs_job_run(fs, &ij->job);
 	if (err)
 		err = fs_job_failed(fs, n, "check for a newer version of");
@@ -233,8 +231,7 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 }
 
 struct load_job {
-	struct fs_job job;
-	struct node *n;		/* pinned while the job runs */
+	struct fs_job job;	/* job.node: the file */
 	int flags;		/* of the open */
 	/* results */
 	int err;
@@ -257,7 +254,7 @@ static void load_run(struct fs_job *j)
 	struct stat st;
 	int err;
 
-	lj->fd = open_source(fs, lj->n, &path);
+	lj->fd = open_source(fs, j->node, &path);
 	if (lj->fd < 0) {
 		err = lj->fd;
 		log_warn("cannot load %s from SOURCE: %s", path ? path : "",
@@ -322,7 +319,6 @@ static int bring_in(struct fs *fs, struct node *n, int flags)
 
 	if (!lj)
 		return -ENOMEM;
-	lj->n = n;
 	lj->flags = flags;
 	lj->fd = -1;
 	img_init(&lj->img, fs->o.page_size);

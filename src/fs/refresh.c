@@ -124,16 +124,10 @@ static void merge(struct fs *fs, struct node *dir, struct fs_entries *list)
 			  "dropped in a directory", added, dropped);
 }
 
-struct refresh_job {
-	struct fs_job job;
-	struct node *dir;	/* pinned while the job runs */
-};
-
 static void refresh_run(struct fs_job *j)
 {
-	struct refresh_job *rj = (struct refresh_job *)j;
 	struct fs *fs = j->fs;
-	struct node *dir = rj->dir;
+	struct node *dir = j->node;
 	struct fs_entries list = { 0 };
 	struct timespec mtime;
 	char *path = NULL;
@@ -171,7 +165,7 @@ out:
 
 void fs_refresh(struct fs *fs, struct node *dir)
 {
-	struct refresh_job *rj;
+	struct fs_job *j;
 	uint64_t now = fs_now_ms();
 
 	pthread_mutex_lock(&fs->ns.lock);
@@ -183,11 +177,10 @@ void fs_refresh(struct fs *fs, struct node *dir)
 	}
 	dir->checked_ms = now;
 	pthread_mutex_unlock(&fs->ns.lock);
-	rj = fs_job_new(fs, sizeof(*rj), dir, refresh_run, NULL);
-	if (!rj)
+	j = fs_job_new(fs, sizeof(*j), dir, refresh_run, NULL);
+	if (!j)
 		return;
-	rj->dir = dir;
-	if (fs_job_run(fs, &rj->job))
+	if (fs_job_run(fs, j))
 		fs_job_failed(fs, dir, "list again");
-	fs_job_put(&rj->job);
+	fs_job_put(j);
 }

@@ -144,8 +144,7 @@ static int scan_entry(void *arg, const char *name, const struct stat *st,
 }
 
 struct scan_job {
-	struct fs_job job;
-	struct node *dir;	/* pinned while the job runs */
+	struct fs_job job;	/* job.node: the directory */
 	int err;
 };
 
@@ -221,7 +220,7 @@ static void scan_run(struct fs_job *j)
 {
 	struct scan_job *sj = (struct scan_job *)j;
 	struct fs *fs = j->fs;
-	struct node *dir = sj->dir;
+	struct node *dir = j->node;
 	struct fs_entries list = { 0 };
 	struct timespec mtime = { 0 };
 	char *path = NULL;
@@ -283,7 +282,6 @@ int fs_scan(struct fs *fs, struct node *dir)
 	sj = fs_job_new(fs, sizeof(*sj), dir, scan_run, NULL);
 	if (!sj)
 		return -ENOMEM;
-	sj->dir = dir;
 	err = fs_job_run(fs, &sj->job);
 	err = err ? fs_job_failed(fs, dir, "list") : sj->err;
 	fs_job_put(&sj->job);
@@ -296,8 +294,7 @@ int fs_scan_root(struct fs *fs)
 }
 
 struct xattr_job {
-	struct fs_job job;
-	struct node *n;		/* pinned while the job runs */
+	struct fs_job job;	/* job.node: the file */
 	struct node tmp;	/* only its mode and xattrs are used */
 	int err;
 };
@@ -311,7 +308,7 @@ static void xattr_run(struct fs_job *j)
 {
 	struct xattr_job *xj = (struct xattr_job *)j;
 	struct fs *fs = j->fs;
-	struct node *n = xj->n;
+	struct node *n = j->node;
 	char *path = NULL;
 	int err = 0;
 
@@ -379,7 +376,6 @@ int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline)
 	xj = fs_job_new(fs, sizeof(*xj), n, xattr_run, xattr_release);
 	if (!xj)
 		return -ENOMEM;
-	xj->n = n;
 	xj->job.no_deadline = !deadline;
 	err = fs_job_run(fs, &xj->job);
 	err = err ? fs_job_failed(fs, n, "read the extended attributes of")
