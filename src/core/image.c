@@ -443,40 +443,53 @@ void img_sums_set(struct img *im, uint64_t *sums, size_t count)
 	im->nsums = sums ? count : 0;
 }
 
-int img_sums_take(struct img *im)
+void img_sums_take(struct img *im)
 {
 	size_t n;
 	uint64_t *sums = img_sums_now(im, &n);
 
 	img_sums_set(im, sums, n); /* none rather than stale ones */
-	return 0;
 }
 
-int img_sums_mark(struct img *im)
+int img_sums_mark(struct img *im, uint64_t **next, size_t *nnext)
 {
 	uint64_t size, ps = UINT64_C(1) << im->page_shift, limit;
-	uint64_t *now;
-	size_t n;
-	int err;
+	uint64_t *now = NULL;
+	size_t count = 0, n;
+	int err = 0;
 
-	if (!im->sums)
+	if (next) {
+		*next = NULL;
+		*nnext = 0;
+	}
+	if (!im->sums && !next)
 		return 0;
 	err = img_size(im, &size);
 	if (err)
 		return err;
-	limit = size < im->clean_size ? size : im->clean_size;
-	/* pages below clean_size, the last one maybe partial */
-	n = (size_t)((limit + ps - 1) / ps);
-	if (n > im->nsums)
-		n = im->nsums;
-	now = malloc((n ? n : 1) * sizeof(*now));
-	if (!now)
-		return -ENOMEM;
-	err = page_sums(im, limit < (uint64_t)n * ps ? limit : (uint64_t)n * ps,
-			now, n);
-	for (size_t i = 0; !err && i < n; i++)
-		if (now[i] != im->sums[i])
-			err = img_mark_dirty(im, (uint64_t)i * ps, 1);
+	now = img_sums_now(im, &count);
+	if (im->sums) {
+		limit = size < im->clean_size ? size : im->clean_size;
+		if (!now) /* cannot compare: all of it may have changed */
+			err = img_mark_dirty(im, 0, limit);
+		/*
+		 * Pages below clean_size. The last one may be partial: when
+		 * the file grew since, its sum covers more bytes now and it
+		 * is marked too (rewritten with the same bytes below
+		 * clean_size).
+		 */
+		n = (size_t)((limit + ps - 1) / ps);
+		if (n > im->nsums)
+			n = im->nsums;
+		for (size_t i = 0; now && !err && i < n && i < count; i++)
+			if (now[i] != im->sums[i])
+				err = img_mark_dirty(im, (uint64_t)i * ps, 1);
+	}
+	if (next && !err) {
+		*next = now;
+		*nnext = count;
+		now = NULL;
+	}
 	free(now);
 	return err;
 }

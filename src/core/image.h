@@ -125,10 +125,10 @@ void img_seen_now(struct img *im);
 
 /*
  * Take per-page checksums of the clean image: img_sums_set(img_sums_now).
- * Always 0; where they cannot be taken (too many pages, no memory, an
- * I/O error) the image has no checksums at all, never stale ones.
+ * Where they cannot be taken (too many pages, no memory, an I/O error)
+ * the image has no checksums at all, never stale ones.
  */
-int img_sums_take(struct img *im);
+void img_sums_take(struct img *im);
 
 /*
  * Checksums of every page as it is now (*count of them), to be installed
@@ -143,9 +143,12 @@ void img_sums_set(struct img *im, uint64_t *sums, size_t count);
 
 /*
  * Mark dirty every page below clean_size whose checksum changed since
- * img_sums_take. No-op without checksums. 0 or -errno.
+ * the checksums were taken (all of them when the new ones cannot be
+ * computed); without checksums nothing is marked. With `next`, the new
+ * checksums of the whole image (what img_sums_now gives, from the same
+ * pass) are handed over in *next, *nnext. 0 or -errno.
  */
-int img_sums_mark(struct img *im);
+int img_sums_mark(struct img *im, uint64_t **next, size_t *nnext);
 
 /* Number of dirty pages. */
 uint64_t img_dirty_pages(const struct img *im);

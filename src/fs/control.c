@@ -101,7 +101,7 @@ int fs_status_file(struct fs *fs, struct node *n, char **json)
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
 	if (fs->o.kernel_writes && (n->flags & N_DIRTY))
-		img_sums_mark(&n->img);
+		img_sums_mark(&n->img, NULL, NULL);
 	path = ns_path(&fs->ns, n, &unlinked);
 	loaded = S_ISREG(n->mode) && (n->flags & N_LOADED);
 	if (loaded)

@@ -284,7 +284,7 @@ static void load_run(struct fs_job *j)
 	lj->held = (uint64_t)st.st_size;
 	err = src_load_fd(lj->fd, &lj->img, &lj->id);
 	if (!err && fs->o.kernel_writes)
-		err = img_sums_take(&lj->img);
+		img_sums_take(&lj->img);
 	if (err)
 		log_warn("cannot load %s from SOURCE: %s", path,
 			 strerror(-err));
@@ -504,6 +504,38 @@ void fs_notice_kernel_writes(struct fs *fs, struct node *n)
 		n->atime = atime;
 }
 
+/* Could n hold stores through a mapping that left no trace? ns.lock held. */
+static bool may_hold_mapped_writes(const struct fs *fs, const struct node *n)
+{
+	return fs->o.kernel_writes && S_ISREG(n->mode) &&
+	       (n->flags & N_LOADED) && !(n->flags & N_DIRTY) && n->img.sums;
+}
+
+/* Compare n's page checksums; mark n dirty when a page changed. */
+static void find_mapped_writes_of(struct fs *fs, struct node *n)
+{
+	pthread_mutex_lock(&n->io);
+	if (img_sums_mark(&n->img, NULL, NULL) == 0 &&
+	    img_dirty_pages(&n->img)) {
+		pthread_mutex_lock(&fs->ns.lock);
+		n->flags |= N_DIRTY;
+		n->wgen++;
+		pthread_mutex_unlock(&fs->ns.lock);
+	}
+	pthread_mutex_unlock(&n->io);
+}
+
+void fs_find_mapped_writes_in(struct fs *fs, struct node *n)
+{
+	bool maybe;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	maybe = may_hold_mapped_writes(fs, n);
+	pthread_mutex_unlock(&fs->ns.lock);
+	if (maybe)
+		find_mapped_writes_of(fs, n);
+}
+
 void fs_find_mapped_writes(struct fs *fs)
 {
 	struct node **v;
@@ -513,29 +545,18 @@ void fs_find_mapped_writes(struct fs *fs)
 		return;
 	pthread_mutex_lock(&fs->ns.lock);
 	for (struct node *n = fs->ns.all; n; n = n->all_next)
-		count += S_ISREG(n->mode) && (n->flags & N_LOADED) &&
-			 !(n->flags & N_DIRTY) && n->img.sums;
+		count += may_hold_mapped_writes(fs, n);
 	v = malloc((count ? count : 1) * sizeof(*v));
 	for (struct node *n = fs->ns.all; v && n && i < count; n = n->all_next)
-		if (S_ISREG(n->mode) && (n->flags & N_LOADED) &&
-		    !(n->flags & N_DIRTY) && n->img.sums) {
+		if (may_hold_mapped_writes(fs, n)) {
 			ns_pin(n);
 			v[i++] = n;
 		}
 	pthread_mutex_unlock(&fs->ns.lock);
 	for (size_t k = 0; v && k < i; k++) {
-		struct node *n = v[k];
-
-		pthread_mutex_lock(&n->io);
-		if (img_sums_mark(&n->img) == 0 && img_dirty_pages(&n->img)) {
-			pthread_mutex_lock(&fs->ns.lock);
-			n->flags |= N_DIRTY;
-			n->wgen++;
-			pthread_mutex_unlock(&fs->ns.lock);
-		}
-		pthread_mutex_unlock(&n->io);
+		find_mapped_writes_of(fs, v[k]);
 		pthread_mutex_lock(&fs->ns.lock);
-		ns_unpin(&fs->ns, n);
+		ns_unpin(&fs->ns, v[k]);
 		pthread_mutex_unlock(&fs->ns.lock);
 	}
 	free(v);

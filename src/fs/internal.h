@@ -139,6 +139,8 @@ bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
  * changed. Takes the locks.
  */
 void fs_find_mapped_writes(struct fs *fs);
+/* The same for one file. Takes the locks. */
+void fs_find_mapped_writes_in(struct fs *fs, struct node *n);
 
 /* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
 void fs_unload_locked(struct fs *fs, struct node *n);

@@ -484,9 +484,7 @@ static int write_file(struct fs *fs, struct node *n)
 		 * made during the copy must still differ from them after).
 		 */
 		img_seen_now(&n->img);
-		if (f.pages)
-			err = img_sums_mark(&n->img);
-		sums = img_sums_now(&n->img, &nsums);
+		err = img_sums_mark(&n->img, &sums, &nsums);
 	}
 	if (!err)
 		err = validate(fs, n, &f);
@@ -658,18 +656,7 @@ int fs_fsync(struct fs *fs, struct node *n)
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
 	pthread_mutex_unlock(&fs->ns.lock);
-	if (fs->o.kernel_writes && S_ISREG(n->mode) &&
-	    (n->flags & N_LOADED) && !(n->flags & N_DIRTY) && n->img.sums) {
-		/* stores through a mapping leave no other trace */
-		pthread_mutex_lock(&n->io);
-		if (img_sums_mark(&n->img) == 0 && img_dirty_pages(&n->img)) {
-			pthread_mutex_lock(&fs->ns.lock);
-			n->flags |= N_DIRTY;
-			n->wgen++;
-			pthread_mutex_unlock(&fs->ns.lock);
-		}
-		pthread_mutex_unlock(&n->io);
-	}
+	fs_find_mapped_writes_in(fs, n); /* stores through a mapping */
 	if (!err && S_ISREG(n->mode) && (n->flags & N_DIRTY))
 		err = write_file(fs, n);
 	if (err == WB_CONFLICT)
