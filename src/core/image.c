@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "ts.h"
+
 static int store_dir = -1;
 
 void img_store_use(int dirfd)
@@ -347,14 +349,12 @@ bool img_changed_behind(struct img *im, struct timespec *mtime,
 	atime->tv_nsec = UTIME_OMIT;
 	if (im->fd < 0 || fstat(im->fd, &st) < 0)
 		return false;
-	if (st.st_atim.tv_sec != im->seen_atime.tv_sec ||
-	    st.st_atim.tv_nsec != im->seen_atime.tv_nsec) {
+	if (!ts_equal(st.st_atim, im->seen_atime)) {
 		im->seen_atime = st.st_atim;
 		*atime = st.st_atim;
 		atime_reset(im);
 	}
-	if (st.st_mtim.tv_sec == im->seen_mtime.tv_sec &&
-	    st.st_mtim.tv_nsec == im->seen_mtime.tv_nsec)
+	if (ts_equal(st.st_mtim, im->seen_mtime))
 		return false;
 	im->seen_mtime = st.st_mtim;
 	*mtime = st.st_mtim;

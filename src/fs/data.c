@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "../core/ts.h"
 #include "internal.h"
 
 /* Open n's file in SOURCE, where it is now. n->io held. */
@@ -432,12 +433,6 @@ void fs_unload_locked(struct fs *fs, struct node *n)
 	img_destroy(&n->img);
 	img_init(&n->img, fs->o.page_size);
 	n->flags &= ~(unsigned)N_LOADED;
-}
-
-static bool ts_before(struct timespec a, struct timespec b)
-{
-	return a.tv_sec < b.tv_sec ||
-	       (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
 }
 
 /* Whether a read at `when` moves n's atime. ns.lock held. */

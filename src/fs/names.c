@@ -13,6 +13,7 @@
 #include <sys/xattr.h>
 
 #include "../core/log.h"
+#include "../core/ts.h"
 #include "internal.h"
 
 #ifndef RENAME_NOREPLACE
@@ -198,16 +199,11 @@ static struct kept_meta kept_meta(const struct node *n)
 				   n->mtime };
 }
 
-static bool ts_differ(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec != b->tv_sec || a->tv_nsec != b->tv_nsec;
-}
-
 static bool meta_differs(const struct kept_meta *a, const struct kept_meta *b)
 {
 	return a->mode != b->mode || a->uid != b->uid || a->gid != b->gid ||
-	       ts_differ(&a->atime, &b->atime) ||
-	       ts_differ(&a->mtime, &b->mtime);
+	       !ts_equal(a->atime, b->atime) ||
+	       !ts_equal(a->mtime, b->mtime);
 }
 
 int fs_setattr(struct fs *fs, struct node *n, const struct stat *attr,

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "../core/log.h"
+#include "../core/ts.h"
 #include "internal.h"
 
 /* How often one directory's SOURCE mtime is asked for, at most. */
@@ -144,8 +145,7 @@ static void refresh_run(struct fs_job *j)
 	if (err)
 		goto out; /* gone, unreadable: keep what we have */
 	pthread_mutex_lock(&fs->ns.lock);
-	if (mtime.tv_sec == dir->listed_mtime.tv_sec &&
-	    mtime.tv_nsec == dir->listed_mtime.tv_nsec) {
+	if (ts_equal(mtime, dir->listed_mtime)) {
 		pthread_mutex_unlock(&fs->ns.lock);
 		goto out;
 	}

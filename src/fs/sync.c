@@ -18,6 +18,7 @@
 
 #include "../backing/writeback.h"
 #include "../core/log.h"
+#include "../core/ts.h"
 #include "../h5/h5check.h"
 #include "internal.h"
 
@@ -304,8 +305,7 @@ static void parents_touched(struct node *n)
 bool fs_same_file(const struct src_ident *a, const struct src_ident *b)
 {
 	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-	       a->mtime.tv_sec == b->mtime.tv_sec &&
-	       a->mtime.tv_nsec == b->mtime.tv_nsec;
+	       ts_equal(a->mtime, b->mtime);
 }
 
 /* "dir/data.h5" -> "dir/data.conflict-HOST-20261126-054500.h5" */
