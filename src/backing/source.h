@@ -5,8 +5,8 @@
  * path below is relative to it and resolved with openat2(RESOLVE_BENEATH
  * | RESOLVE_NO_SYMLINKS), or where openat2 is missing by a walk of one
  * O_NOFOLLOW component at a time, so no "..", no symlink and no absolute
- * path can lead out of it. Leaf names are used with *at() calls that do not follow
- * symlinks. Not aware of FUSE, of the namespace tree or of HDF5.
+ * path can lead out of it. Leaf names are used with *at() calls that do
+ * not follow symlinks. Not aware of FUSE, of the namespace tree or of HDF5.
  */
 #ifndef H5M_SOURCE_H
 #define H5M_SOURCE_H

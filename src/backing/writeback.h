@@ -56,8 +56,9 @@ int wb_write_file(const struct src *s, struct wb_file *f,
  * description's write lock, which shared filesystems pass between
  * nodes), so that checking its identity and replacing it are one step
  * for every h5memfs over the same SOURCE. On filesystems whose clients
- * cache names, the identity is confirmed by a fresh listing. Returns the locked fd (close it to unlock) with *id the
- * identity of what the name holds now, -ENOENT when there is no file,
+ * cache names, the identity is confirmed by a fresh listing. Returns
+ * the locked fd (close it to unlock) with *id the identity of what the
+ * name holds now, -ENOENT when there is no file,
  * or another -errno. Where locks are not supported it returns the fd
  * unlocked.
  */

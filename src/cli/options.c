@@ -246,6 +246,29 @@ out:
 	return ret;
 }
 
+/*
+ * A whole number of seconds, at most `max`, for option `name`; *out is
+ * left alone when the option was not given. 0, or -1 after saying why.
+ */
+static int check_seconds(const char *name, const char *s, unsigned long max,
+			 unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s)
+		return 0;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || s[0] == '-' || v > max) {
+		fprintf(stderr, "h5memfs: invalid value '%s' for option %s: "
+			"expected a number of seconds\n", s, name);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
 static int check_values(struct opts *o)
 {
 	if (o->backing_store) {
@@ -285,37 +308,12 @@ static int check_values(struct opts *o)
 			o->validate_s);
 		return -1;
 	}
-	if (o->commit_s) {
-		char *end;
-		unsigned long v;
-
-		errno = 0;
-		v = strtoul(o->commit_s, &end, 10);
-		if (errno || *end || end == o->commit_s ||
-		    o->commit_s[0] == '-' || v > 86400 * 365) {
-			fprintf(stderr, "h5memfs: invalid value '%s' for "
-				"option commit: expected a number of seconds\n",
-				o->commit_s);
-			return -1;
-		}
-		o->commit = (unsigned)v;
-	}
 	o->source_timeout = 10;
-	if (o->source_timeout_s) {
-		char *end;
-		unsigned long v;
-
-		errno = 0;
-		v = strtoul(o->source_timeout_s, &end, 10);
-		if (errno || *end || end == o->source_timeout_s ||
-		    o->source_timeout_s[0] == '-' || v > 86400) {
-			fprintf(stderr, "h5memfs: invalid value '%s' for "
-				"option source_timeout: expected a number of "
-				"seconds\n", o->source_timeout_s);
-			return -1;
-		}
-		o->source_timeout = (unsigned)v;
-	}
+	if (check_seconds("commit", o->commit_s, 86400 * 365,
+			  &o->commit) < 0 ||
+	    check_seconds("source_timeout", o->source_timeout_s, 86400,
+			  &o->source_timeout) < 0)
+		return -1;
 	if (!o->passthrough_s || !strcmp(o->passthrough_s, "auto")) {
 		o->passthrough = 0;
 	} else if (!strcmp(o->passthrough_s, "on")) {

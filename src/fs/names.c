@@ -136,9 +136,8 @@ int fs_getattr(struct fs *fs, struct node *n, struct stat *st)
 	return 0;
 }
 
-/* Set the size of a regular file, loading it first when needed. */
 /*
- * Truncate or extend a regular file. With the kernel's writeback cache
+ * Truncate or extend a regular file, loading it first when needed. With the kernel's writeback cache
  * the kernel owns mtime and ctime: it sends them in the same SETATTR
  * whenever it saw the size change (and always for ftruncate), and keeps
  * its own when it did not (truncate(2) to the same size), so stamping
