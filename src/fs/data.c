@@ -461,6 +461,16 @@ bool fs_atime_due(struct fs *fs, struct node *n)
 	return due;
 }
 
+bool fs_open_alone(struct fs *fs, struct node *n)
+{
+	bool alone;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	alone = n->nopen == 1;
+	pthread_mutex_unlock(&fs->ns.lock);
+	return alone;
+}
+
 bool fs_accessed(struct fs *fs, struct node *n)
 {
 	struct timespec now = ns_now();

@@ -233,6 +233,11 @@ int fs_wrote(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
  */
 bool fs_atime_due(struct fs *fs, struct node *n);
 bool fs_accessed(struct fs *fs, struct node *n);
+/*
+ * Whether n has one open handle (the open being answered): the kernel
+ * then holds no dirty page of it, since the last release wrote them.
+ */
+bool fs_open_alone(struct fs *fs, struct node *n);
 
 /* lseek SEEK_DATA / SEEK_HOLE on an open regular file. */
 int fs_lseek(struct fs *fs, struct node *n, off_t off, int whence,

@@ -86,9 +86,17 @@ void ll_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		/*
 		 * Reads served from the page cache never reach us: when the
 		 * next read must move atime, let it (once: then atime is
-		 * later than mtime and ctime again).
+		 * later than mtime and ctime again). Dropping only the first
+		 * page keeps the rest cached (a file read right after it was
+		 * written stays in memory); this is safe before the reply
+		 * only when no other handle may hold dirty pages that the
+		 * kernel would first write back through us. Otherwise the
+		 * kernel drops the whole cache itself, in the opener.
 		 */
-		fi->keep_cache = 0;
+		if (fs_open_alone(&m->fs, n))
+			fuse_lowlevel_notify_inval_inode(m->se, ino, 0, 1);
+		else
+			fi->keep_cache = 0;
 	}
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		pt_release(fs_close(&m->fs, n));
