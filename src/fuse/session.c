@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "bdi.h"
 #include "ll.h"
 #include "passthrough.h"
 
@@ -162,6 +163,7 @@ int session_run(struct opts *o)
 	struct h5m *m;
 	pthread_t sigthr;
 	int err, status = 1, notify, store = -1;
+	char *real_mnt = NULL;
 
 	notify = notify_open(o->notify_pipe);
 	if (o->notify_pipe && notify < 0)
@@ -217,8 +219,10 @@ int session_run(struct opts *o)
 	sigaddset(&sc.set, SIGINT);
 	sigaddset(&sc.set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+	real_mnt = realpath(o->mountpoint, NULL); /* before it is ours */
 	if (fuse_session_mount(se, o->mountpoint) != 0)
 		goto out_session;
+	bdi_lift_dirty_limit(real_mnt);
 	/* both paths: the hooks also carry HANDLE_KILLPRIV_V2 */
 	if (pt_install(m, se) < 0) {
 		log_warn("cannot install the /dev/fuse hooks: daemon path");
@@ -257,6 +261,7 @@ out_unmount:
 	fuse_session_unmount(se);
 out_session:
 	fuse_session_destroy(se);
+	free(real_mnt);
 out_fs:
 	fs_destroy(&m->fs);
 	if (store >= 0)
