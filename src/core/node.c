@@ -176,6 +176,7 @@ static void dir_append(struct node *dir, struct dentry *d)
 		dir->first = d;
 	dir->last = d;
 	dir->nchildren++;
+	dir->list_gen++;
 	if (S_ISDIR(d->node->mode))
 		dir->nsubdirs++;
 }
@@ -191,6 +192,7 @@ static void dir_remove(struct node *dir, struct dentry *d)
 	else
 		dir->last = d->prev;
 	dir->nchildren--;
+	dir->list_gen++;
 	if (S_ISDIR(d->node->mode))
 		dir->nsubdirs--;
 }
@@ -288,6 +290,8 @@ void ns_exchange(struct ns *ns, struct dentry *a, struct dentry *b)
 	b->node = na;
 	links_add(nb, a);
 	links_add(na, b);
+	a->dir->list_gen++; /* the entries' inode numbers and types */
+	b->dir->list_gen++;
 	if (a->dir != b->dir && da != db) {
 		a->dir->nsubdirs += db ? 1 : -1;
 		b->dir->nsubdirs += da ? 1 : -1;

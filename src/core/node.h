@@ -88,6 +88,12 @@ struct node {
 	struct dentry *links;		/* those names */
 	struct dentry *first, *last;	/* directory entries, in order */
 	unsigned nchildren, nsubdirs;
+	/*
+	 * Directories: list_gen moves whenever an entry is added, removed
+	 * or given another file; listed_gen is the list_gen of the last
+	 * listing handed to the kernel, which may cache it (fs_opendir).
+	 */
+	uint64_t list_gen, listed_gen;
 	unsigned src_nlink;		/* dir: st_nlink until scanned; others:
 					   SOURCE names not yet scanned */
 	struct xattr *xattrs;

@@ -175,7 +175,7 @@ int fs_status_mount(struct fs *fs, char **json)
 		  "\"conflicts\": %llu, \"invalid\": %llu, \"commits\": %llu, "
 		  "\"loads\": %llu, \"load_bytes\": %llu, "
 		  "\"read_requests\": %llu, \"write_requests\": %llu, "
-		  "\"evictions\": %llu, \"preload\": {\"state\": \"%s\", "
+		  "\"readdir_requests\": %llu, \"evictions\": %llu, \"preload\": {\"state\": \"%s\", "
 		  "\"files\": %llu, \"bytes\": %llu, \"skipped\": %llu}}",
 		  fs->o.volatile_ || !fs->has_source ? "true" : "false",
 		  fs->o.kernel_writes ? "passthrough" : "daemon",
@@ -193,6 +193,7 @@ int fs_status_mount(struct fs *fs, char **json)
 		  (unsigned long long)st.load_bytes,
 		  (unsigned long long)st.reads,
 		  (unsigned long long)st.writes,
+		  (unsigned long long)st.readdirs,
 		  (unsigned long long)st.evictions,
 		  !fs->preload.running && !fs->preload.done ? "off" :
 		  fs->preload.done ? "done" : "running",

@@ -49,7 +49,7 @@ struct fs_opts {
 };
 
 struct fs_stats {
-	uint64_t reads, writes;		/* requests the daemon served */
+	uint64_t reads, writes, readdirs; /* requests the daemon served */
 	uint64_t writebacks, writeback_bytes, writeback_errors;
 	uint64_t conflicts, invalid, commits, evictions;
 	uint64_t loads, load_bytes;
@@ -253,6 +253,11 @@ struct fs_dirent {
 struct fs_dir {
 	struct fs_dirent *ents;
 	size_t count;
+	/*
+	 * The directory lists as it did when last opened: a listing the
+	 * kernel cached then is still right.
+	 */
+	bool unchanged;
 	struct fs_dir *prev, *next;	/* open snapshots, freed at the end */
 };
 int fs_opendir(struct fs *fs, struct node *dir, struct fs_dir **out);

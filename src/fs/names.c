@@ -672,6 +672,8 @@ int fs_opendir(struct fs *fs, struct node *dir, struct fs_dir **out)
 		}
 	}
 	d->count = i;
+	d->unchanged = dir->listed_gen == dir->list_gen;
+	dir->listed_gen = dir->list_gen;
 	d->next = fs->dirs;
 	if (fs->dirs)
 		fs->dirs->prev = d;

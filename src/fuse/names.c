@@ -200,7 +200,15 @@ void ll_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)d;
-	fi->cache_readdir = 0;
+	/*
+	 * The kernel may keep listings. It drops its copy itself when the
+	 * directory changes through the mount; when SOURCE changed it
+	 * (fs_opendir merged new names), or when the next READDIR must
+	 * come here to move atime, it is told to drop it now.
+	 */
+	fi->cache_readdir = 1;
+	fi->keep_cache = d->unchanged &&
+			 !fs_atime_due(&ll_ctx(req)->fs, ll_node(req, ino));
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		fs_closedir(&ll_ctx(req)->fs, d);
 }
@@ -222,6 +230,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	__atomic_add_fetch(&m->fs.stats.readdirs, 1, __ATOMIC_RELAXED);
 	if (fs_accessed(&m->fs, ll_node(req, ino)))
 		fuse_lowlevel_notify_inval_inode(m->se, ino, -1, 0);
 	for (; (size_t)off < d->count + 2; off++) {

@@ -7,6 +7,7 @@ import stat
 import pytest
 
 import helpers
+from acceptance import mount_status
 
 
 def test_find_listing_of_the_mount_equals_the_listing_of_source(mnt, source):
@@ -96,8 +97,48 @@ def test_reading_files_in_the_mount_leaves_source_untouched(mnt, source):
 @pytest.mark.skip(reason="not observable from outside the daemon: that a "
                   "listing does not read contents is for unit tests and "
                   "the benchmark of 100,000 files")
-def test_listing_does_not_load_file_contents():
-    pass
+def test_listing_does_not_load_file_contents(mnt):
+    helpers.find_listing(mnt.path)
+    helpers.snapshot(mnt.path, contents=False)
+    ms = mount_status(mnt)
+    assert ms["files_loaded"] == 0 and ms["loads"] == 0, ms
+
+
+def test_the_kernel_keeps_a_listing_until_the_directory_changes(
+        mount, empty_source):
+    """A listing of an unchanged directory is the kernel's cached copy (no
+    READDIR reaches the daemon); a change through the mount or in SOURCE
+    (another node) shows in the next one."""
+    (empty_source / "d").mkdir()
+    for i in range(500):
+        (empty_source / "d" / f"f{i:03}").touch()
+    m = mount(empty_source)
+    want = sorted(f"f{i:03}" for i in range(500))
+    # The first listings move atime and fill the kernel's copy (it may
+    # start it again once the attributes it holds are refreshed).
+    before = None
+    for _ in range(5):
+        assert sorted(os.listdir(m / "d")) == want
+        now = mount_status(m)["readdir_requests"]
+        if now == before:
+            break
+        before = now
+    assert before > 0
+    for _ in range(3):
+        assert sorted(os.listdir(m / "d")) == want
+    assert mount_status(m)["readdir_requests"] == before
+    helpers.write_file(m / "d" / "mine", b"")
+    os.unlink(m / "d" / "f000")
+    want = sorted(want[1:] + ["mine"])
+    assert sorted(os.listdir(m / "d")) == want
+    assert m.unmount() == 0
+    m = m.remount()
+    assert sorted(os.listdir(m / "d")) == want
+    helpers.write_file(empty_source / "d" / "theirs", b"")
+    _wait_for(lambda: "theirs" in os.listdir(m / "d"),
+              "a name made in SOURCE in a listing kept by the kernel")
+    assert sorted(os.listdir(m / "d")) == sorted(want + ["theirs"])
+    assert m.unmount() == 0
 
 
 # --- names made and removed in SOURCE behind the mount (another node) ---------
