@@ -245,22 +245,31 @@ int fs_lseek(struct fs *fs, struct node *n, off_t off, int whence,
 int fs_fallocate(struct fs *fs, struct node *n, int mode, off_t off,
 		 off_t len);
 
-/* A snapshot of a directory for readdir; entries pinned. */
+/*
+ * An open directory: a snapshot of its entries (pinned), taken by
+ * fs_readdir_fill at the first READDIR, not at OPENDIR, since the
+ * kernel often answers from the listing it keeps and never asks.
+ */
 struct fs_dirent {
 	char *name;
 	struct node *node;
 };
 struct fs_dir {
+	struct node *dir;		/* pinned */
 	struct fs_dirent *ents;
 	size_t count;
+	bool filled;
 	/*
-	 * The directory lists as it did when last opened: a listing the
-	 * kernel cached then is still right.
+	 * The directory lists as it did at the last OPENDIR: a listing the
+	 * kernel kept since is still right.
 	 */
 	bool unchanged;
-	struct fs_dir *prev, *next;	/* open snapshots, freed at the end */
+	struct fs_dir *prev, *next;	/* open directories, freed at the end */
 };
+/* Look at SOURCE (scan, refresh) and open dir. 0 or -errno. */
 int fs_opendir(struct fs *fs, struct node *dir, struct fs_dir **out);
+/* Take d's snapshot if not taken yet. 0 or -ENOMEM. Takes ns.lock. */
+int fs_readdir_fill(struct fs *fs, struct fs_dir *d);
 void fs_closedir(struct fs *fs, struct fs_dir *d);
 /* Give the kernel a reference to a snapshot entry (readdirplus). */
 void fs_ref(struct fs *fs, struct node *n, struct stat *st);

@@ -642,11 +642,21 @@ int fs_readlink(struct fs *fs, struct node *n, char **target)
 	return err;
 }
 
+/* Free a snapshot's entries and unpin their nodes. ns.lock held. */
+static void release_entries(struct fs *fs, struct fs_dir *d)
+{
+	for (size_t i = 0; i < d->count; i++) {
+		free(d->ents[i].name);
+		ns_unpin(&fs->ns, d->ents[i].node);
+	}
+	free(d->ents);
+	d->ents = NULL;
+	d->count = 0;
+}
+
 int fs_opendir(struct fs *fs, struct node *dir, struct fs_dir **out)
 {
 	struct fs_dir *d;
-	struct dentry *e;
-	size_t i = 0;
 	int err = fs_scan(fs, dir);
 
 	if (err)
@@ -656,6 +666,29 @@ int fs_opendir(struct fs *fs, struct node *dir, struct fs_dir **out)
 	if (!d)
 		return -ENOMEM;
 	pthread_mutex_lock(&fs->ns.lock);
+	d->dir = dir;
+	ns_pin(dir);
+	d->unchanged = dir->listed_gen == dir->list_gen;
+	dir->listed_gen = dir->list_gen;
+	d->next = fs->dirs;
+	if (fs->dirs)
+		fs->dirs->prev = d;
+	fs->dirs = d;
+	pthread_mutex_unlock(&fs->ns.lock);
+	*out = d;
+	return 0;
+}
+
+int fs_readdir_fill(struct fs *fs, struct fs_dir *d)
+{
+	struct node *dir = d->dir;
+	struct dentry *e;
+	size_t i = 0;
+	int err = 0;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	if (d->filled)
+		goto out;
 	d->ents = calloc(dir->nchildren + 1, sizeof(*d->ents));
 	if (!d->ents) {
 		err = -ENOMEM;
@@ -663,46 +696,36 @@ int fs_opendir(struct fs *fs, struct node *dir, struct fs_dir **out)
 	}
 	for (e = dir->first; e; e = e->next, i++) {
 		d->ents[i].name = strdup(e->name);
+		if (!d->ents[i].name) {
+			err = -ENOMEM;
+			break;
+		}
 		d->ents[i].node = e->node;
 		ns_pin(e->node);
-		if (!d->ents[i].name) {
-			d->count = i + 1;
-			err = -ENOMEM;
-			goto out;
-		}
 	}
 	d->count = i;
-	d->unchanged = dir->listed_gen == dir->list_gen;
-	dir->listed_gen = dir->list_gen;
-	d->next = fs->dirs;
-	if (fs->dirs)
-		fs->dirs->prev = d;
-	fs->dirs = d;
+	if (err) { /* try again at the next READDIR */
+		release_entries(fs, d);
+		goto out;
+	}
+	d->filled = true;
 out:
 	pthread_mutex_unlock(&fs->ns.lock);
-	if (err) {
-		fs_closedir(fs, d);
-		return err;
-	}
-	*out = d;
-	return 0;
+	return err;
 }
 
 void fs_closedir(struct fs *fs, struct fs_dir *d)
 {
 	pthread_mutex_lock(&fs->ns.lock);
-	for (size_t i = 0; i < d->count; i++) {
-		free(d->ents[i].name);
-		ns_unpin(&fs->ns, d->ents[i].node);
-	}
+	release_entries(fs, d);
 	if (d->prev)
 		d->prev->next = d->next;
 	else if (fs->dirs == d)
 		fs->dirs = d->next;
 	if (d->next)
 		d->next->prev = d->prev;
+	ns_unpin(&fs->ns, d->dir);
 	pthread_mutex_unlock(&fs->ns.lock);
-	free(d->ents);
 	free(d);
 }
 

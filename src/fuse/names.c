@@ -226,7 +226,8 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size,
 	char *buf = malloc(size), *p = buf;
 	size_t left = size;
 
-	if (!buf) {
+	if (!buf || fs_readdir_fill(&m->fs, d) < 0) {
+		free(buf);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
