@@ -26,7 +26,7 @@ def _built(rel, env):
 
 
 DAEMON = _built("src/h5memfs", "H5MEMFS")
-SCRATCH = _built("mount-helpers/h5memfs-scratch", "H5MEMFS_SCRATCH_TOOL")
+SCRATCH = _built("src/scratch/h5memfs-scratch", "H5MEMFS_SCRATCH_TOOL")
 
 SLOWDOWN = float(os.environ.get("H5MEMFS_TEST_SLOWDOWN", "1"))
 START_TIMEOUT = 20 * SLOWDOWN

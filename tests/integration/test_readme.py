@@ -126,7 +126,7 @@ def tour_script(root):
 
 def test_tour_runs_as_written_and_does_what_it_says(tmp_path):
     for exe in (BUILD / "src" / "h5memfs",
-                BUILD / "mount-helpers" / "h5memfs-scratch"):
+                BUILD / "src" / "scratch" / "h5memfs-scratch"):
         assert exe.exists(), f"{exe} not built (ninja -C {BUILD})"
     root = tmp_path / "root"
     root.mkdir()

@@ -1,6 +1,6 @@
 """h5memfs-scratch: a throw-away volatile workspace around one command.
 
-Each test runs the real tool (build/mount-helpers/h5memfs-scratch) with the
+Each test runs the real tool (build/src/scratch/h5memfs-scratch) with the
 daemon of the build ($H5MEMFS), with its own TMPDIR, and checks afterwards
 that nothing is left: no mount point directory, no mount, no daemon. The
 tool's exit status must be COMMAND's (128+N for a signal N), 125 for its
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("H5MEMFS_BUILD", REPO / "build"))
 DAEMON = Path(os.environ["H5MEMFS"]) if os.environ.get("H5MEMFS") \
     else BUILD / "src" / "h5memfs"
-SCRATCH = BUILD / "mount-helpers" / "h5memfs-scratch"
+SCRATCH = BUILD / "src" / "scratch" / "h5memfs-scratch"
 PY = "/usr/bin/python3"
 RUN_TIMEOUT = 60
 
