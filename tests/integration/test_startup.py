@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import conftest
+import h5mount
 import helpers
 
 
@@ -46,7 +46,7 @@ def run_failing(argv, watch=(), timeout=15):
 
 
 def daemon(*args):
-    return [str(conftest.DAEMON), *map(str, args)]
+    return [str(h5mount.DAEMON), *map(str, args)]
 
 
 def assert_one_line_naming(stderr, *names):
@@ -68,8 +68,8 @@ def dirs(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _need_daemon():
-    if not conftest.DAEMON.exists():
-        pytest.fail(f"daemon not built: {conftest.DAEMON}")
+    if not h5mount.DAEMON.exists():
+        pytest.fail(f"daemon not built: {h5mount.DAEMON}")
 
 
 @pytest.mark.parametrize("opt,culprit", [
