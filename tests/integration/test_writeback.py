@@ -212,12 +212,13 @@ def test_a_signal_with_a_file_open_for_writing_writes_back_and_exits_0(
                                    str(m / name)], stdout=subprocess.PIPE,
                                   stdin=subprocess.DEVNULL)
         try:
-            ready, _, _ = select.select([holder.stdout], [], [], 20)
+            ready, _, _ = select.select([holder.stdout], [], [],
+                                        20 * h5mount.SLOWDOWN)
             assert ready and holder.stdout.readline() == b"ready\n"
             assert m.signal(sig) == 0
         finally:
             holder.kill()
-            holder.wait(10)
+            holder.wait(10 * h5mount.SLOWDOWN)
             holder.stdout.close()
         assert not m.is_mounted()
         assert helpers.read_file(source / name) == HELD, f"round {round_}"
