@@ -145,6 +145,17 @@ def test_a_file_too_big_for_source_fails_its_fsync_with_efbig_and_rescue(
     """An 8 EiB sparse file cannot go to ext4 (16 TiB at most): fsync says
     EFBIG, the unmount does not hang, the daemon exits non-zero and says
     so; the other files are written back."""
+    probe = source / "probe"
+    try:
+        probe.touch()
+        os.truncate(probe, (1 << 63) - 1)
+    except OSError:
+        pass  # as ext4 and XFS do: the case under test
+    else:
+        pytest.skip(f"SOURCE's filesystem ({source}) takes an 8 EiB file "
+                    "(tmpfs /tmp?): nothing is too big for it")
+    finally:
+        probe.unlink()
     rescue = open_tmp / "rescue"
     m = mount(source, [datapath, f"rescue={rescue}"], allow_stderr=True,
               expect_exit=None)
