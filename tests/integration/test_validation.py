@@ -300,7 +300,7 @@ def test_a_file_its_writer_still_has_open_validates_by_structure(
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        ready, _, _ = select.select([proc.stdout], [], [], 30 * SLOWDOWN)
         assert ready, "the writer did not get ready"
         line = proc.stdout.readline()
         assert line == "ready\n", (line, proc.stderr.read())
