@@ -51,9 +51,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "gluster"))
+sys.path.insert(0, str(REPO / "tests" / "lib"))
 
-from h5mount import DAEMON, H5Mount  # noqa: E402
+from h5mount import DAEMON, Mount  # noqa: E402
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") \
     else sys.executable
@@ -193,7 +193,7 @@ def way_staging(d, a, scratch):
 def _way_h5memfs(options):
     def way(d, a, scratch):
         mp = Path(tempfile.mkdtemp(prefix="gluster-h5memfs-", dir="/tmp"))
-        m = H5Mount(d, mp, options, workdir=mp.parent / (mp.name + ".d"))
+        m = Mount(mp, d, options, workdir=mp.parent / (mp.name + ".d"))
         m.workdir.mkdir()
         try:
             t0 = time.perf_counter()

@@ -7,11 +7,12 @@ run.sh after `fixture.sh up`), or else this session runs `fixture.sh up`
 itself and `fixture.sh down` at its end. $H5MEMFS_GLUSTER_SKIP (a reason)
 or `fixture.sh up` exiting 77 skips every test with that reason.
 
+The h5memfs mounts are the shared harness's (tests/lib/h5mount.py).
 Hygiene: every h5memfs mount a test makes is unmounted at its teardown
 (fusermount3 -u, then -uz; the daemon's own PID is the only one
-signalled); a watchdog SIGKILLs a hung test's daemons, so that blocked
-requests fail instead of hanging the suite; every subprocess has a
-timeout.
+signalled); a watchdog SIGKILLs a hung test's daemons and the processes it
+tracks, so that blocked requests fail instead of hanging the suite; every
+subprocess has a timeout.
 """
 
 import json
@@ -20,29 +21,24 @@ import platform
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from h5mount import H5Mount, SLOWDOWN, mounted  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "lib"))
+
+import h5mount  # noqa: E402
+from h5mount import SLOWDOWN, Mount, mounted, track  # noqa: E402,F401
+
 FIXTURE = HERE / "fixture.sh"
 STATE = Path(os.environ.get("H5MEMFS_GLUSTER_STATE",
                             "/var/tmp/h5memfs-gluster"))
 RESULTS = STATE / "logs" / "results.jsonl"
 DEADLINE = 120 * SLOWDOWN
-
-# HDF5 file locking stays on, as by default.
-os.environ.pop("HDF5_USE_FILE_LOCKING", None)
-
-_live = []            # H5Mounts and Popen objects of the running test
-_live_lock = threading.Lock()
 
 
 def record(**kw):
@@ -124,12 +120,12 @@ class Pair:
 
     def h5memfs(self, source, tag, options=()):
         mp = self.workdir / f"mnt-{tag}-{len(self.mounts)}"
+        mp.mkdir()
         # What a failed write-back saves stays with the test.
         options = [*options, f"rescue={self.workdir}/rescue-{tag}"]
-        m = H5Mount(source, mp, options, workdir=self.workdir)
-        with _live_lock:
-            _live.append(m)
-        self.mounts.append(m)
+        # The daemon's log lines (ESTALE waits, conflicts) are expected.
+        m = Mount(mp, source, options, workdir=self.workdir,
+                  allow_stderr=True, registry=self.mounts)
         return m.start()
 
     def mount(self, options=()):
@@ -138,16 +134,7 @@ class Pair:
         return self.a, self.b
 
     def finish(self):
-        errors = []
-        for m in reversed(self.mounts):
-            try:
-                m.finish()
-            except AssertionError as e:
-                errors.append(str(e))
-            with _live_lock:
-                if m in _live:
-                    _live.remove(m)
-        return errors
+        return h5mount.finish_all(self.mounts)
 
 
 @pytest.fixture
@@ -194,53 +181,18 @@ def data_path(request):
     return request.param
 
 
-def track(proc):
-    """Let the watchdog end this Popen (started by the test) if it hangs."""
-    with _live_lock:
-        _live.append(proc)
-    return proc
-
-
 @pytest.fixture(autouse=True)
 def _watchdog(request):
     """SIGKILL the daemons (and tracked child processes) of a test that
     runs past its deadline: their blocked requests then fail, and the test
     fails instead of hanging the suite."""
-    with _live_lock:
-        before = set(map(id, _live))
-    fired = []
-
-    def fire():
-        fired.append(True)
-        with _live_lock:
-            victims = [x for x in _live if id(x) not in before]
-        for x in victims:
-            try:
-                x.kill()
-            except (ProcessLookupError, OSError):
-                pass
-
-    timer = threading.Timer(DEADLINE, fire)
-    timer.daemon = True
-    timer.start()
-    yield
-    timer.cancel()
-    with _live_lock:
-        _live[:] = [x for x in _live if id(x) in before]
-    if fired:
+    with h5mount.Watchdog(DEADLINE) as w:
+        yield
+    if w.fired:
         pytest.fail(f"the test ran past {DEADLINE} s: the watchdog killed "
                     f"its daemons", pytrace=False)
 
 
 def pytest_sessionfinish(session, exitstatus):
     """Last line of defence: no daemon and no mount outlives the suite."""
-    with _live_lock:
-        left = list(_live)
-    for x in left:
-        if isinstance(x, H5Mount):
-            x.force_stop()
-        else:
-            try:
-                x.kill()
-            except OSError:
-                pass
+    h5mount.stop_all()

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-import conftest
+import h5mount
 import helpers
 
-DAEMON = conftest.DAEMON
-SLOWDOWN = conftest.SLOWDOWN
+DAEMON = h5mount.DAEMON
+SLOWDOWN = h5mount.SLOWDOWN
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
@@ -38,7 +38,7 @@ def cli(*args, user=None, timeout=60, check=False):
     argv = [str(DAEMON), *map(str, args)]
     if user == "nobody":
         argv = NOBODY + argv
-    return helpers.run(argv, timeout=timeout * SLOWDOWN, check=check)
+    return helpers.run(argv, timeout=timeout, check=check)
 
 
 def status(mnt):
@@ -78,7 +78,7 @@ def mount_status(mnt):
 
 def expected_data_path():
     """'passthrough', 'daemon' or None (auto) as the suite was asked."""
-    return conftest.DATA_PATH
+    return h5mount.DATA_PATH
 
 
 # --- waiting --------------------------------------------------------------

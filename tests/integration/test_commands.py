@@ -155,7 +155,7 @@ def test_status_shows_an_hdf5_file_its_writer_holds_open(mount, src):
         assert st["hdf5"]["opens"] is True, st
         proc.stdin.write("\n")
         proc.stdin.flush()
-        proc.communicate(timeout=30)
+        proc.communicate(timeout=30 * SLOWDOWN)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import helpers
-from acceptance import DAEMON, random_bytes, xfs  # noqa: F401 (fixture)
+from acceptance import DAEMON, SLOWDOWN, random_bytes, xfs  # noqa: F401 (fixture)
 
 MiB = 1 << 20
 NFILES = 4
@@ -128,17 +128,17 @@ def crash_rounds(mount, src, how):
                                     stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)
             if frac is None:
-                until_a_temporary_or(src, 10 + 3 * took)
+                until_a_temporary_or(src, 10 * SLOWDOWN + 3 * took)
             else:
                 time.sleep(took * frac)
             kill_and_detach(m)
-            sync.wait(30)
+            sync.wait(30 * SLOWDOWN)
         else:
             # fusermount3 -u returns once detached; the daemon then
             # writes back, and is killed meanwhile.
             helpers.run(["fusermount3", "-u", str(m.path)], timeout=30)
             if frac is None:
-                until_a_temporary_or(src, 10 + 3 * took)
+                until_a_temporary_or(src, 10 * SLOWDOWN + 3 * took)
             else:
                 time.sleep(took * frac)
             try:

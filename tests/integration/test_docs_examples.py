@@ -4,7 +4,7 @@ Convention: on that page every fenced code block is an example that runs as
 written, and is tagged ```sh (run with bash) or ```python (run with
 /usr/bin/python3); any other fenced or indented code block is an error, so
 an example cannot be skipped silently. Each block runs in its own temporary
-working directory, with build/src and build/mount-helpers first in PATH
+working directory, with build/src and build/src/scratch first in PATH
 ($H5MEMFS_BUILD, else <repo>/build), with TMPDIR set to a fresh directory
 (so that every `mktemp -d` mount point lands there), under a timeout, and
 must exit 0. Shell blocks unmount in their own `trap`; in any case the test
@@ -95,7 +95,7 @@ def test_example(lineno, lang, code, tmp_path):
     if lang in ("sh", "bash") and not os.path.exists("/dev/fuse"):
         pytest.skip("no /dev/fuse")
     for exe in (BUILD / "src" / "h5memfs",
-                BUILD / "mount-helpers" / "h5memfs-scratch"):
+                BUILD / "src" / "scratch" / "h5memfs-scratch"):
         assert exe.exists(), f"{exe} not built (ninja -C {BUILD})"
     script = tmp_path / ("example.py" if lang == "python" else "example.sh")
     script.write_text(code)
@@ -103,7 +103,7 @@ def test_example(lineno, lang, code, tmp_path):
     work.mkdir()
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(BUILD / "src"),
-                                   str(BUILD / "mount-helpers"),
+                                   str(BUILD / "src" / "scratch"),
                                    "/usr/bin", "/bin", "/usr/sbin", "/sbin",
                                    env.get("PATH", "")])
     env.pop("H5MEMFS", None)

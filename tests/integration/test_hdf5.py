@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import helpers
+from h5mount import SLOWDOWN
 
 H5_FILES = ["data/sample.h5", "data/table.h5"]
 
@@ -230,7 +231,7 @@ import h5py, sys, time
 f = h5py.File(sys.argv[1], "r", libver="latest", swmr=True)
 ds = f["x"]
 seen = 0
-deadline = time.monotonic() + 20
+deadline = time.monotonic() + float(sys.argv[2])
 while seen < 500 and time.monotonic() < deadline:
     ds.refresh()
     n = ds.shape[0]
@@ -253,7 +254,7 @@ def test_an_swmr_writer_is_followed_by_a_reader_in_another_process(rw):
                               chunks=(64,))
         f.swmr_mode = True
         reader = subprocess.Popen([helpers.PYTHON, "-c", SWMR_READER,
-                                   str(path)], stdout=subprocess.PIPE,
+                                   str(path), str(20 * SLOWDOWN)], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE,
                                   stdin=subprocess.DEVNULL)
         try:
@@ -262,11 +263,11 @@ def test_an_swmr_writer_is_followed_by_a_reader_in_another_process(rw):
                 ds[i:i + 50] = np.arange(i, i + 50)
                 ds.flush()
                 time.sleep(0.02)
-            out, err = reader.communicate(timeout=30)
+            out, err = reader.communicate(timeout=30 * SLOWDOWN)
         finally:
             if reader.poll() is None:
                 reader.kill()
-                reader.communicate(timeout=10)
+                reader.communicate(timeout=10 * SLOWDOWN)
     finally:
         f.close()
     assert reader.returncode == 0, err.decode()

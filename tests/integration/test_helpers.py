@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import helpers
+from h5mount import SLOWDOWN
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("H5MEMFS_BUILD", REPO / "build"))
@@ -32,7 +33,7 @@ DAEMON = Path(os.environ["H5MEMFS"]) if os.environ.get("H5MEMFS") \
     else BUILD / "src" / "h5memfs"
 HELPER = BUILD / "mount-helpers" / "mount.h5memfs"
 SBIN_LINK = Path("/sbin/mount.fuse.h5memfs")
-EXIT_TIMEOUT = 30
+EXIT_TIMEOUT = 30 * SLOWDOWN
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +130,7 @@ class HelperMounts:
                 if r.returncode != 0:
                     helpers.run(["fusermount3", "-u", "-z", str(mp)],
                                 timeout=10, check=False)
-        live = [p for p in self.pids if not wait_gone([p], 10)]
+        live = [p for p in self.pids if not wait_gone([p], 10 * SLOWDOWN)]
         for pid in live:
             problems.append(f"daemon {pid} still ran at teardown")
             for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -333,7 +334,7 @@ def test_namespace_flag_mounts_in_that_namespace(hm):
                                "sleep", "60"])
     try:
         ns = f"/proc/{holder.pid}/ns/mnt"
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 10 * SLOWDOWN
         while os.readlink(ns) == os.readlink("/proc/self/ns/mnt") and \
                 time.monotonic() < deadline:
             time.sleep(0.05)
@@ -349,7 +350,7 @@ def test_namespace_flag_mounts_in_that_namespace(hm):
         assert wait_gone(pids)
     finally:
         holder.kill()
-        holder.wait(10)
+        holder.wait(10 * SLOWDOWN)
 
 
 # --- mount(8) and /etc/fstab ---------------------------------------------------

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from h5mount import SLOWDOWN
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("H5MEMFS_BUILD", REPO / "build")).absolute()
 
@@ -39,7 +41,7 @@ def installed(tmp_path_factory):
     env = dict(os.environ, DESTDIR=str(dest))
     r = subprocess.run([_meson(), "install", "-C", str(BUILD), "--destdir",
                         str(dest)], env=env, capture_output=True, text=True,
-                       timeout=600)
+                       timeout=600 * SLOWDOWN)
     assert r.returncode == 0, f"meson install failed:\n{r.stdout}\n{r.stderr}"
     opts = _options()
     prefix = opts["prefix"]
@@ -64,7 +66,7 @@ def test_binaries(installed):
 
 def test_installed_daemon_runs(installed):
     r = subprocess.run([str(installed["bin"] / "h5memfs"), "--version"],
-                       capture_output=True, text=True, timeout=30)
+                       capture_output=True, text=True, timeout=30 * SLOWDOWN)
     assert r.returncode == 0, r.stderr
 
 
@@ -94,7 +96,7 @@ def test_man_page_renders_cleanly(installed, page):
     env = dict(os.environ, MANPAGER="cat", PAGER="cat", MANWIDTH="80",
                LC_ALL="C.UTF-8")
     r = subprocess.run(["man", "--warnings", "-l", str(path)], env=env,
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60 * SLOWDOWN)
     assert r.returncode == 0, f"man -l {page}: exit {r.returncode}\n{r.stderr}"
     assert r.stderr == "", f"man --warnings -l {page} warned:\n{r.stderr}"
     assert r.stdout.strip(), f"{page} rendered empty"

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-import conftest
+import h5mount
 import helpers
 
 SIZE = 256 * 1024
@@ -110,7 +110,7 @@ def test_mmap_of_a_file_loaded_from_source_reads_its_bytes(mnt, source):
 
 
 @pytest.mark.skipif(
-    conftest.DATA_PATH != "daemon",
+    h5mount.DATA_PATH != "daemon",
     reason="documented exception: on the passthrough path a mapping is of "
            "the kernel's backing file, so msync never reaches the daemon")
 def test_msync_of_a_shared_mapping_makes_its_data_durable_in_source(

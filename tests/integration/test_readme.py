@@ -91,7 +91,7 @@ def _finish(root):
     left = h5memfs_mounts(root)
     for mnt in left:
         subprocess.run(["fusermount3", "-uz", mnt], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=30)
+                       stderr=subprocess.DEVNULL, timeout=30 * SLOWDOWN)
     deadline = time.monotonic() + 30 * SLOWDOWN
     while _daemons_under(root) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -126,7 +126,7 @@ def tour_script(root):
 
 def test_tour_runs_as_written_and_does_what_it_says(tmp_path):
     for exe in (BUILD / "src" / "h5memfs",
-                BUILD / "mount-helpers" / "h5memfs-scratch"):
+                BUILD / "src" / "scratch" / "h5memfs-scratch"):
         assert exe.exists(), f"{exe} not built (ninja -C {BUILD})"
     root = tmp_path / "root"
     root.mkdir()
@@ -149,7 +149,7 @@ def test_tour_runs_as_written_and_does_what_it_says(tmp_path):
     data = root / "data"
     # The h5py edit reached the source (h5memfs sync, then unmount).
     ls = subprocess.run(["h5ls", f"{data}/run1/experiment.h5/run1"],
-                        capture_output=True, text=True, timeout=60)
+                        capture_output=True, text=True, timeout=60 * SLOWDOWN)
     assert "mean" in ls.stdout, ls.stdout + ls.stderr
     # The discarded draft line and the volatile scratch mount wrote nothing.
     assert (data / "run1" / "notes.txt").read_text() == \
@@ -164,7 +164,7 @@ def test_tour_runs_as_written_and_does_what_it_says(tmp_path):
     assert (out_dir / "packed.h5").exists()
     diff = subprocess.run(["h5diff", str(out_dir / "packed.h5"),
                            str(data / "run1" / "experiment.h5")],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60 * SLOWDOWN)
     assert diff.returncode == 0, diff.stdout + diff.stderr
     # meson install put the programs under DESTDIR.
     dest = root / "dest"

@@ -1,6 +1,6 @@
 """h5memfs-scratch: a throw-away volatile workspace around one command.
 
-Each test runs the real tool (build/mount-helpers/h5memfs-scratch) with the
+Each test runs the real tool (build/src/scratch/h5memfs-scratch) with the
 daemon of the build ($H5MEMFS), with its own TMPDIR, and checks afterwards
 that nothing is left: no mount point directory, no mount, no daemon. The
 tool's exit status must be COMMAND's (128+N for a signal N), 125 for its
@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 
 import helpers
+from h5mount import SLOWDOWN
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("H5MEMFS_BUILD", REPO / "build"))
 DAEMON = Path(os.environ["H5MEMFS"]) if os.environ.get("H5MEMFS") \
     else BUILD / "src" / "h5memfs"
-SCRATCH = BUILD / "mount-helpers" / "h5memfs-scratch"
+SCRATCH = BUILD / "src" / "scratch" / "h5memfs-scratch"
 PY = "/usr/bin/python3"
 RUN_TIMEOUT = 60
 
@@ -450,10 +451,10 @@ def _start(env, *args):
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
-        first = _readline(p, 20)
+        first = _readline(p, 20 * SLOWDOWN)
     except BaseException:
         p.kill()
-        p.wait(10)
+        p.wait(10 * SLOWDOWN)
         raise
     return p, first
 
@@ -469,10 +470,10 @@ def _readline(p, timeout):
 
 def _finish(p, timeout=20):
     try:
-        out, err = p.communicate(timeout=timeout)
+        out, err = p.communicate(timeout=timeout * SLOWDOWN)
     except subprocess.TimeoutExpired:
         p.kill()
-        p.communicate(timeout=10)
+        p.communicate(timeout=10 * SLOWDOWN)
         raise AssertionError("h5memfs-scratch did not end in time")
     return p.returncode, out, err
 
@@ -529,24 +530,24 @@ def test_ctrl_c_at_a_terminal_reaches_the_command_once(env, tmp_path):
     os.close(slave)
     try:
         buf = b""
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 20 * SLOWDOWN
         while b"ready" not in buf and time.monotonic() < deadline:
             if select.select([master], [], [], 0.5)[0]:
                 buf += os.read(master, 1024)
         assert b"ready" in buf, buf
         os.write(master, b"\x03")
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 20 * SLOWDOWN
         while p.poll() is None and time.monotonic() < deadline:
             if select.select([master], [], [], 0.2)[0]:
                 try:
                     buf += os.read(master, 1024)
                 except OSError:
                     break
-        rc = p.wait(20)
+        rc = p.wait(20 * SLOWDOWN)
     finally:
         if p.poll() is None:
             p.kill()
-            p.wait(10)
+            p.wait(10 * SLOWDOWN)
         os.close(master)
     assert rc == 5, buf
     assert log.read_text() == "INT\n"
@@ -561,8 +562,8 @@ def test_sigkill_of_the_tool_still_unmounts(env, tmp_path):
     cmd_pid = int(pidfile.read_text())
     try:
         p.kill()
-        p.wait(10)
-        deadline = time.monotonic() + 20
+        p.wait(10 * SLOWDOWN)
+        deadline = time.monotonic() + 20 * SLOWDOWN
         while mounts_under(ws) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not mounts_under(ws)
@@ -573,7 +574,7 @@ def test_sigkill_of_the_tool_still_unmounts(env, tmp_path):
             os.kill(cmd_pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        p.communicate(timeout=10)
+        p.communicate(timeout=10 * SLOWDOWN)
         if not mounts_under(ws) and os.path.isdir(ws):
             os.rmdir(ws)
 
@@ -584,10 +585,11 @@ def test_process_left_in_the_workspace_does_not_block_cleanup(env,
     try:
         start = time.monotonic()
         res = scratch(env, *sh(
-            f"sleep 60 > /dev/null 2>&1 & echo $! > {pidfile}; exit 0"),
+            f"sleep 600 > /dev/null 2>&1 & echo $! > {pidfile}; exit 0"),
             timeout=40)
         assert res.returncode == 0, res.stderr
-        assert time.monotonic() - start < 30
+        # Far less than the background sleep: the tool did not wait for it.
+        assert time.monotonic() - start < 30 * SLOWDOWN
     finally:
         if pidfile.exists():
             try:
@@ -602,7 +604,7 @@ def test_signal_while_mounting_stops_and_cleans_up(env, tmp_path):
     wrapper = tmp_path / "slow-h5memfs"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f"exec {PY} -c 'import os, sys, time; time.sleep(30); "
+        f"exec {PY} -c 'import os, sys, time; time.sleep({30 * SLOWDOWN}); "
         f"os.execv(sys.argv[1], sys.argv[1:])' {DAEMON} \"$@\"\n")
     wrapper.chmod(0o755)
     marker = tmp_path / "ran"
@@ -610,7 +612,7 @@ def test_signal_while_mounting_stops_and_cleans_up(env, tmp_path):
     p = subprocess.Popen([str(SCRATCH), *sh(f"touch {marker}")], env=env2,
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 20 * SLOWDOWN
     while not list(Path(env["TMPDIR"]).glob("h5memfs-scratch.*")) and \
             time.monotonic() < deadline:
         time.sleep(0.05)
@@ -624,7 +626,11 @@ def test_signal_while_mounting_stops_and_cleans_up(env, tmp_path):
 def test_daemon_dying_under_the_command_is_reported(env):
     # The daemon is the tool's child, so the command's sibling.
     res = scratch(env, *sh(
-        "echo x > f; kill -KILL $(pgrep -P $PPID -x h5memfs); sleep 0.5; "
+        "d=$(pgrep -P $PPID -x h5memfs); echo x > f; kill -KILL $d; "
+        # The command goes on until the daemon is dead (a zombie with no
+        # thread left), so that the tool sees it die while the command runs.
+        "while [ -d /proc/$d ] && { ! grep -q '^State:.Z' /proc/$d/status "
+        "|| [ $(ls /proc/$d/task | wc -l) -gt 1 ]; }; do sleep 0.05; done; "
         "cat f 2>/dev/null; exit 0"))
     assert res.returncode == 125
     assert "h5memfs was killed by signal 9 while the command ran" in \
@@ -656,7 +662,13 @@ def test_an_ordinary_user_gets_a_workspace_too(env, tmp_path):
     tmpdir = Path(tempfile.mkdtemp(prefix="h5memfs-user-tmp.", dir="/tmp"))
     try:
         os.chown(tmpdir, 65534, 65534)
-        inner = (f"H5MEMFS={DAEMON} TMPDIR={tmpdir} {SCRATCH} -- sh -c "
+        # Copies nobody can run wherever the build tree is (a clone in
+        # /root is out of nobody's reach).
+        bindir = tmpdir / "bin"
+        bindir.mkdir(mode=0o755)
+        daemon = shutil.copy(DAEMON, bindir / "h5memfs")
+        tool = shutil.copy(SCRATCH, bindir / "h5memfs-scratch")
+        inner = (f"H5MEMFS={daemon} TMPDIR={tmpdir} {tool} -- sh -c "
                  f"'id -u; echo x > f && cat f; exit 4'")
         script = setup + f"su -s /bin/sh nobody -c \"{inner}\"; echo rc=$?"
         res = helpers.run(prefix + ["sh", "-c", script],

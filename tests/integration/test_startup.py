@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-import conftest
+import h5mount
 import helpers
 
 
@@ -18,7 +18,7 @@ def run_failing(argv, watch=(), timeout=15):
     with open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(argv, stdin=devnull, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout * h5mount.SLOWDOWN
     wrongly_mounted = []
     try:
         while proc.poll() is None and time.monotonic() < deadline:
@@ -35,10 +35,10 @@ def run_failing(argv, watch=(), timeout=15):
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(5)
+                proc.wait(5 * h5mount.SLOWDOWN)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10 * h5mount.SLOWDOWN)
     assert not wrongly_mounted, f"{argv} mounted {wrongly_mounted}"
     assert proc.returncode is not None and proc.returncode != 0, \
         f"{argv} exited {proc.returncode}; stderr: {err!r}"
@@ -46,7 +46,7 @@ def run_failing(argv, watch=(), timeout=15):
 
 
 def daemon(*args):
-    return [str(conftest.DAEMON), *map(str, args)]
+    return [str(h5mount.DAEMON), *map(str, args)]
 
 
 def assert_one_line_naming(stderr, *names):
@@ -68,8 +68,8 @@ def dirs(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _need_daemon():
-    if not conftest.DAEMON.exists():
-        pytest.fail(f"daemon not built: {conftest.DAEMON}")
+    if not h5mount.DAEMON.exists():
+        pytest.fail(f"daemon not built: {h5mount.DAEMON}")
 
 
 @pytest.mark.parametrize("opt,culprit", [

@@ -15,6 +15,7 @@ import subprocess
 import pytest
 
 import helpers
+from h5mount import SLOWDOWN
 from acceptance import (assert_no_libhdf5_noise, cli, daemon_lines,
                         file_status, fsync_path, h5_readable, make_hdf5,
                         mount_status, rescue_dir)  # noqa: F401 (fixture)
@@ -299,7 +300,7 @@ def test_a_file_its_writer_still_has_open_validates_by_structure(
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        ready, _, _ = select.select([proc.stdout], [], [], 30 * SLOWDOWN)
         assert ready, "the writer did not get ready"
         line = proc.stdout.readline()
         assert line == "ready\n", (line, proc.stderr.read())
@@ -317,7 +318,7 @@ def test_a_file_its_writer_still_has_open_validates_by_structure(
         assert st["hdf5"]["opens"] is True, st
         proc.stdin.write("\n")
         proc.stdin.flush()
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30 * SLOWDOWN)
         assert proc.returncode == 0 and out == "closed\n", err
     finally:
         if proc.poll() is None:

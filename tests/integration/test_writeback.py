@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-import conftest
+import h5mount
 import helpers
 from helpers import change_everything
 
@@ -212,12 +212,13 @@ def test_a_signal_with_a_file_open_for_writing_writes_back_and_exits_0(
                                    str(m / name)], stdout=subprocess.PIPE,
                                   stdin=subprocess.DEVNULL)
         try:
-            ready, _, _ = select.select([holder.stdout], [], [], 20)
+            ready, _, _ = select.select([holder.stdout], [], [],
+                                        20 * h5mount.SLOWDOWN)
             assert ready and holder.stdout.readline() == b"ready\n"
             assert m.signal(sig) == 0
         finally:
             holder.kill()
-            holder.wait(10)
+            holder.wait(10 * h5mount.SLOWDOWN)
             holder.stdout.close()
         assert not m.is_mounted()
         assert helpers.read_file(source / name) == HELD, f"round {round_}"
@@ -513,16 +514,16 @@ def _during_a_write_back(m, source, action):
     machine's). The command's setxattr holds the mount root's inode
     lock: action() must not create, remove or look up names in the root,
     or it waits for the end of the pass."""
-    proc = subprocess.Popen([str(conftest.DAEMON), "sync", str(m.path)],
+    proc = subprocess.Popen([str(h5mount.DAEMON), "sync", str(m.path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        deadline = time.monotonic() + 30 * conftest.SLOWDOWN
+        deadline = time.monotonic() + 30 * h5mount.SLOWDOWN
         while not helpers.tmp_files(source) and proc.poll() is None \
                 and time.monotonic() < deadline:
             time.sleep(0.0005)
         action()
-        out, err = proc.communicate(timeout=60 * conftest.SLOWDOWN)
+        out, err = proc.communicate(timeout=60 * h5mount.SLOWDOWN)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -47,8 +47,8 @@ export LSAN_OPTIONS="suppressions=$repo/tests/robust/lsan.supp:print_suppression
 
 suites=${ASAN_SUITES:-"tests/integration tests/robust"}
 echo "asan.sh: daemon $daemon; reports in $reports"
-# One pytest session per suite: the integration modules `import conftest`
-# and expect their own.
+# One pytest session per suite: each has its own conftest.py with fixtures
+# of the same names (mount, source).
 status=0
 for suite in $suites; do
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider "$suite" "$@"

@@ -1,7 +1,7 @@
 """Fixtures for the h5memfs robustness tests (tests/robust).
 
-They reuse the integration suite's Mount class (tests/integration/
-conftest.py, loaded under its own module name by rlib) and add:
+They use the mount harness of every suite (tests/lib/h5mount.py: Mount,
+the watchdog) and add:
 
 - `--long` (or H5MEMFS_LONG=1): run the tests marked `long` (30-minute
   exerciser, full PyTables suite); skipped otherwise.
@@ -18,14 +18,12 @@ conftest.py, loaded under its own module name by rlib) and add:
 
 import os
 import shutil
-import signal
-import threading
 
 import pytest
 
 import rlib
 
-ic = rlib.ic
+h5mount = rlib.h5mount
 
 
 def pytest_addoption(parser):
@@ -69,25 +67,8 @@ def _robust_watchdog(request):
         deadline = 240
     else:
         deadline = 90
-    deadline *= rlib.SLOWDOWN
-    with ic._live_lock:
-        before = set(map(id, ic._live))
-
-    def fire():
-        with ic._live_lock:
-            victims = [m for m in ic._live if id(m) not in before]
-        for m in victims:
-            m.killed_by_watchdog = True
-            try:
-                os.kill(m.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-    timer = threading.Timer(deadline, fire)
-    timer.daemon = True
-    timer.start()
-    yield
-    timer.cancel()
+    with h5mount.Watchdog(deadline * rlib.SLOWDOWN):
+        yield
 
 
 @pytest.fixture
@@ -125,12 +106,7 @@ def mount(open_tmp):
         return m
 
     yield make
-    errors = []
-    for m in reversed(made):
-        try:
-            m.finish()
-        except AssertionError as e:
-            errors.append(str(e))
+    errors = h5mount.finish_all(made)
     if errors:
         pytest.fail("\n\n".join(errors), pytrace=False)
 
@@ -159,10 +135,7 @@ def shm_dir():
 
 def pytest_sessionfinish(session, exitstatus):
     """No daemon and no mount outlives the suite."""
-    with ic._live_lock:
-        left = list(ic._live)
-    for m in left:
-        m.force_stop()
+    h5mount.stop_all()
 
 
 # --- POSIX conformance: one test body, three filesystems ----------------------

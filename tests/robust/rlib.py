@@ -1,15 +1,13 @@
-"""Shared pieces of the robustness tests: the integration suite's Mount class
-(imported from tests/integration/conftest.py under its own module name, so
-that both suites can run in one pytest session), directories that other
-users can traverse, running a function as another user in a forked child,
-subprocesses that are always killed on timeout, and checks that a daemon is
-still alive and answering.
+"""Shared pieces of the robustness tests, beside the mount harness of every
+suite (tests/lib/h5mount.py) and the integration suite's helpers
+(tests/lib/helpers.py): directories that other users can traverse, running
+a function as another user in a forked child, subprocesses that are always
+killed on timeout, and checks that a daemon is still alive and answering.
 
 This is not a test module and holds no fixtures (those are in conftest.py).
 """
 
 import errno
-import importlib.util
 import os
 import pickle
 import select
@@ -23,31 +21,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-INTEGRATION = REPO / "tests" / "integration"
 
-for p in (str(HERE), str(INTEGRATION)):
+for p in (str(HERE), str(REPO / "tests" / "lib")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-import helpers  # noqa: E402  (tests/integration/helpers.py)
+import h5mount  # noqa: E402  (tests/lib/h5mount.py)
+import helpers  # noqa: E402  (tests/lib/helpers.py)
+from h5mount import DAEMON, SLOWDOWN, Mount, run  # noqa: E402,F401
 
-
-def _load_integration_conftest():
-    name = "h5memfs_integration_conftest"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, INTEGRATION / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ic = _load_integration_conftest()
-Mount = ic.Mount
-DAEMON = ic.DAEMON
-SLOWDOWN = ic.SLOWDOWN
 PYTHON = "/usr/bin/python3"
 
 # The two data paths every data test runs on.
@@ -63,11 +45,6 @@ def open_dir(prefix, base="/tmp"):
     d = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     os.chmod(d, 0o755)
     return d
-
-
-def run(argv, timeout=60, check=True, **kw):
-    """helpers.run with the timeout scaled by H5MEMFS_TEST_SLOWDOWN."""
-    return helpers.run(argv, timeout=timeout * SLOWDOWN, check=check, **kw)
 
 
 class Child:

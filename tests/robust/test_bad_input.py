@@ -145,6 +145,17 @@ def test_a_file_too_big_for_source_fails_its_fsync_with_efbig_and_rescue(
     """An 8 EiB sparse file cannot go to ext4 (16 TiB at most): fsync says
     EFBIG, the unmount does not hang, the daemon exits non-zero and says
     so; the other files are written back."""
+    probe = source / "probe"
+    try:
+        probe.touch()
+        os.truncate(probe, (1 << 63) - 1)
+    except OSError:
+        pass  # as ext4 and XFS do: the case under test
+    else:
+        pytest.skip(f"SOURCE's filesystem ({source}) takes an 8 EiB file "
+                    "(tmpfs /tmp?): nothing is too big for it")
+    finally:
+        probe.unlink()
     rescue = open_tmp / "rescue"
     m = mount(source, [datapath, f"rescue={rescue}"], allow_stderr=True,
               expect_exit=None)
@@ -157,9 +168,9 @@ def test_a_file_too_big_for_source_fails_its_fsync_with_efbig_and_rescue(
         os.close(fd)
     rlib.daemon_answers(m)
     start = time.monotonic()
-    rc = m.unmount(timeout=60)
+    rc = m.unmount(timeout=60 * rlib.SLOWDOWN)
     m.expect_exit = rc
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < 60 * rlib.SLOWDOWN
     assert rc != 0
     assert "huge" in m.stderr()
     assert helpers.read_file(source / "small") == b"fine"

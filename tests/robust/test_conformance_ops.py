@@ -10,6 +10,7 @@ test_conformance_times.py.
 
 import fcntl
 import os
+import select
 import stat
 import struct
 import time
@@ -837,19 +838,27 @@ def test_ofd_locks_conflict_between_descriptors_of_one_process(fsd):
 
 
 def test_a_blocking_lock_waits_for_the_holder(fsd):
-    write(fsd.p("f"))
+    # Order, not time: the holder writes "released" just before it lets
+    # go, so a waiter that really waited reads it once it has the lock. A
+    # slow machine can only make the check weaker (a waiter that reaches
+    # lockf after the release), never fail it.
+    write(fsd.p("f"), b"held")
     fd = os.open(fsd.p("f"), os.O_RDWR)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX)
-        code = ("import fcntl,os,sys,time; fd=os.open(sys.argv[1],os.O_RDWR);"
-                "t=time.time(); fcntl.lockf(fd, fcntl.LOCK_EX);"
-                "print(round(time.time()-t,1))")
+        code = ("import fcntl,os,sys; fd=os.open(sys.argv[1],os.O_RDWR);"
+                "print('locking', flush=True); fcntl.lockf(fd, fcntl.LOCK_EX);"
+                "print(os.pread(fd, 100, 0).decode())")
         child = rlib.Child([rlib.PYTHON, "-c", code, fsd.p("f")])
-        time.sleep(0.5)
+        ready, _, _ = select.select([child.proc.stdout], [], [],
+                                    20 * rlib.SLOWDOWN)
+        assert ready and child.proc.stdout.readline() == b"locking\n"
+        time.sleep(0.5)  # time to reach lockf and block in it
+        os.pwrite(fd, b"released", 0)
         fcntl.lockf(fd, fcntl.LOCK_UN)
         rc, out, errout = child.wait(20)
         assert rc == 0, errout
-        assert float(out) >= 0.3
+        assert out.split() == ["released"]
     finally:
         os.close(fd)
 

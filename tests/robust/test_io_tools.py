@@ -81,8 +81,10 @@ def test_fio_verified_workloads(mount, source, datapath, open_tmp):
     m = mount(source, [datapath])
     job = open_tmp / "verify.fio"
     job.write_text(FIO_JOBS.format(dir=m.path))
+    # fio writes its verify state files (*-verify.state) into its working
+    # directory: the test's, not the caller's.
     res = rlib.run(["fio", "--output-format=terse", "--terse-version=3",
-                    str(job)], timeout=240, check=False)
+                    str(job)], timeout=240, check=False, cwd=open_tmp)
     assert res.returncode == 0, (f"fio exited {res.returncode}\n"
                                  f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     assert "verify" not in res.stderr.lower(), res.stderr[-3000:]

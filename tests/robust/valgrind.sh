@@ -42,8 +42,8 @@ if [ $# -eq 0 ]; then
 		"tests/robust/test_fsx.py::test_fsx_short[passthrough=off-source-700]"
 fi
 echo "valgrind.sh: daemon $daemon; logs in $logs"
-# One pytest session per directory: the integration modules
-# `import conftest` and expect their own.
+# One pytest session per directory: each suite has its own conftest.py
+# with fixtures of the same names (mount, source).
 status=0
 for dir in tests/integration tests/robust; do
 	args=()

@@ -1,8 +1,10 @@
-"""Helpers for the h5memfs mount tests: running commands with timeouts,
-snapshots of a directory tree, sample SOURCE trees, errno probes, renameat2.
+"""Helpers for the h5memfs mount tests (tests/integration, tests/robust):
+snapshots of a directory tree, sample SOURCE trees, errno probes,
+renameat2; and, from h5mount, commands run with a timeout (run) and
+mounts_at.
 
-This is not a test module and holds no fixtures (those are in conftest.py);
-everything here works on plain paths, mounted or not.
+This is not a test module and holds no fixtures (those are in the suites'
+conftest.py); everything here works on plain paths, mounted or not.
 """
 
 import ctypes
@@ -10,10 +12,11 @@ import errno
 import hashlib
 import os
 import stat
-import subprocess
 import sys
 
 import numpy as np
+
+from h5mount import mounts_at, run  # noqa: F401  (helpers.run, ...)
 
 PYTHON = sys.executable
 TMP_PREFIX = ".h5memfs-tmp."
@@ -25,20 +28,6 @@ T_OLDER_NS = 1_400_000_000_987_654_321
 
 OTHER_UID = 1234
 OTHER_GID = 5678
-
-
-def run(argv, timeout=60, check=True, **kw):
-    """subprocess.run with a timeout always set and text output captured."""
-    kw.setdefault("stdout", subprocess.PIPE)
-    kw.setdefault("stderr", subprocess.PIPE)
-    kw.setdefault("stdin", subprocess.DEVNULL)
-    kw.setdefault("text", True)
-    res = subprocess.run(argv, timeout=timeout, **kw)
-    if check and res.returncode != 0:
-        raise AssertionError(
-            f"{argv} exited {res.returncode}\nstdout: {res.stdout}\n"
-            f"stderr: {res.stderr}")
-    return res
 
 
 def run_python(code, *args, timeout=30, check=True):
@@ -211,19 +200,6 @@ def vm_rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
-
-
-def mounts_at(path):
-    """Lines of /proc/mounts whose mount point is path."""
-    path = os.path.realpath(path)
-    out = []
-    with open("/proc/mounts") as f:
-        for line in f:
-            fields = line.split()
-            mp = fields[1].replace("\\040", " ")
-            if mp == path:
-                out.append(fields)
-    return out
 
 
 # --- renameat2 -------------------------------------------------------------
