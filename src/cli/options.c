@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/memroom.h"
 #include "../core/size.h"
 
 #define OPT(t, p, v) { t, offsetof(struct opts, p), v }
@@ -138,6 +139,44 @@ static int opt_proc(void *data, const char *arg, int key,
 		return -1;
 	}
 	return 1;
+}
+
+/*
+ * max_memory: as given (a size, or a percentage of the room), else half
+ * the room: RAM, or what the memory cgroup leaves (memroom.h), so that a
+ * job under a memory limit meets ENOSPC rather than the OOM killer.
+ */
+static int set_max_memory(struct opts *o)
+{
+	const char *from;
+	char *group;
+	uint64_t room = memroom_bytes(&from, &group);
+	int n;
+
+	if (o->max_memory_s) {
+		if (size_parse(o->max_memory_s, room, &o->max_memory) < 0 ||
+		    o->max_memory < (1 << 20)) {
+			fprintf(stderr, "h5memfs: invalid value '%s' for "
+				"option max_memory: expected a size of at "
+				"least 1M (K, M, G, T suffixes) or a "
+				"percentage like 50%% (of %s)\n",
+				o->max_memory_s,
+				group ? "what the memory cgroup leaves" : "RAM");
+			free(group);
+			return -1;
+		}
+		n = asprintf(&o->max_memory_from, "max_memory=%s",
+			     o->max_memory_s);
+	} else {
+		o->max_memory = room / 2;
+		n = group ? asprintf(&o->max_memory_from,
+				     "half of what cgroup %s leaves", group)
+			  : asprintf(&o->max_memory_from, "half of RAM");
+	}
+	free(group);
+	if (n < 0)
+		o->max_memory_from = NULL;
+	return 0;
 }
 
 static int check_size(const char *name, const char *val, uint64_t def,
@@ -286,16 +325,8 @@ static int check_values(struct opts *o)
 	    check_size("page_size", o->page_size_s, 64 << 10, 4096, true,
 		       &o->page_size) < 0)
 		return -1;
-	o->max_memory = size_ram_bytes() / 2;
-	if (o->max_memory_s &&
-	    (size_parse(o->max_memory_s, size_ram_bytes(), &o->max_memory) < 0 ||
-	     o->max_memory < (1 << 20))) {
-		fprintf(stderr, "h5memfs: invalid value '%s' for option "
-			"max_memory: expected a size of at least 1M (K, M, G, "
-			"T suffixes) or a percentage of RAM like 50%%\n",
-			o->max_memory_s);
+	if (set_max_memory(o) < 0)
 		return -1;
-	}
 	if (!o->validate_s || !strcmp(o->validate_s, "strict")) {
 		o->validate = 0;
 	} else if (!strcmp(o->validate_s, "warn")) {
@@ -413,6 +444,7 @@ void opts_free(struct opts *o)
 	free(o->rescue);
 	free(o->passthrough_s);
 	free(o->max_memory_s);
+	free(o->max_memory_from);
 	fuse_opt_free_args(&o->fuse_args);
 }
 
@@ -438,7 +470,8 @@ void opts_print_help(const char *prog)
 "    -o page_size=SIZE      dirty tracking page, a power of two >= 4K\n"
 "                           (default 64K)\n"
 "    -o max_memory=SIZE     cap on the memory of all images together\n"
-"                           (K/M/G/T, or N%% of RAM; default 50%%): clean\n"
+"                           (K/M/G/T, or N%% of RAM or of the memory\n"
+"                           cgroup's room; default 50%%): clean\n"
 "                           images nobody has open are evicted first,\n"
 "                           then writes fail with ENOSPC\n"
 "    -o preload             load every file at mount, in the background\n"

@@ -29,6 +29,7 @@ struct opts {
 	int ro;
 	/* checked and converted */
 	uint64_t increment, page_size, max_memory;
+	char *max_memory_from;	/* why max_memory is what it is (status) */
 	int validate;			/* enum fs_validate */
 	unsigned commit;		/* seconds, 0 = off */
 	unsigned source_timeout;	/* seconds, 0 = wait for ever */

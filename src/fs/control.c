@@ -166,6 +166,8 @@ int fs_status_mount(struct fs *fs, char **json)
 	pthread_mutex_unlock(&fs->ns.lock);
 	sb_printf(&b, "{\"format\": 1, \"source\": ");
 	sb_json_str(&b, fs->source_path ? fs->source_path : "");
+	sb_printf(&b, ", \"max_memory_from\": ");
+	sb_json_str(&b, fs->o.max_memory_from ? fs->o.max_memory_from : "");
 	sb_printf(&b, ", \"volatile\": %s, \"data_path\": \"%s\", "
 		  "\"max_memory\": %llu, \"memory_used\": %llu, "
 		  "\"files_loaded\": %llu, \"dirty_files\": %llu, "

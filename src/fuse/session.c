@@ -151,6 +151,7 @@ int session_run(struct opts *o)
 		.increment = o->increment,
 		.page_size = o->page_size,
 		.max_memory = o->max_memory,
+		.max_memory_from = o->max_memory_from,
 		.sync_on_close = o->sync_on_close,
 		.validate = (enum fs_validate)o->validate,
 		.commit = o->commit,

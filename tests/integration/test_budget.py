@@ -17,7 +17,8 @@ import time
 import pytest
 
 import helpers
-from acceptance import (cli, daemon_lines, file_status, mount_status,
+from acceptance import (DAEMON, cli, daemon_lines, file_status,
+                        mount_status,
                         random_bytes, status, wait_until)
 
 KiB = 1 << 10
@@ -80,11 +81,85 @@ def test_max_memory_is_the_size_statfs_and_status_report(
 
 def test_max_memory_as_a_percentage_of_the_ram(mount, empty_source):
     m = mount(empty_source, options=["max_memory=10%"])
+    if "cgroup" in mount_status(mount(empty_source))["max_memory_from"]:
+        pytest.skip("this test runs under a memory limit")
     want = mem_total() // 10
     got = mount_status(m)["max_memory"]
     assert abs(got - want) <= max(want // 100, 64 * KiB), (got, want)
     total, _, _ = statfs_bytes(m.path)
     assert abs(total - got) <= 64 * KiB, (total, got)
+    assert m.unmount() == 0
+
+
+def test_without_max_memory_the_budget_is_half_of_the_ram(
+        mount, empty_source):
+    m = mount(empty_source)
+    ms = mount_status(m)
+    if ms["max_memory_from"] != "half of RAM":
+        pytest.skip(f"this test runs under a memory limit: "
+                    f"{ms['max_memory_from']}")
+    want = mem_total() // 2
+    assert abs(ms["max_memory"] - want) <= max(want // 100, 64 * KiB)
+    assert m.unmount() == 0
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A new memory cgroup under our own (v1 or v2): (its directory, its
+    limit file). Asked for before `mount`, so it is removed after the
+    daemons in it have exited."""
+    if os.geteuid() != 0:
+        pytest.skip("makes a cgroup: needs root")
+    with open("/proc/self/cgroup") as f:
+        lines = [ln.rstrip("\n").split(":", 2) for ln in f]
+    for _, ctrl, path in lines:
+        if "memory" in ctrl.split(","):
+            base = "/sys/fs/cgroup/memory" + path
+            limit = "memory.limit_in_bytes"
+            break
+    else:
+        path = next((p for n, c, p in lines if n == "0" and c == ""), "")
+        base = "/sys/fs/cgroup" + path
+        limit = "memory.max"
+    group = os.path.join(base, f"h5memfs-test-{os.getpid()}")
+    try:
+        os.mkdir(group)
+    except OSError as e:
+        pytest.skip(f"no memory cgroup can be made here: {e}")
+    try:
+        if not os.path.exists(os.path.join(group, limit)):
+            pytest.skip("the memory controller is not enabled here")
+        yield group, limit
+    finally:
+        os.rmdir(group)
+
+
+def test_under_a_memory_cgroup_the_default_budget_is_half_of_its_room(
+        memory_cgroup, mount, empty_source, tmp_path):
+    """A batch job limited to 512 MiB: the budget is half of what its
+    cgroup leaves, so the job meets ENOSPC, never the OOM killer."""
+    group, limit_file = memory_cgroup
+    with open(os.path.join(group, limit_file), "w") as f:
+        f.write(str(512 * MiB))
+    wrapper = tmp_path / "in-cgroup"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"echo $$ > '{group}/cgroup.procs' || exit 1\n"
+        f"exec '{DAEMON}' \"$@\"\n")
+    wrapper.chmod(0o755)
+    m = mount(empty_source, binary=wrapper)
+    ms = mount_status(m)
+    assert ms["max_memory_from"].startswith("half of what cgroup "), ms
+    assert 128 * MiB < ms["max_memory"] <= 256 * MiB, ms
+    # the budget holds: writing past it is ENOSPC, not a killed daemon
+    big = m / "big"
+    with pytest.raises(OSError) as e:
+        with open(big, "wb") as f:
+            for _ in range(300):
+                f.write(b"\0" * MiB)
+            os.fsync(f.fileno())
+    assert e.value.errno == errno.ENOSPC
+    os.unlink(big)
     assert m.unmount() == 0
 
 
