@@ -4,8 +4,15 @@
 #ifndef H5M_FS_INTERNAL_H
 #define H5M_FS_INTERNAL_H
 
+#include <stdio.h> /* RENAME_NOREPLACE, RENAME_EXCHANGE (glibc) */
+
 #include "../backing/writeback.h"
 #include "fs.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#define RENAME_EXCHANGE (1 << 1)
+#endif
 
 /* A SOURCE path for a log line: SOURCE itself ("") shows as ".". */
 static inline const char *fs_shown(const char *path)

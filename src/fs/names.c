@@ -16,11 +16,6 @@
 #include "../core/ts.h"
 #include "internal.h"
 
-#ifndef RENAME_NOREPLACE
-#define RENAME_NOREPLACE (1 << 0)
-#define RENAME_EXCHANGE (1 << 1)
-#endif
-
 /*
  * Write-back temporaries share SOURCE's directories, and a scan hides
  * their names as leftovers. In the mount such a name may still be given
@@ -39,18 +34,6 @@ static int check_name(const char *name, bool tmp_ok)
 	    !strncmp(name, SRC_TMP_PREFIX, sizeof(SRC_TMP_PREFIX) - 1))
 		return -EPERM;
 	return 0;
-}
-
-void fs_touch_mc(struct node *n)
-{
-	n->mtime = n->ctime = ns_now();
-	n->flags |= N_META_DIRTY;
-}
-
-void fs_touch_c(struct node *n)
-{
-	n->ctime = ns_now();
-	n->flags |= N_META_DIRTY;
 }
 
 /* Hand the kernel a reference and the attributes. ns.lock held. */

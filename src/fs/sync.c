@@ -93,37 +93,6 @@ void fs_destroy(struct fs *fs)
 	pthread_mutex_destroy(&fs->sync_lock);
 }
 
-int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
-	       const char *p2, mode_t mode, dev_t rdev, unsigned flags,
-	       const struct node *n)
-{
-	if (!fs->has_source)
-		return 0;
-	/*
-	 * A volatile mount never replays the journal, but still needs the
-	 * renames and links that move files it may load from SOURCE later:
-	 * those of SOURCE's files and of directories (which may hold them).
-	 */
-	if (fs->o.volatile_ &&
-	    ((kind != J_RENAME && kind != J_LINK) || !n ||
-	     (!(n->flags & N_FROM_SOURCE) && !S_ISDIR(n->mode) &&
-	      !(flags & RENAME_EXCHANGE))))
-		return 0;
-	return jrn_add(&fs->jrn, kind, p1, p2, mode, rdev, flags);
-}
-
-char *fs_source_path_locked(struct fs *fs, const struct node *n)
-{
-	bool unlinked;
-	char *p = ns_path(&fs->ns, n, &unlinked), *s;
-
-	if (!p)
-		return NULL;
-	s = jrn_source_path(&fs->jrn, p);
-	free(p);
-	return s;
-}
-
 static bool writes_source(const struct fs *fs)
 {
 	return fs->has_source && !fs->o.volatile_;
@@ -300,12 +269,6 @@ static void parents_touched(struct node *n)
 {
 	for (struct dentry *d = n->links; d; d = d->lnext)
 		d->dir->flags |= N_META_DIRTY;
-}
-
-bool fs_same_file(const struct src_ident *a, const struct src_ident *b)
-{
-	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-	       ts_equal(a->mtime, b->mtime);
 }
 
 /* "dir/data.h5" -> "dir/data.conflict-HOST-20261126-054500.h5" */
