@@ -157,11 +157,22 @@ void fs_touch_mc(struct node *n);
 /* Stamp ctime (and mark metadata dirty). */
 void fs_touch_c(struct node *n);
 
-/* Forget the SOURCE hard link entry for n: true if there was one (its
- * pin of n is then the caller's to drop). */
+/*
+ * SOURCE's hard links (hlink.c). ns.lock held for all of these.
+ * fs_hlink_find: the node already made for the file `st` describes
+ * (st_nlink > 1, not a directory), or NULL. fs_hlink_add: remember n as
+ * that node (pins it; on ENOMEM its other names become nodes of their
+ * own). fs_hlink_named: one more name of n was listed; once all are,
+ * the entry goes.
+ */
+struct node *fs_hlink_find(struct fs *fs, const struct stat *st);
+void fs_hlink_add(struct fs *fs, struct node *n, const struct stat *st);
+void fs_hlink_named(struct fs *fs, struct node *n);
+/* Forget the entry for n: true if there was one (its pin of n is then
+ * the caller's to drop). */
 bool fs_hlink_drop(struct fs *fs, struct node *n);
 void fs_hlinks_free(struct fs *fs);
-/* n took over old's names (ns_rebirth). ns.lock held. */
+/* n took over old's names (ns_rebirth). */
 void fs_hlink_moved(struct fs *fs, struct node *old, struct node *n);
 
 #endif

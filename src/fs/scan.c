@@ -13,70 +13,10 @@
 #include "../core/log.h"
 #include "internal.h"
 
-/*
- * A file with several names in SOURCE must be one node in the mount.
- * Entries seen with st_nlink > 1 are remembered by (dev, ino); the entry
- * pins its node while names of it may still be found in unscanned
- * directories.
- */
-struct hlink {
-	dev_t dev;
-	ino_t ino;
-	struct node *node;
-	struct hlink *next;
-};
-
 struct scan_ctx {
 	struct fs *fs;
 	struct node *dir;
 };
-
-static struct hlink *hlink_find(struct fs *fs, dev_t dev, ino_t ino)
-{
-	struct hlink *h;
-
-	for (h = fs->hlinks; h; h = h->next)
-		if (h->dev == dev && h->ino == ino)
-			return h;
-	return NULL;
-}
-
-bool fs_hlink_drop(struct fs *fs, struct node *n)
-{
-	struct hlink **pp = &fs->hlinks;
-
-	while (*pp && (*pp)->node != n)
-		pp = &(*pp)->next;
-	if (*pp) {
-		struct hlink *h = *pp;
-
-		*pp = h->next;
-		free(h);
-		return true;
-	}
-	return false;
-}
-
-void fs_hlink_moved(struct fs *fs, struct node *old, struct node *n)
-{
-	for (struct hlink *h = fs->hlinks; h; h = h->next) {
-		if (h->node == old) {
-			h->node = n;
-			ns_pin(n);
-			ns_unpin(&fs->ns, old);
-		}
-	}
-}
-
-void fs_hlinks_free(struct fs *fs)
-{
-	while (fs->hlinks) {
-		struct hlink *h = fs->hlinks;
-
-		fs->hlinks = h->next;
-		free(h);
-	}
-}
 
 static struct node *node_from_stat(struct fs *fs, const struct stat *st,
 				   const char *target)
@@ -105,41 +45,23 @@ static struct node *node_from_stat(struct fs *fs, const struct stat *st,
 static int scan_entry(void *arg, const char *name, const struct stat *st,
 		      const char *target)
 {
-	struct scan_ctx *c = arg;
-	struct fs *fs = c->fs;
-	struct hlink *h = NULL;
-	struct node *n;
+	struct scan_ctx c = *(struct scan_ctx *)arg;
+	struct fs *fs = c.fs;
+	struct node *seen = fs_hlink_find(fs, st), *n;
 	int err;
 
-	if (!S_ISDIR(st->st_mode) && st->st_nlink > 1)
-		h = hlink_find(fs, st->st_dev, st->st_ino);
-	n = h ? h->node : node_from_stat(fs, st, target);
+	n = seen ? seen : node_from_stat(fs, st, target);
 	if (!n)
 		return -ENOMEM;
-	err = ns_link(&fs->ns, c->dir, name, n);
+	err = ns_link(&fs->ns, c.dir, name, n);
 	if (err) {
 		ns_maybe_free(&fs->ns, n);
 		return err;
 	}
-	if (h) {
-		if (n->src_nlink)
-			n->src_nlink--;
-		/* every name found: SOURCE holds no more of this file */
-		if (!n->src_nlink) {
-			fs_hlink_drop(fs, n);
-			ns_unpin(&fs->ns, n);
-		}
-	} else if (!S_ISDIR(st->st_mode) && st->st_nlink > 1) {
-		h = calloc(1, sizeof(*h));
-		if (h) {
-			h->dev = st->st_dev;
-			h->ino = st->st_ino;
-			h->node = n;
-			h->next = fs->hlinks;
-			fs->hlinks = h;
-			ns_pin(n);
-		}
-	}
+	if (seen)
+		fs_hlink_named(fs, n);
+	else
+		fs_hlink_add(fs, n, st);
 	return 0;
 }
 
