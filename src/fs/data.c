@@ -208,7 +208,7 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 		return 0;
 	}
 	log_info("a file changed in SOURCE; loading it again");
-	if (fs->o.kernel_times) {
+	if (fs_kernel_keeps_times(fs)) {
 		/*
 		 * The kernel's writeback cache trusts the size it knows of
 		 * this inode over ours: give the names a new node, and have
@@ -284,8 +284,8 @@ static void load_run(struct fs_job *j)
 	}
 	lj->held = (uint64_t)st.st_size;
 	err = src_load_fd(lj->fd, &lj->img, &lj->id);
-	if (!err && fs->o.kernel_writes)
-		img_sums_take(&lj->img);
+	if (!err)
+		fs_image_loaded(fs, &lj->img);
 	if (err)
 		log_warn("cannot load %s from SOURCE: %s", path,
 			 strerror(-err));
@@ -405,7 +405,7 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
 		pthread_mutex_unlock(&fs->ns.lock);
 	}
 	pthread_mutex_unlock(&n->io);
-	if (!err && fs->o.kernel_writes && (flags & O_ACCMODE) != O_RDONLY) {
+	if (!err && fs_kernel_writes(fs) && (flags & O_ACCMODE) != O_RDONLY) {
 		/*
 		 * The kernel writes these images itself and meets the
 		 * budget's ENOSPC without asking us to evict: keep an eighth
@@ -433,128 +433,6 @@ void fs_unload_locked(struct fs *fs, struct node *n)
 	img_destroy(&n->img);
 	img_init(&n->img, fs->o.page_size);
 	n->flags &= ~(unsigned)N_LOADED;
-}
-
-/* Whether a read at `when` moves n's atime. ns.lock held. */
-static bool atime_due(const struct fs *fs, const struct node *n,
-		      struct timespec when)
-{
-	switch (fs->o.atime) {
-	case FS_NOATIME:
-		return false;
-	case FS_STRICTATIME:
-		return true;
-	default: /* as the kernel's relatime_need_update() */
-		return !ts_before(n->mtime, n->atime) ||
-		       !ts_before(n->ctime, n->atime) ||
-		       when.tv_sec - n->atime.tv_sec >= 24 * 60 * 60;
-	}
-}
-
-bool fs_atime_due(struct fs *fs, struct node *n)
-{
-	bool due;
-
-	pthread_mutex_lock(&fs->ns.lock);
-	due = atime_due(fs, n, ns_now());
-	pthread_mutex_unlock(&fs->ns.lock);
-	return due;
-}
-
-bool fs_accessed(struct fs *fs, struct node *n)
-{
-	struct timespec now = ns_now();
-	bool moved;
-
-	pthread_mutex_lock(&fs->ns.lock);
-	moved = atime_due(fs, n, now);
-	if (moved)
-		n->atime = now;
-	pthread_mutex_unlock(&fs->ns.lock);
-	return moved;
-}
-
-void fs_notice_kernel_writes(struct fs *fs, struct node *n)
-{
-	struct timespec mtime, atime;
-	bool written;
-
-	if (!fs->o.kernel_writes || !S_ISREG(n->mode) ||
-	    !(n->flags & N_LOADED))
-		return;
-	written = img_changed_behind(&n->img, &mtime, &atime);
-	if (written) {
-		/*
-		 * The kernel stamps with its coarse clock, which can lag our
-		 * CLOCK_REALTIME stamps: never let ctime go back.
-		 */
-		if (ts_before(mtime, n->ctime))
-			mtime = n->ctime;
-		n->mtime = n->ctime = mtime;
-		n->flags |= N_DIRTY | N_META_DIRTY;
-		n->wgen++;
-	}
-	/* read through passthrough (the image's atime moved) */
-	if (atime.tv_nsec != UTIME_OMIT && atime_due(fs, n, atime))
-		n->atime = atime;
-}
-
-/* Could n hold stores through a mapping that left no trace? ns.lock held. */
-static bool may_hold_mapped_writes(const struct fs *fs, const struct node *n)
-{
-	return fs->o.kernel_writes && S_ISREG(n->mode) &&
-	       (n->flags & N_LOADED) && !(n->flags & N_DIRTY) && n->img.sums;
-}
-
-/* Compare n's page checksums; mark n dirty when a page changed. */
-static void find_mapped_writes_of(struct fs *fs, struct node *n)
-{
-	pthread_mutex_lock(&n->io);
-	if (img_sums_mark(&n->img, NULL, NULL) == 0 &&
-	    img_dirty_pages(&n->img)) {
-		pthread_mutex_lock(&fs->ns.lock);
-		n->flags |= N_DIRTY;
-		n->wgen++;
-		pthread_mutex_unlock(&fs->ns.lock);
-	}
-	pthread_mutex_unlock(&n->io);
-}
-
-void fs_find_mapped_writes_in(struct fs *fs, struct node *n)
-{
-	bool maybe;
-
-	pthread_mutex_lock(&fs->ns.lock);
-	maybe = may_hold_mapped_writes(fs, n);
-	pthread_mutex_unlock(&fs->ns.lock);
-	if (maybe)
-		find_mapped_writes_of(fs, n);
-}
-
-void fs_find_mapped_writes(struct fs *fs)
-{
-	struct node **v;
-	size_t count = 0, i = 0;
-
-	if (!fs->o.kernel_writes)
-		return;
-	pthread_mutex_lock(&fs->ns.lock);
-	for (struct node *n = fs->ns.all; n; n = n->all_next)
-		count += may_hold_mapped_writes(fs, n);
-	v = malloc((count ? count : 1) * sizeof(*v));
-	for (struct node *n = fs->ns.all; v && n && i < count; n = n->all_next)
-		if (may_hold_mapped_writes(fs, n)) {
-			ns_pin(n);
-			v[i++] = n;
-		}
-	pthread_mutex_unlock(&fs->ns.lock);
-	for (size_t k = 0; v && k < i; k++) {
-		find_mapped_writes_of(fs, v[k]);
-		pthread_mutex_lock(&fs->ns.lock);
-		ns_unpin(&fs->ns, v[k]);
-		pthread_mutex_unlock(&fs->ns.lock);
-	}
-	free(v);
 }
 
 char **fs_open_paths(struct fs *fs)
@@ -656,22 +534,13 @@ int fs_read(struct fs *fs, struct node *n, void *buf, size_t size,
 }
 
 /*
- * After data changed: mark dirty, stamp times. With the kernel's
- * writeback cache the kernel keeps mtime and ctime itself and sends
- * them (SETATTR) with its writes: a WRITE that arrives late must not
- * stamp a later time than the one programs saw. `held`: the room
- * fs_reserve held for the write, counted now.
+ * After data changed: mark dirty, stamp times (as the data path says).
+ * `held`: the room fs_reserve held for the write, counted now.
  */
 static void wrote(struct fs *fs, struct node *n, uint64_t held)
 {
 	pthread_mutex_lock(&fs->ns.lock);
-	fs_notice_kernel_writes(fs, n);
-	n->flags |= N_DIRTY;
-	n->wgen++;
-	if (fs->o.kernel_times)
-		n->flags |= N_META_DIRTY;
-	else
-		fs_touch_mc(n);
+	fs_data_changed_locked(fs, n);
 	ns_account(&fs->ns, n);
 	fs->ns.mem_reserved -= held;
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -691,17 +560,7 @@ int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
 		*held = need;
 		return 0;
 	}
-	/*
-	 * Refused. The kernel's writeback cache already told the writer
-	 * yes and counts the file this long; it reports the ENOSPC at
-	 * fsync or close. Keep the sizes agreeing with a hole, which costs
-	 * no memory, so that SOURCE gets the length programs saw.
-	 */
-	if (fs->o.kernel_times) {
-		pthread_mutex_lock(&n->io);
-		img_truncate(&n->img, off + len);
-		pthread_mutex_unlock(&n->io);
-	}
+	fs_write_refused(fs, n, off + len);
 	return -ENOSPC;
 }
 

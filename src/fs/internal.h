@@ -129,16 +129,37 @@ int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 	       const char *p2, mode_t mode, dev_t rdev, unsigned flags,
 	       const struct node *n);
 
+/* The same file in SOURCE as when loaded? (ctime left out: renames) */
+bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
+
+/* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
+void fs_unload_locked(struct fs *fs, struct node *n);
+
+/* Stamp mtime and ctime with now. */
+void fs_touch_mc(struct node *n);
+/* Stamp ctime (and mark metadata dirty). */
+void fs_touch_c(struct node *n);
+
+/*
+ * The kernel's data path (kernel.c): every difference between the
+ * passthrough and the daemon path is one of these.
+ */
+/* Passthrough: the kernel reads, writes and maps images without us. */
+static inline bool fs_kernel_writes(const struct fs *fs)
+{
+	return fs->o.kernel_writes;
+}
+/* Writeback cache: the kernel owns mtime, ctime and a cached size. */
+static inline bool fs_kernel_keeps_times(const struct fs *fs)
+{
+	return fs->o.kernel_times;
+}
 /*
  * Passthrough: notice writes the kernel made to n's image itself (its
  * memfd has a new mtime): take that time, mark n dirty; and reads (a
  * new atime): move n's atime by the mount's rule. ns.lock held.
  */
 void fs_notice_kernel_writes(struct fs *fs, struct node *n);
-
-/* The same file in SOURCE as when loaded? (ctime left out: renames) */
-bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
-
 /*
  * Passthrough: stores through a writable shared mapping of an image
  * change no mtime once the page is mapped. Before a write-back, compare
@@ -148,14 +169,21 @@ bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
 void fs_find_mapped_writes(struct fs *fs);
 /* The same for one file. Takes the locks. */
 void fs_find_mapped_writes_in(struct fs *fs, struct node *n);
-
-/* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
-void fs_unload_locked(struct fs *fs, struct node *n);
-
-/* Stamp mtime and ctime with now. */
-void fs_touch_mc(struct node *n);
-/* Stamp ctime (and mark metadata dirty). */
-void fs_touch_c(struct node *n);
+/*
+ * n's data changed through the daemon (a write, fallocate): mark it
+ * dirty, and stamp mtime and ctime unless the kernel keeps them.
+ * ns.lock held.
+ */
+void fs_data_changed_locked(struct fs *fs, struct node *n);
+/* n was truncated (`changed`: to another size). ns.lock held. */
+void fs_truncated_locked(struct fs *fs, struct node *n, bool changed);
+/*
+ * A write ending at `end` was refused (ENOSPC): with the writeback
+ * cache, the file still takes that size, as a hole. Takes n->io.
+ */
+void fs_write_refused(struct fs *fs, struct node *n, uint64_t end);
+/* An image was just read from SOURCE (passthrough: take checksums). */
+void fs_image_loaded(struct fs *fs, struct img *im);
 
 /*
  * SOURCE's hard links (hlink.c). ns.lock held for all of these.

@@ -143,7 +143,7 @@ static int set_size(struct fs *fs, struct node *n, uint64_t size)
 	err = fs_open(fs, n, O_RDWR | (size == 0 ? O_TRUNC : 0), NULL);
 	if (err)
 		return err;
-	if (size == 0 && fs->o.kernel_times) {
+	if (size == 0 && fs_kernel_keeps_times(fs)) {
 		/* that O_TRUNC only spares a load: the times stay */
 		pthread_mutex_lock(&fs->ns.lock);
 		n->mtime = mtime;
@@ -155,13 +155,8 @@ static int set_size(struct fs *fs, struct node *n, uint64_t size)
 	err = img_truncate(&n->img, size);
 	pthread_mutex_unlock(&n->io);
 	pthread_mutex_lock(&fs->ns.lock);
-	if (!err && !fs->o.kernel_times) {
-		fs_notice_kernel_writes(fs, n);
-		n->flags |= N_DIRTY;
-		fs_touch_mc(n);
-	} else if (!err && old != size) {
-		n->flags |= N_DIRTY;
-	}
+	if (!err)
+		fs_truncated_locked(fs, n, old != size);
 	pthread_mutex_unlock(&fs->ns.lock);
 	fs_close(fs, n);
 	return err;

@@ -255,7 +255,7 @@ static int snapshot_file(struct fs *fs, struct node *n, struct wb_file *f)
 	f->xattrs = xattrs_copy(n->xattrs);
 	/* only changed pages, when the image is SOURCE's file plus edits */
 	if ((n->flags & N_FROM_SOURCE) && n->ident.ino &&
-	    (!fs->o.kernel_writes || n->img.sums))
+	    (!fs_kernel_writes(fs) || n->img.sums))
 		f->pages = &n->img;
 	if (n->xattrs && !f->xattrs) {
 		paths_free(f->paths, i);
@@ -440,7 +440,7 @@ static int write_file(struct fs *fs, struct node *n)
 	snap_size = f.size;
 	orig = f.paths[0];
 	name = strdup(orig);
-	if (fs->o.kernel_writes) {
+	if (fs_kernel_writes(fs)) {
 		/*
 		 * Writes did not pass here: find the changed pages, and take
 		 * the checksums the copy will be at least as new as (changes
@@ -491,7 +491,7 @@ out:
 		n->flags |= N_CONFLICT;
 		img_written(&n->img, snap_size); /* saved: nothing pending */
 		parents_touched(n); /* the conflict name is new there */
-		if (fs->o.kernel_writes) {
+		if (fs_kernel_writes(fs)) {
 			img_sums_set(&n->img, sums, nsums);
 			sums = NULL;
 		}
@@ -512,7 +512,7 @@ out:
 		n->flags |= N_FROM_SOURCE;
 		n->ident = id;
 		img_written(&n->img, snap_size);
-		if (fs->o.kernel_writes) {
+		if (fs_kernel_writes(fs)) {
 			img_sums_set(&n->img, sums, nsums);
 			sums = NULL;
 		}
