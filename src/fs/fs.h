@@ -89,7 +89,8 @@ struct fs {
 	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
 	void *flush_arg;
 	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
-	unsigned live_jobs;		/* helper threads still running */
+	pthread_mutex_t jobs_lock;	/* guards helpers */
+	struct fs_helper *helpers;	/* SOURCE helper threads to join */
 };
 
 /* The xattr that makes one file volatile (never written back). */
@@ -122,8 +123,11 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o);
 int fs_scan_root(struct fs *fs);
 
 /*
- * Free everything (no write-back: call fs_sync_all first). If a SOURCE
- * call still hangs after 2 s, nothing is freed (its thread may wake).
+ * Stop the preload and commit threads, join every SOURCE helper thread,
+ * and free everything (no write-back: call fs_sync_all first). A helper
+ * blocked in a SOURCE call that still hangs after 2 s cannot be joined:
+ * then nothing is freed (its thread may wake and use it), and that
+ * thread is still blocked when the process exits.
  */
 void fs_destroy(struct fs *fs);
 

@@ -42,6 +42,7 @@ struct fs_job {
 	struct fs *fs;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	struct fs_helper *helper;	/* its thread, if it has one */
 	bool done, late;
 	int refs;
 };
@@ -56,8 +57,12 @@ int fs_job_run(struct fs *fs, struct fs_job *j);
 void fs_job_put(struct fs_job *j);
 /* Log that SOURCE did not answer for `what` of n; returns -EIO. */
 int fs_job_failed(struct fs *fs, struct node *n, const char *what);
-/* Wait up to ms for every helper to end; false if some still run. */
-bool fs_jobs_settle(struct fs *fs, unsigned ms);
+/*
+ * Wait up to ms for every helper thread to end, and join each that
+ * did. Returns false if some still run (blocked on SOURCE): those can
+ * neither be joined nor stopped, and keep using fs.
+ */
+bool fs_jobs_end(struct fs *fs, unsigned ms);
 /* Whether a SOURCE call is hanging right now (past its deadline). */
 bool fs_source_hangs(struct fs *fs);
 

@@ -256,7 +256,7 @@ Test(fs, a_source_that_does_not_answer_fails_an_open_with_eio_in_time)
 	w = open(p, O_WRONLY | O_NONBLOCK);
 	cr_assert_geq(w, 0);
 	close(w);
-	cr_assert(fs_jobs_settle(&fs, 5000));
+	cr_assert(fs_jobs_end(&fs, 5000));
 	cr_assert_eq(fs.stuck_jobs, 0);
 	cr_assert_not(a->flags & N_LOADED);
 }
