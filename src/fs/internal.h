@@ -146,6 +146,29 @@ void fs_touch_mc(struct node *n);
 void fs_touch_c(struct node *n);
 
 /*
+ * Replay the journal on SOURCE until it is empty (replay.c).
+ * fs_replay_and_lock: replay_lock held; returns holding ns.lock too,
+ * whatever the result: on success the journal is empty then, so that
+ * paths resolved before the caller lets go of ns.lock are SOURCE's paths
+ * as they are (a directory made in the mount is there too). On an error
+ * the failed operation stays first in the journal; it is logged unless
+ * `quiet`. fs_replay_all takes and releases both locks. 0 or -errno.
+ */
+int fs_replay_and_lock(struct fs *fs, bool quiet);
+int fs_replay_all(struct fs *fs);
+
+/*
+ * Write back one node (wbfile.c); sync_lock held, no other lock.
+ * fs_write_file: a dirty regular file's data (and metadata with it).
+ * Returns 0, FS_WB_CONFLICT (saved beside a file changed behind the
+ * mount: durable, but fsync reports EIO), or -errno (the file stays
+ * dirty). fs_write_meta: make SOURCE's metadata of n the mount's.
+ */
+#define FS_WB_CONFLICT 1
+int fs_write_file(struct fs *fs, struct node *n);
+int fs_write_meta(struct fs *fs, struct node *n);
+
+/*
  * The kernel's data path (kernel.c): every difference between the
  * passthrough and the daemon path is one of these.
  */

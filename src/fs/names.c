@@ -518,7 +518,7 @@ static int rename_check(struct dentry *src, struct dentry *dst,
  * (or d's own stand-in). If d's file is being replaced in SOURCE right
  * now (a write-back of d, or of the file whose stand-in d waits for),
  * its identity is known only when that write-back ends
- * (standin_settle in sync.c). ns.lock held.
+ * (standin_settle in wbfile.c). ns.lock held.
  */
 static void stand_in(struct fs *fs, struct node *s, struct node *d)
 {
