@@ -137,13 +137,27 @@ int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 /* The same file in SOURCE as when loaded? (ctime left out: renames) */
 bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
 
-/* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
-void fs_unload_locked(struct fs *fs, struct node *n);
-
 /* Stamp mtime and ctime with now. */
 void fs_touch_mc(struct node *n);
 /* Stamp ctime (and mark metadata dirty). */
 void fs_touch_c(struct node *n);
+
+/*
+ * The max_memory budget (memory.c). fs_make_room_locked: evict clean
+ * images nobody has open, least recently used first, until `need` more
+ * bytes fit beside the images and what loads and writes in progress
+ * hold; ns.lock held. fs_hold_room: the same, taking ns.lock, and hold
+ * the room against other loads and writes until fs_unreserve(held)
+ * (the memory a load or a write takes is counted only after it is
+ * there, and two of them running at once must not both be given the
+ * same free room: the private tmpfs, sized to the budget, would refuse
+ * the second). 0 or -ENOSPC.
+ */
+int fs_make_room_locked(struct fs *fs, uint64_t need);
+int fs_hold_room(struct fs *fs, uint64_t need);
+void fs_unreserve(struct fs *fs, uint64_t held);
+/* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
+void fs_unload_locked(struct fs *fs, struct node *n);
 
 /*
  * Replay the journal on SOURCE until it is empty (replay.c).
