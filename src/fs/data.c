@@ -14,8 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../core/log.h"
-#include "../core/ts.h"
 #include "internal.h"
 
 int fs_flush(struct fs *fs, struct node *n)
