@@ -104,6 +104,7 @@ static void node_free(struct ns *ns, struct node *n)
 		close(n->direct_fd);
 	img_destroy(&n->img);
 	ns_xattr_free_all(n);
+	free(n->wb);
 	pthread_mutex_destroy(&n->io);
 	free(n->target);
 	if (n->all_prev)

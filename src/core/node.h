@@ -103,7 +103,9 @@ struct node {
 	struct timespec listed_mtime;	/* dir: SOURCE's mtime when listed */
 	uint64_t checked_ms;		/* dir: when SOURCE was last asked */
 	struct src_ident replaces;	/* new file renamed over this one */
-	struct wb_result wb;		/* last write-back of this file */
+	struct wb_result *wb;		/* last write-back of this file; NULL
+					   until its first (only files
+					   written back pay for it) */
 	struct img img;			/* regular files: the content */
 	pthread_mutex_t io;		/* serialises loading and write-back */
 	struct node *all_prev, *all_next; /* every live node, for teardown */

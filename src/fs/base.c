@@ -55,6 +55,13 @@ uint64_t fs_now_ms(void)
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
+const struct wb_result *fs_wb_result(const struct node *n)
+{
+	static const struct wb_result none; /* never written back */
+
+	return n->wb ? n->wb : &none;
+}
+
 void fs_touch_mc(struct node *n)
 {
 	n->mtime = n->ctime = ns_now();

@@ -119,15 +119,16 @@ int fs_status_file(struct fs *fs, struct node *n, char **json)
 		  (unsigned long long)(loaded ? img_mem_bytes(&n->img) : 0),
 		  (unsigned long long)(loaded ? dirty_bytes(fs, n) : 0),
 		  n->flags & N_VOLATILE ? "true" : "false");
-	time_json(&b, &n->wb.when);
+	time_json(&b, &fs_wb_result(n)->when);
 	sb_printf(&b, ", \"ok\": %s, \"error\": ",
-		  n->wb.when.tv_sec && !n->wb.err ? "true" : "false");
-	if (n->wb.err)
-		sb_json_str(&b, strerror(-n->wb.err));
+		  fs_wb_result(n)->when.tv_sec && !fs_wb_result(n)->err ?
+			  "true" : "false");
+	if (fs_wb_result(n)->err)
+		sb_json_str(&b, strerror(-fs_wb_result(n)->err));
 	else
 		sb_printf(&b, "null");
 	sb_printf(&b, ", \"note\": ");
-	sb_json_str(&b, n->wb.note);
+	sb_json_str(&b, fs_wb_result(n)->note);
 	sb_printf(&b, "}, \"hdf5\": ");
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (loaded)

@@ -137,6 +137,9 @@ int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 /* The same file in SOURCE as when loaded? (ctime left out: renames) */
 bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
 
+/* n's last write-back (all zero before the first). ns.lock held. */
+const struct wb_result *fs_wb_result(const struct node *n);
+
 /* Stamp mtime and ctime with now. */
 void fs_touch_mc(struct node *n);
 /* Stamp ctime (and mark metadata dirty). */

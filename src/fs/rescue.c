@@ -120,7 +120,7 @@ unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost)
 			bad++;
 		} else {
 			log_err("%s could not be written back to SOURCE (%s); "
-				"saved as %s/%s", rel, n->wb.note, dir, rel);
+				"saved as %s/%s", rel, fs_wb_result(n)->note, dir, rel);
 			saved++;
 		}
 		free(rel);

@@ -154,10 +154,12 @@ static void set_result(struct node *n, int err, const char *fmt, ...)
 {
 	va_list ap;
 
-	n->wb.err = err;
-	n->wb.when = ns_now();
+	if (!n->wb && !(n->wb = calloc(1, sizeof(*n->wb))))
+		return; /* ENOMEM: status shows the previous result */
+	n->wb->err = err;
+	n->wb->when = ns_now();
 	va_start(ap, fmt);
-	vsnprintf(n->wb.note, sizeof(n->wb.note), fmt, ap);
+	vsnprintf(n->wb->note, sizeof(n->wb->note), fmt, ap);
 	va_end(ap);
 }
 
@@ -254,7 +256,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 	err = fs_load_xattrs(fs, n, false);
 	if (err) {
 		pthread_mutex_lock(&fs->ns.lock);
-		if (n->wb.err != err)
+		if (fs_wb_result(n)->err != err)
 			log_err("cannot read the xattrs of a file in SOURCE: "
 				"%s; it stays in memory", strerror(-err));
 		set_result(n, err, "reading its xattrs in SOURCE: %s",
@@ -372,7 +374,7 @@ out:
 		fs->stats.writeback_bytes += written;
 		set_result(n, 0, "written");
 	} else if (err != -EIO || !(n->flags & N_INVALID)) {
-		if (n->wb.err != err)
+		if (fs_wb_result(n)->err != err)
 			log_err("cannot write back %s to SOURCE: %s; it stays "
 				"in memory", name ? name : "a file",
 				strerror(-err));
