@@ -300,3 +300,44 @@ Test(fs, a_source_that_does_not_answer_fails_an_open_with_eio_in_time)
 	cr_assert_eq(fs.stuck_jobs, 0);
 	cr_assert_not(a->flags & N_LOADED);
 }
+
+static void no_flush(void *arg)
+{
+	(void)arg;
+}
+
+/* The checks after fs_destroy; a new mount for the suite's teardown. */
+static void destroy_and_restart(void (*check)(void))
+{
+	stop();
+	check();
+	start(false);
+}
+
+static void threads_ended(void)
+{
+	cr_assert_not(fs.preload.running);
+	cr_assert_not(fs.committing);
+	cr_assert_null(fs.helpers);
+}
+
+/* The end of a mount leaves no thread of src/fs running. */
+Test(fs, destroy_ends_the_preload_and_commit_threads)
+{
+	fs.o.commit = 3600;
+	cr_assert_eq(fs_preload_start(&fs), 0);
+	cr_assert_eq(fs_commit_start(&fs, no_flush, NULL), 0);
+	cr_assert(fs.preload.running);
+	cr_assert(fs.committing);
+	destroy_and_restart(threads_ended);
+}
+
+Test(fs, destroy_joins_the_source_helpers)
+{
+	struct node *a = look(fs.ns.root, "a");
+
+	cr_assert_eq(fs_open(&fs, a, O_RDONLY, NULL), 0);
+	fs_close(&fs, a);
+	cr_assert_not_null(fs.helpers); /* the load ran in a helper */
+	destroy_and_restart(threads_ended);
+}
