@@ -20,7 +20,7 @@ const char *fs_state_name(const struct fs *fs, const struct node *n)
 		return S_ISDIR(n->mode) ? "directory" : "special";
 	if (n->flags & N_LOADING)
 		return "loading";
-	if (n->direct_fd >= 0)
+	if (n->file->direct_fd >= 0)
 		return "from SOURCE";
 	if (!(n->flags & N_LOADED))
 		return "not loaded";
@@ -36,16 +36,16 @@ const char *fs_state_name(const struct fs *fs, const struct node *n)
 /* Bytes a write-back would write (daemon path: exact; else estimate). */
 static uint64_t dirty_bytes(const struct fs *fs, const struct node *n)
 {
-	uint64_t size = 0, ps = UINT64_C(1) << n->img.page_shift, d;
+	uint64_t size = 0, ps = UINT64_C(1) << n->file->img.page_shift, d;
 
 	if (!(n->flags & N_DIRTY))
 		return 0;
-	img_size(&n->img, &size);
-	if (!(n->flags & N_FROM_SOURCE) || (fs->o.kernel_writes && !n->img.sums))
+	img_size(&n->file->img, &size);
+	if (!(n->flags & N_FROM_SOURCE) || (fs->o.kernel_writes && !n->file->img.sums))
 		return size;
-	d = img_dirty_pages(&n->img) * ps;
-	if (size > n->img.clean_size)
-		d += size - n->img.clean_size;
+	d = img_dirty_pages(&n->file->img) * ps;
+	if (size > n->file->img.clean_size)
+		d += size - n->file->img.clean_size;
 	return d < size ? d : size;
 }
 
@@ -69,8 +69,8 @@ static void hdf5_json(struct strbuf *b, struct node *n)
 	struct h5_report r;
 	uint64_t size = 0;
 
-	img_size(&n->img, &size);
-	if (n->img.fd < 0 || h5_inspect(n->img.fd, size, &r) < 0 ||
+	img_size(&n->file->img, &size);
+	if (n->file->img.fd < 0 || h5_inspect(n->file->img.fd, size, &r) < 0 ||
 	    !r.is_hdf5) {
 		sb_printf(b, "null");
 		return;
@@ -100,12 +100,12 @@ int fs_status_file(struct fs *fs, struct node *n, char **json)
 	pthread_mutex_lock(&n->io); /* a stable image for libhdf5 */
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
-	if (fs->o.kernel_writes && (n->flags & N_DIRTY))
-		img_sums_mark(&n->img, NULL, NULL);
+	if (fs->o.kernel_writes && n->file && (n->flags & N_DIRTY))
+		img_sums_mark(&n->file->img, NULL, NULL);
 	path = ns_path(&fs->ns, n, &unlinked);
 	loaded = S_ISREG(n->mode) && (n->flags & N_LOADED);
 	if (loaded)
-		img_size(&n->img, &size);
+		img_size(&n->file->img, &size);
 	else
 		size = n->size;
 	sb_printf(&b, "{\"path\": ");
@@ -116,7 +116,8 @@ int fs_status_file(struct fs *fs, struct node *n, char **json)
 		  "\"dirty_bytes\": %llu, \"volatile\": %s, "
 		  "\"last_writeback\": {\"time\": ",
 		  (unsigned long long)size,
-		  (unsigned long long)(loaded ? img_mem_bytes(&n->img) : 0),
+		  (unsigned long long)(loaded ? img_mem_bytes(&n->file->img)
+					      : 0),
 		  (unsigned long long)(loaded ? dirty_bytes(fs, n) : 0),
 		  n->flags & N_VOLATILE ? "true" : "false");
 	time_json(&b, &fs_wb_result(n)->when);
@@ -243,7 +244,7 @@ int fs_discard(struct fs *fs, struct node *n)
 		uint64_t size = 0;
 
 		fs_notice_kernel_writes(fs, n);
-		img_size(&n->img, &size);
+		img_size(&n->file->img, &size);
 		err = id_err;
 		if (err)
 			goto unlock_all;
@@ -277,9 +278,9 @@ in_place:
 		goto unlock_io;
 	}
 	/* in place: open handles and the kernel keep the same memfd */
-	err = img_truncate(&n->img, 0);
+	err = img_truncate(&n->file->img, 0);
 	if (!err)
-		err = src_load_fd(fd, &n->img, &id);
+		err = src_load_fd(fd, &n->file->img, &id);
 	if (!err && fstat(fd, &st) < 0)
 		err = -errno;
 	close(fd);
@@ -294,10 +295,10 @@ in_place:
 		n->ctime = st.st_ctim;
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY | N_INVALID |
 					N_CONFLICT);
-		img_clear_dirty(&n->img);
-		img_seen_now(&n->img);
+		img_clear_dirty(&n->file->img);
+		img_seen_now(&n->file->img);
 		if (fs->o.kernel_writes)
-			img_sums_take(&n->img);
+			img_sums_take(&n->file->img);
 	} else {
 		n->flags |= N_DIRTY; /* what is left is not SOURCE's */
 	}

@@ -38,13 +38,13 @@ int fs_data_fd(struct fs *fs, struct node *n)
 {
 	int err;
 
-	if (n->direct_fd >= 0)
-		return n->direct_fd; /* stable while a handle is open */
+	if (n->file->direct_fd >= 0)
+		return n->file->direct_fd; /* stable while a handle is open */
 	pthread_mutex_lock(&n->io);
-	err = img_open(&n->img);
+	err = img_open(&n->file->img);
 	pthread_mutex_unlock(&n->io);
 	(void)fs;
-	return err ? err : n->img.fd;
+	return err ? err : n->file->img.fd;
 }
 
 /*
@@ -60,10 +60,10 @@ static int reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
 	uint64_t need;
 
 	*held = 0;
-	if (n->direct_fd >= 0)
+	if (n->file->direct_fd >= 0)
 		return -EBADF; /* opened read-only: the kernel checks first */
 	/* memory the write can take, not its end: a far write is a hole */
-	need = img_new_bytes(&n->img, off, len);
+	need = img_new_bytes(&n->file->img, off, len);
 	if (!need || fs_hold_room(fs, need) == 0) {
 		*held = need;
 		return 0;
@@ -92,8 +92,8 @@ static int mark_written(struct fs *fs, struct node *n, uint64_t off,
 	int err;
 
 	pthread_mutex_lock(&n->io);
-	err = img_mark_dirty(&n->img, off, len);
-	img_reserve(&n->img, off + len, fs->o.increment);
+	err = img_mark_dirty(&n->file->img, off, len);
+	img_reserve(&n->file->img, off + len, fs->o.increment);
 	pthread_mutex_unlock(&n->io);
 	if (!err)
 		wrote(fs, n, held);
@@ -139,14 +139,14 @@ int fs_lseek(struct fs *fs, struct node *n, off_t off, int whence,
 	int err;
 
 	(void)fs;
-	if (n->img.fd < 0) {
+	if (n->file->img.fd < 0) {
 		/* an empty image: all one hole of size 0 */
-		err = img_size(&n->img, &size);
+		err = img_size(&n->file->img, &size);
 		if (err)
 			return err;
 		return -ENXIO;
 	}
-	r = lseek(n->img.fd, off, whence);
+	r = lseek(n->file->img.fd, off, whence);
 	if (r < 0)
 		return -errno;
 	*out = r;
@@ -161,11 +161,12 @@ int fs_fallocate(struct fs *fs, struct node *n, int mode, off_t off,
 	if (off < 0 || len <= 0)
 		return -EINVAL;
 	pthread_mutex_lock(&n->io);
-	err = img_open(&n->img);
-	if (!err && fallocate(n->img.fd, mode, off, len) < 0)
+	err = img_open(&n->file->img);
+	if (!err && fallocate(n->file->img.fd, mode, off, len) < 0)
 		err = -errno;
 	if (!err)
-		err = img_mark_dirty(&n->img, (uint64_t)off, (uint64_t)len);
+		err = img_mark_dirty(&n->file->img, (uint64_t)off,
+				     (uint64_t)len);
 	pthread_mutex_unlock(&n->io);
 	if (!err)
 		wrote(fs, n, 0);

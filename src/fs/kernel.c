@@ -72,7 +72,7 @@ void fs_notice_kernel_writes(struct fs *fs, struct node *n)
 	if (!fs->o.kernel_writes || !S_ISREG(n->mode) ||
 	    !(n->flags & N_LOADED))
 		return;
-	written = img_changed_behind(&n->img, &mtime, &atime);
+	written = img_changed_behind(&n->file->img, &mtime, &atime);
 	if (written) {
 		/*
 		 * The kernel stamps with its coarse clock, which can lag our
@@ -82,7 +82,7 @@ void fs_notice_kernel_writes(struct fs *fs, struct node *n)
 			mtime = n->ctime;
 		n->mtime = n->ctime = mtime;
 		n->flags |= N_DIRTY | N_META_DIRTY;
-		n->wgen++;
+		n->file->wgen++;
 	}
 	/* read through passthrough (the image's atime moved) */
 	if (atime.tv_nsec != UTIME_OMIT && atime_due(fs, n, atime))
@@ -93,18 +93,19 @@ void fs_notice_kernel_writes(struct fs *fs, struct node *n)
 static bool may_hold_mapped_writes(const struct fs *fs, const struct node *n)
 {
 	return fs->o.kernel_writes && S_ISREG(n->mode) &&
-	       (n->flags & N_LOADED) && !(n->flags & N_DIRTY) && n->img.sums;
+	       (n->flags & N_LOADED) && !(n->flags & N_DIRTY) &&
+	       n->file->img.sums;
 }
 
 /* Compare n's page checksums; mark n dirty when a page changed. */
 static void find_mapped_writes_of(struct fs *fs, struct node *n)
 {
 	pthread_mutex_lock(&n->io);
-	if (img_sums_mark(&n->img, NULL, NULL) == 0 &&
-	    img_dirty_pages(&n->img)) {
+	if (img_sums_mark(&n->file->img, NULL, NULL) == 0 &&
+	    img_dirty_pages(&n->file->img)) {
 		pthread_mutex_lock(&fs->ns.lock);
 		n->flags |= N_DIRTY;
-		n->wgen++;
+		n->file->wgen++;
 		pthread_mutex_unlock(&fs->ns.lock);
 	}
 	pthread_mutex_unlock(&n->io);
@@ -151,7 +152,7 @@ void fs_data_changed_locked(struct fs *fs, struct node *n)
 {
 	fs_notice_kernel_writes(fs, n);
 	n->flags |= N_DIRTY;
-	n->wgen++;
+	n->file->wgen++;
 	/*
 	 * With the writeback cache the kernel keeps mtime and ctime itself
 	 * and sends them (SETATTR) with its writes: a WRITE that arrives
@@ -186,7 +187,7 @@ void fs_write_refused(struct fs *fs, struct node *n, uint64_t end)
 	if (!fs->o.kernel_times)
 		return;
 	pthread_mutex_lock(&n->io);
-	img_truncate(&n->img, end);
+	img_truncate(&n->file->img, end);
 	pthread_mutex_unlock(&n->io);
 }
 

@@ -12,8 +12,8 @@
 /* Oldest use first. */
 static int by_use(const void *a, const void *b)
 {
-	uint64_t ua = (*(struct node *const *)a)->last_use;
-	uint64_t ub = (*(struct node *const *)b)->last_use;
+	uint64_t ua = (*(struct node *const *)a)->file->last_use;
+	uint64_t ub = (*(struct node *const *)b)->file->last_use;
 
 	return ua < ub ? -1 : ua > ub;
 }
@@ -50,7 +50,8 @@ int fs_make_room_locked(struct fs *fs, uint64_t need)
 		fs_notice_kernel_writes(fs, v[i]);
 		if (!(v[i]->flags & N_DIRTY)) {
 			log_debug("evicting a clean image of %llu bytes",
-				  (unsigned long long)v[i]->img.accounted);
+				  (unsigned long long)
+					  v[i]->file->img.accounted);
 			fs_unload_locked(fs, v[i]);
 			fs->stats.evictions++;
 		}
@@ -86,11 +87,11 @@ void fs_unload_locked(struct fs *fs, struct node *n)
 	uint64_t size = 0;
 
 	if (n->flags & N_LOADED) {
-		img_size(&n->img, &size);
+		img_size(&n->file->img, &size);
 		n->size = size;
 	}
-	fs->ns.mem_used -= n->img.accounted;
-	img_destroy(&n->img);
-	img_init(&n->img, fs->o.page_size);
+	fs->ns.mem_used -= n->file->img.accounted;
+	img_destroy(&n->file->img);
+	img_init(&n->file->img, fs->o.page_size);
 	n->flags &= ~(unsigned)N_LOADED;
 }

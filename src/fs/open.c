@@ -41,15 +41,15 @@ static void install(struct fs *fs, struct node *n, struct img *im,
 		    const struct src_ident *id, uint64_t *held)
 {
 	pthread_mutex_lock(&fs->ns.lock);
-	img_destroy(&n->img);
-	n->img = *im;
+	img_destroy(&n->file->img);
+	n->file->img = *im;
 	img_init(im, fs->o.page_size);
 	n->ident = *id;
 	n->size = id->size;
 	n->flags |= N_LOADED;
-	img_clear_dirty(&n->img);
-	img_seen_now(&n->img);
-	img_reserve(&n->img, id->size, fs->o.increment);
+	img_clear_dirty(&n->file->img);
+	img_seen_now(&n->file->img);
+	img_reserve(&n->file->img, id->size, fs->o.increment);
 	ns_account(&fs->ns, n);
 	fs->ns.mem_reserved -= *held;
 	*held = 0;
@@ -250,8 +250,8 @@ static int bring_in(struct fs *fs, struct node *n, int flags)
 		err = fs_job_failed(fs, n, "load");
 	} else if (!(err = lj->err)) {
 		if (lj->direct) {
-			if (n->direct_fd < 0) {
-				n->direct_fd = lj->fd;
+			if (n->file->direct_fd < 0) {
+				n->file->direct_fd = lj->fd;
 				lj->fd = -1;
 			}
 		} else {
@@ -278,7 +278,9 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
 		return -ESTALE;
 	}
 	first = n->nopen++ == 0;
-	n->last_use = ++fs->use_clock;
+	++fs->use_clock;
+	if (n->file)
+		n->file->last_use = fs->use_clock;
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (!S_ISREG(n->mode))
 		return 0;
@@ -295,17 +297,17 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
 		}
 		err = 0;
 	}
-	if (n->direct_fd >= 0 && (flags & O_ACCMODE) != O_RDONLY) {
+	if (n->file->direct_fd >= 0 && (flags & O_ACCMODE) != O_RDONLY) {
 		err = -ENOSPC; /* served from SOURCE: read-only */
 	} else if (n->flags & N_LOADED) {
 		if (trunc)
-			err = img_truncate(&n->img, 0);
+			err = img_truncate(&n->file->img, 0);
 	} else if (trunc) {
-		if (n->direct_fd >= 0) {
-			close(n->direct_fd);
-			n->direct_fd = -1;
+		if (n->file->direct_fd >= 0) {
+			close(n->file->direct_fd);
+			n->file->direct_fd = -1;
 		}
-	} else if (n->direct_fd < 0) {
+	} else if (n->file->direct_fd < 0) {
 		err = bring_in(fs, n, flags);
 		if (err == -ENOENT) {
 			/* removed from SOURCE behind the mount? */
@@ -367,13 +369,15 @@ int fs_close(struct fs *fs, struct node *n)
 
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
-	n->last_use = ++fs->use_clock;
-	if (--n->nopen == 0) {
-		id = n->kernel_id;
-		n->kernel_id = 0;
-		if (n->direct_fd >= 0) {
-			close(n->direct_fd);
-			n->direct_fd = -1;
+	++fs->use_clock;
+	if (n->file)
+		n->file->last_use = fs->use_clock;
+	if (--n->nopen == 0 && n->file) {
+		id = n->file->kernel_id;
+		n->file->kernel_id = 0;
+		if (n->file->direct_fd >= 0) {
+			close(n->file->direct_fd);
+			n->file->direct_fd = -1;
 		}
 	}
 	ns_maybe_free(&fs->ns, n);
@@ -384,20 +388,25 @@ int fs_close(struct fs *fs, struct node *n)
 int fs_kernel_handle(struct fs *fs, struct node *n,
 		     int (*reg)(void *arg, int fd), void *arg)
 {
+	struct node_file *f = n->file;
 	int id, err;
 
+	if (!f)
+		return -EINVAL; /* only regular files are opened */
 	pthread_mutex_lock(&n->io);
 	pthread_mutex_lock(&fs->ns.lock);
-	id = n->kernel_id;
+	id = f->kernel_id;
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (!id) {
 		/* a file served from SOURCE is backed by SOURCE's file */
-		err = n->direct_fd >= 0 ? 0 : img_open(&n->img);
-		id = err ? err : reg(arg, n->direct_fd >= 0 ? n->direct_fd
-							 : n->img.fd);
+		err = f->direct_fd >= 0 ? 0 : img_open(&f->img);
+		if (!err)
+			err = reg(arg, f->direct_fd >= 0 ? f->direct_fd
+							 : f->img.fd);
+		id = err;
 		if (id > 0) {
 			pthread_mutex_lock(&fs->ns.lock);
-			n->kernel_id = id;
+			f->kernel_id = id;
 			pthread_mutex_unlock(&fs->ns.lock);
 		}
 	}

@@ -103,7 +103,7 @@ static int snapshot_file(struct fs *fs, struct node *n, struct wb_file *f)
 		}
 	}
 	f->npaths = i;
-	f->fd = n->img.fd;
+	f->fd = n->file->img.fd;
 	f->mode = n->mode;
 	f->uid = n->uid;
 	f->gid = n->gid;
@@ -112,13 +112,13 @@ static int snapshot_file(struct fs *fs, struct node *n, struct wb_file *f)
 	f->xattrs = xattrs_copy(n->xattrs);
 	/* only changed pages, when the image is SOURCE's file plus edits */
 	if ((n->flags & N_FROM_SOURCE) && n->ident.ino &&
-	    (!fs_kernel_writes(fs) || n->img.sums))
-		f->pages = &n->img;
+	    (!fs_kernel_writes(fs) || n->file->img.sums))
+		f->pages = &n->file->img;
 	if (n->xattrs && !f->xattrs) {
 		paths_free(f->paths, i);
 		return -ENOMEM;
 	}
-	return img_size(&n->img, &f->size);
+	return img_size(&n->file->img, &f->size);
 }
 
 /* Parents of n: their time in SOURCE changed; fix it at the next pass. */
@@ -282,7 +282,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 		return 0;
 	}
 	err = snapshot_file(fs, n, &f);
-	gen = n->wgen;
+	gen = n->file->wgen;
 	before = n->flags & N_FROM_SOURCE ? n->ident : n->replaces;
 	fs->wb_busy = n;
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -299,8 +299,8 @@ int fs_write_file(struct fs *fs, struct node *n)
 		 * the checksums the copy will be at least as new as (changes
 		 * made during the copy must still differ from them after).
 		 */
-		img_seen_now(&n->img);
-		err = img_sums_mark(&n->img, &sums, &nsums);
+		img_seen_now(&n->file->img);
+		err = img_sums_mark(&n->file->img, &sums, &nsums);
 	}
 	if (!err)
 		err = validate(fs, n, &f);
@@ -342,13 +342,14 @@ out:
 		/* the data is durable beside; the image stays the mount's */
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
 		n->flags |= N_CONFLICT;
-		img_written(&n->img, snap_size); /* saved: nothing pending */
+		/* saved: nothing pending */
+		img_written(&n->file->img, snap_size);
 		parents_touched(n); /* the conflict name is new there */
 		if (fs_kernel_writes(fs)) {
-			img_sums_set(&n->img, sums, nsums);
+			img_sums_set(&n->file->img, sums, nsums);
 			sums = NULL;
 		}
-		if (n->wgen != gen) /* written while we copied */
+		if (n->file->wgen != gen) /* written while we copied */
 			n->flags |= N_DIRTY;
 		fs->stats.conflicts++;
 		set_result(n, -EIO, "SOURCE changed behind the mount; saved "
@@ -360,13 +361,13 @@ out:
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY | N_INVALID |
 					N_CONFLICT);
 		/* written while we copied: not clean, write it again */
-		if (n->wgen != gen)
+		if (n->file->wgen != gen)
 			n->flags |= N_DIRTY | N_META_DIRTY;
 		n->flags |= N_FROM_SOURCE;
 		n->ident = id;
-		img_written(&n->img, snap_size);
+		img_written(&n->file->img, snap_size);
 		if (fs_kernel_writes(fs)) {
-			img_sums_set(&n->img, sums, nsums);
+			img_sums_set(&n->file->img, sums, nsums);
 			sums = NULL;
 		}
 		parents_touched(n);
