@@ -10,8 +10,10 @@
  * again (its result is then kept, or thrown away, by the job itself), or
  * stays blocked. The job's memory is freed by whichever of the two is
  * done last. One short-lived thread per call: it costs far less than the
- * SOURCE I/O it wraps. Write-back does not use this: it waits for SOURCE
- * for as long as it takes.
+ * SOURCE I/O it wraps. No helper is detached: each is joined by the next
+ * job that finds it ended, and the rest by fs_jobs_end when the mount
+ * ends. Write-back does not use this: it waits for SOURCE for as long as
+ * it takes.
  */
 #include <errno.h>
 #include <stdlib.h>
