@@ -25,8 +25,9 @@
  *
  * Locks: a function whose name ends in _locked expects its caller to
  * hold ns.lock (and its header names any other lock it needs); one whose
- * name ends in _and_lock returns holding ns.lock; any other takes and
- * lets go of the locks it needs, unless its header says otherwise.
+ * name ends in _and_lock returns holding ns.lock, one in _and_unlock is
+ * called holding it and returns without it; any other takes and lets go
+ * of the locks it needs, unless its header says otherwise.
  */
 #ifndef H5M_FS_INTERNAL_H
 #define H5M_FS_INTERNAL_H

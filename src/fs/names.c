@@ -88,10 +88,10 @@ void fs_forget(struct fs *fs, struct node *n, uint64_t nlookup)
 
 /*
  * Common part of every create: scan, check, make the node, link it.
- * On success returns 0 holding ns.lock (the caller journals the change,
- * or undoes it with create_undo, then unlocks); *out and *made are the
- * new node, *out with a kernel reference, *st its attributes. On
- * failure returns -errno with no lock held.
+ * On success returns 0 holding ns.lock (the caller journals the change
+ * and unlocks, or undoes it with create_undo_and_unlock); *out and *made
+ * are the new node, *out with a kernel reference, *st its attributes.
+ * On failure returns -errno with no lock held.
  */
 static int create_node_and_lock(struct fs *fs, struct node *dir,
 				const char *name, mode_t mode, uid_t uid,
@@ -144,8 +144,8 @@ out:
  * Undo create_node_and_lock after a journal failure. ns.lock held;
  * returns `err` without it.
  */
-static int create_undo(struct fs *fs, struct node *dir, const char *name,
-		       struct node *n, int err)
+static int create_undo_and_unlock(struct fs *fs, struct node *dir,
+				  const char *name, struct node *n, int err)
 {
 	n->nlookup--;
 	ns_unlink(&fs->ns, ns_find(&fs->ns, dir, name));
@@ -181,7 +181,7 @@ int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 		     -ENOMEM;
 	free(path);
 	if (err)
-		return create_undo(fs, dir, name, n, err);
+		return create_undo_and_unlock(fs, dir, name, n, err);
 	pthread_mutex_unlock(&fs->ns.lock);
 	return 0;
 }
@@ -202,7 +202,7 @@ int fs_mkdir(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 		     -ENOMEM;
 	free(path);
 	if (err)
-		return create_undo(fs, dir, name, n, err);
+		return create_undo_and_unlock(fs, dir, name, n, err);
 	ns_stat(n, st);
 	pthread_mutex_unlock(&fs->ns.lock);
 	return 0;
@@ -229,7 +229,7 @@ int fs_symlink(struct fs *fs, struct node *dir, const char *name,
 		      -ENOMEM;
 	free(path);
 	if (err)
-		return create_undo(fs, dir, name, n, err);
+		return create_undo_and_unlock(fs, dir, name, n, err);
 	ns_stat(n, st);
 	pthread_mutex_unlock(&fs->ns.lock);
 	return 0;
