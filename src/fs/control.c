@@ -41,7 +41,8 @@ static uint64_t dirty_bytes(const struct fs *fs, const struct node *n)
 	if (!(n->flags & N_DIRTY))
 		return 0;
 	img_size(&n->file->img, &size);
-	if (!(n->flags & N_FROM_SOURCE) || (fs->o.kernel_writes && !n->file->img.sums))
+	if (!(n->flags & N_FROM_SOURCE) ||
+	    (fs_kernel_writes(fs) && !n->file->img.sums))
 		return size;
 	d = img_dirty_pages(&n->file->img) * ps;
 	if (size > n->file->img.clean_size)
@@ -100,7 +101,7 @@ int fs_status_file(struct fs *fs, struct node *n, char **json)
 	pthread_mutex_lock(&n->io); /* a stable image for libhdf5 */
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
-	if (fs->o.kernel_writes && n->file && (n->flags & N_DIRTY))
+	if (fs_kernel_writes(fs) && n->file && (n->flags & N_DIRTY))
 		img_sums_mark(&n->file->img, NULL, NULL);
 	path = ns_path(&fs->ns, n, &unlinked);
 	loaded = S_ISREG(n->mode) && (n->flags & N_LOADED);
@@ -180,7 +181,7 @@ int fs_status_mount(struct fs *fs, char **json)
 		  "\"evictions\": %llu, \"preload\": {\"state\": \"%s\", "
 		  "\"files\": %llu, \"bytes\": %llu, \"skipped\": %llu}}",
 		  fs->o.volatile_ || !fs->has_source ? "true" : "false",
-		  fs->o.kernel_writes ? "passthrough" : "daemon",
+		  fs_kernel_writes(fs) ? "passthrough" : "daemon",
 		  (unsigned long long)fs->o.max_memory,
 		  (unsigned long long)used, (unsigned long long)loaded,
 		  (unsigned long long)ndirty, (unsigned long long)dirty,
@@ -220,7 +221,7 @@ int fs_discard(struct fs *fs, struct node *n)
 	 * SOURCE's identity of the file, asked first and with the deadline:
 	 * a hung SOURCE must not be waited for with ns.lock held.
 	 */
-	if (fs->o.kernel_times && fs->has_source)
+	if (fs_kernel_keeps_times(fs) && fs->has_source)
 		id_err = fs_source_ident(fs, n, &id);
 	pthread_mutex_lock(&n->io);
 	pthread_mutex_lock(&fs->replay_lock);
@@ -233,7 +234,7 @@ int fs_discard(struct fs *fs, struct node *n)
 		err = -ENODATA; /* no SOURCE version to go back to */
 		goto unlock_all;
 	}
-	if (fs->o.kernel_times && !(n->flags & N_REBORN)) {
+	if (fs_kernel_keeps_times(fs) && !(n->flags & N_REBORN)) {
 		/*
 		 * The kernel's writeback cache keeps the size it knows: the
 		 * names go to a new node, unloaded, that reads SOURCE's
@@ -297,8 +298,7 @@ in_place:
 					N_CONFLICT);
 		img_clear_dirty(&n->file->img);
 		img_seen_now(&n->file->img);
-		if (fs->o.kernel_writes)
-			img_sums_take(&n->file->img);
+		fs_image_loaded(fs, &n->file->img);
 	} else {
 		n->flags |= N_DIRTY; /* what is left is not SOURCE's */
 	}
