@@ -56,14 +56,21 @@ struct node *ns_node_new(struct ns *ns, mode_t mode, uid_t uid, gid_t gid)
 
 	if (!n)
 		return NULL;
+	if (S_ISREG(mode)) {
+		n->file = calloc(1, sizeof(*n->file));
+		if (!n->file) {
+			free(n);
+			return NULL;
+		}
+		n->file->direct_fd = -1;
+		img_init(&n->file->img, ns->page_size);
+	}
 	n->ino = ns->next_ino++;
 	n->mode = mode;
 	n->uid = uid;
 	n->gid = gid;
 	n->atime = n->mtime = n->ctime = ns_now();
 	n->flags = N_SCANNED | N_XATTRS;
-	n->direct_fd = -1;
-	img_init(&n->img, ns->page_size);
 	pthread_mutex_init(&n->io, NULL);
 	n->all_next = ns->all;
 	if (ns->all)
@@ -91,19 +98,26 @@ int ns_init(struct ns *ns, mode_t root_mode, uint64_t page_size)
 
 void ns_account(struct ns *ns, struct node *n)
 {
-	uint64_t now = img_mem_bytes(&n->img);
+	uint64_t now;
 
-	ns->mem_used += now - n->img.accounted;
-	n->img.accounted = now;
+	if (!n->file)
+		return;
+	now = img_mem_bytes(&n->file->img);
+	ns->mem_used += now - n->file->img.accounted;
+	n->file->img.accounted = now;
 }
 
 static void node_free(struct ns *ns, struct node *n)
 {
-	ns->mem_used -= n->img.accounted;
-	if (n->direct_fd >= 0)
-		close(n->direct_fd);
-	img_destroy(&n->img);
+	if (n->file) {
+		ns->mem_used -= n->file->img.accounted;
+		if (n->file->direct_fd >= 0)
+			close(n->file->direct_fd);
+		img_destroy(&n->file->img);
+		free(n->file);
+	}
 	ns_xattr_free_all(n);
+	free(n->wb);
 	pthread_mutex_destroy(&n->io);
 	free(n->target);
 	if (n->all_prev)
@@ -433,9 +447,9 @@ void ns_stat(const struct node *n, struct stat *st)
 	if (S_ISREG(n->mode) && (n->flags & N_LOADED)) {
 		uint64_t sz = 0;
 
-		img_size(&n->img, &sz);
+		img_size(&n->file->img, &sz);
 		st->st_size = (off_t)sz;
-		st->st_blocks = (blkcnt_t)(img_mem_bytes(&n->img) / 512);
+		st->st_blocks = (blkcnt_t)(img_mem_bytes(&n->file->img) / 512);
 	} else if (S_ISLNK(n->mode)) {
 		st->st_size = n->target ? (off_t)strlen(n->target) : 0;
 	} else if (S_ISDIR(n->mode)) {

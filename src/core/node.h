@@ -74,6 +74,16 @@ struct wb_result {
 	char note[320];		/* why it failed, or where it went */
 };
 
+/* What only a regular file carries (node.file, made with the node). */
+struct node_file {
+	struct img img;			/* the content */
+	int kernel_id;			/* passthrough backing id, or 0 */
+	int direct_fd;			/* too big for memory: SOURCE's file,
+					   open read-only, or -1 */
+	uint64_t last_use;		/* LRU clock of the last open/close */
+	uint64_t wgen;			/* bumped by every change of content */
+};
+
 struct node {
 	uint64_t ino;			/* st_ino shown to programs */
 	mode_t mode;
@@ -100,17 +110,14 @@ struct node {
 	uint64_t nlookup;		/* kernel references */
 	unsigned nopen;			/* open handles */
 	unsigned pins;			/* internal references */
-	int kernel_id;			/* passthrough backing id, or 0 */
-	int direct_fd;			/* too big for memory: SOURCE's file,
-					   open read-only, or -1 */
-	uint64_t last_use;		/* LRU clock of the last open/close */
-	uint64_t wgen;			/* bumped by every change of content */
+	struct node_file *file;		/* regular files only, else NULL */
 	struct src_ident ident;		/* SOURCE identity when loaded */
 	struct timespec listed_mtime;	/* dir: SOURCE's mtime when listed */
 	uint64_t checked_ms;		/* dir: when SOURCE was last asked */
 	struct src_ident replaces;	/* new file renamed over this one */
-	struct wb_result wb;		/* last write-back of this file */
-	struct img img;			/* regular files: the content */
+	struct wb_result *wb;		/* last write-back of this file; NULL
+					   until its first (only files
+					   written back pay for it) */
 	pthread_mutex_t io;		/* serialises loading and write-back */
 	struct node *all_prev, *all_next; /* every live node, for teardown */
 };
@@ -137,7 +144,8 @@ void ns_destroy(struct ns *ns);
 
 /*
  * Create a node of the given mode (type bits included) with its times set
- * to now, not yet linked anywhere. NULL on ENOMEM.
+ * to now, not yet linked anywhere; a regular file gets its node_file,
+ * with an empty image. NULL on ENOMEM.
  */
 struct node *ns_node_new(struct ns *ns, mode_t mode, uid_t uid, gid_t gid);
 

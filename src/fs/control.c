@@ -20,7 +20,7 @@ const char *fs_state_name(const struct fs *fs, const struct node *n)
 		return S_ISDIR(n->mode) ? "directory" : "special";
 	if (n->flags & N_LOADING)
 		return "loading";
-	if (n->direct_fd >= 0)
+	if (n->file->direct_fd >= 0)
 		return "from SOURCE";
 	if (!(n->flags & N_LOADED))
 		return "not loaded";
@@ -36,16 +36,17 @@ const char *fs_state_name(const struct fs *fs, const struct node *n)
 /* Bytes a write-back would write (daemon path: exact; else estimate). */
 static uint64_t dirty_bytes(const struct fs *fs, const struct node *n)
 {
-	uint64_t size = 0, ps = UINT64_C(1) << n->img.page_shift, d;
+	uint64_t size = 0, ps = UINT64_C(1) << n->file->img.page_shift, d;
 
 	if (!(n->flags & N_DIRTY))
 		return 0;
-	img_size(&n->img, &size);
-	if (!(n->flags & N_FROM_SOURCE) || (fs->o.kernel_writes && !n->img.sums))
+	img_size(&n->file->img, &size);
+	if (!(n->flags & N_FROM_SOURCE) ||
+	    (fs_kernel_writes(fs) && !n->file->img.sums))
 		return size;
-	d = img_dirty_pages(&n->img) * ps;
-	if (size > n->img.clean_size)
-		d += size - n->img.clean_size;
+	d = img_dirty_pages(&n->file->img) * ps;
+	if (size > n->file->img.clean_size)
+		d += size - n->file->img.clean_size;
 	return d < size ? d : size;
 }
 
@@ -69,8 +70,8 @@ static void hdf5_json(struct strbuf *b, struct node *n)
 	struct h5_report r;
 	uint64_t size = 0;
 
-	img_size(&n->img, &size);
-	if (n->img.fd < 0 || h5_inspect(n->img.fd, size, &r) < 0 ||
+	img_size(&n->file->img, &size);
+	if (n->file->img.fd < 0 || h5_inspect(n->file->img.fd, size, &r) < 0 ||
 	    !r.is_hdf5) {
 		sb_printf(b, "null");
 		return;
@@ -100,12 +101,12 @@ int fs_status_file(struct fs *fs, struct node *n, char **json)
 	pthread_mutex_lock(&n->io); /* a stable image for libhdf5 */
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
-	if (fs->o.kernel_writes && (n->flags & N_DIRTY))
-		img_sums_mark(&n->img, NULL, NULL);
+	if (fs_kernel_writes(fs) && n->file && (n->flags & N_DIRTY))
+		img_sums_mark(&n->file->img, NULL, NULL);
 	path = ns_path(&fs->ns, n, &unlinked);
 	loaded = S_ISREG(n->mode) && (n->flags & N_LOADED);
 	if (loaded)
-		img_size(&n->img, &size);
+		img_size(&n->file->img, &size);
 	else
 		size = n->size;
 	sb_printf(&b, "{\"path\": ");
@@ -116,18 +117,20 @@ int fs_status_file(struct fs *fs, struct node *n, char **json)
 		  "\"dirty_bytes\": %llu, \"volatile\": %s, "
 		  "\"last_writeback\": {\"time\": ",
 		  (unsigned long long)size,
-		  (unsigned long long)(loaded ? img_mem_bytes(&n->img) : 0),
+		  (unsigned long long)(loaded ? img_mem_bytes(&n->file->img)
+					      : 0),
 		  (unsigned long long)(loaded ? dirty_bytes(fs, n) : 0),
 		  n->flags & N_VOLATILE ? "true" : "false");
-	time_json(&b, &n->wb.when);
+	time_json(&b, &fs_wb_result(n)->when);
 	sb_printf(&b, ", \"ok\": %s, \"error\": ",
-		  n->wb.when.tv_sec && !n->wb.err ? "true" : "false");
-	if (n->wb.err)
-		sb_json_str(&b, strerror(-n->wb.err));
+		  fs_wb_result(n)->when.tv_sec && !fs_wb_result(n)->err ?
+			  "true" : "false");
+	if (fs_wb_result(n)->err)
+		sb_json_str(&b, strerror(-fs_wb_result(n)->err));
 	else
 		sb_printf(&b, "null");
 	sb_printf(&b, ", \"note\": ");
-	sb_json_str(&b, n->wb.note);
+	sb_json_str(&b, fs_wb_result(n)->note);
 	sb_printf(&b, "}, \"hdf5\": ");
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (loaded)
@@ -180,7 +183,7 @@ int fs_status_mount(struct fs *fs, char **json)
 		  "\"readdir_requests\": %llu, \"evictions\": %llu, \"preload\": {\"state\": \"%s\", "
 		  "\"files\": %llu, \"bytes\": %llu, \"skipped\": %llu}}",
 		  fs->o.volatile_ || !fs->has_source ? "true" : "false",
-		  fs->o.kernel_writes ? "passthrough" : "daemon",
+		  fs_kernel_writes(fs) ? "passthrough" : "daemon",
 		  (unsigned long long)fs->o.max_memory,
 		  (unsigned long long)used, (unsigned long long)loaded,
 		  (unsigned long long)ndirty, (unsigned long long)dirty,
@@ -221,7 +224,7 @@ int fs_discard(struct fs *fs, struct node *n)
 	 * SOURCE's identity of the file, asked first and with the deadline:
 	 * a hung SOURCE must not be waited for with ns.lock held.
 	 */
-	if (fs->o.kernel_times && fs->has_source)
+	if (fs_kernel_keeps_times(fs) && fs->has_source)
 		id_err = fs_source_ident(fs, n, &id);
 	pthread_mutex_lock(&n->io);
 	pthread_mutex_lock(&fs->replay_lock);
@@ -234,7 +237,7 @@ int fs_discard(struct fs *fs, struct node *n)
 		err = -ENODATA; /* no SOURCE version to go back to */
 		goto unlock_all;
 	}
-	if (fs->o.kernel_times && !(n->flags & N_REBORN)) {
+	if (fs_kernel_keeps_times(fs) && !(n->flags & N_REBORN)) {
 		/*
 		 * The kernel's writeback cache keeps the size it knows: the
 		 * names go to a new node, unloaded, that reads SOURCE's
@@ -245,7 +248,7 @@ int fs_discard(struct fs *fs, struct node *n)
 		uint64_t size = 0;
 
 		fs_notice_kernel_writes(fs, n);
-		img_size(&n->img, &size);
+		img_size(&n->file->img, &size);
 		err = id_err;
 		if (err)
 			goto unlock_all;
@@ -279,9 +282,9 @@ in_place:
 		goto unlock_io;
 	}
 	/* in place: open handles and the kernel keep the same memfd */
-	err = img_truncate(&n->img, 0);
+	err = img_truncate(&n->file->img, 0);
 	if (!err)
-		err = src_load_fd(fd, &n->img, &id);
+		err = src_load_fd(fd, &n->file->img, &id);
 	if (!err && fstat(fd, &st) < 0)
 		err = -errno;
 	close(fd);
@@ -296,10 +299,9 @@ in_place:
 		n->ctime = st.st_ctim;
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY | N_INVALID |
 					N_CONFLICT);
-		img_clear_dirty(&n->img);
-		img_seen_now(&n->img);
-		if (fs->o.kernel_writes)
-			img_sums_take(&n->img);
+		img_clear_dirty(&n->file->img);
+		img_seen_now(&n->file->img);
+		fs_image_loaded(fs, &n->file->img);
 	} else {
 		n->flags |= N_DIRTY; /* what is left is not SOURCE's */
 	}

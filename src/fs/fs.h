@@ -90,7 +90,8 @@ struct fs {
 	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
 	void *flush_arg;
 	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
-	unsigned live_jobs;		/* helper threads still running */
+	pthread_mutex_t jobs_lock;	/* guards helpers */
+	struct fs_helper *helpers;	/* SOURCE helper threads to join */
 };
 
 /* The xattr that makes one file volatile (never written back). */
@@ -123,8 +124,11 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o);
 int fs_scan_root(struct fs *fs);
 
 /*
- * Free everything (no write-back: call fs_sync_all first). If a SOURCE
- * call still hangs after 2 s, nothing is freed (its thread may wake).
+ * Stop the preload and commit threads, join every SOURCE helper thread,
+ * and free everything (no write-back: call fs_sync_all first). A helper
+ * blocked in a SOURCE call that still hangs after 2 s cannot be joined:
+ * then nothing is freed (its thread may wake and use it), and that
+ * thread is still blocked when the process exits.
  */
 void fs_destroy(struct fs *fs);
 
@@ -166,24 +170,6 @@ int fs_readlink(struct fs *fs, struct node *n, char **target);
 int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh);
 
 /*
- * Before a write of len bytes at off: make room within max_memory for
- * the memory pages it fills (holes now, past the end included; a write
- * far past the end costs its own pages only), and hold it (*held bytes)
- * against other loads and writes until it is counted: the caller lets
- * go of it with fs_wrote, or fs_unreserve when nothing was written.
- * 0, or -ENOSPC when even eviction cannot make it fit (*held is 0).
- */
-int fs_reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
-	       uint64_t *held);
-void fs_unreserve(struct fs *fs, uint64_t held);
-
-/*
- * Evict clean images nobody has open, least recently used first, until
- * `need` more bytes fit in max_memory beside the images and what loads
- * and writes in progress hold. ns.lock held. 0 or -ENOSPC.
- */
-int fs_make_room_locked(struct fs *fs, uint64_t need);
-/*
  * Mount paths of the regular files that have open handles (their pages
  * may still sit in the kernel's cache). NULL-terminated; caller frees
  * each and the array. NULL on ENOMEM.
@@ -211,18 +197,34 @@ int fs_kernel_handle(struct fs *fs, struct node *n,
  */
 int fs_flush(struct fs *fs, struct node *n);
 
-int fs_read(struct fs *fs, struct node *n, void *buf, size_t size,
-	    uint64_t off, size_t *done);
-int fs_write(struct fs *fs, struct node *n, const void *buf, size_t size,
-	     uint64_t off);
-/* The memfd holding an open regular file (for splice), or -1. */
-int fs_data_fd(struct fs *fs, struct node *n);
 /*
- * Mark [off, off+len) written (after a write through fs_data_fd), and
- * let go of the room fs_reserve held for it (`held`).
+ * The fd holding an open regular file's data, for reads (splice, pread
+ * at the file's offsets): its image, or SOURCE's file for one served
+ * from there (see fs_open). Stable while a handle is open; not the
+ * caller's to close. -errno (ENOMEM, EMFILE...) when the image cannot
+ * be made.
  */
-int fs_wrote(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
-	     uint64_t held);
+int fs_data_fd(struct fs *fs, struct node *n);
+
+/*
+ * Copies the bytes of a write into fd at off (fuse_buf_copy, pwrite...).
+ * Returns how many it wrote, or -errno.
+ */
+typedef ssize_t (*fs_copy_fn)(void *arg, int fd, uint64_t off);
+
+/*
+ * Write len bytes at off into an open regular file, the only way data
+ * reaches an image through the daemon: makes room within max_memory for
+ * the memory pages the write fills (holes now, past the end included; a
+ * write far past the end costs its own pages only), held against other
+ * loads and writes; then copy(arg, fd, off) puts the bytes in; then the
+ * pages written are marked dirty and times stamped. *done: the bytes
+ * copy wrote. 0 or -errno: ENOSPC (no room even after eviction; with
+ * the writeback cache the file still takes the size, as a hole), EBADF
+ * (a file served from SOURCE is read-only), copy's own error.
+ */
+int fs_write(struct fs *fs, struct node *n, uint64_t off, size_t len,
+	     fs_copy_fn copy, void *arg, size_t *done);
 /*
  * atime (FUSE leaves it to the daemon). fs_atime_due: whether a read
  * now would move n's atime under the mount's rule (relatime: atime not

@@ -1,17 +1,85 @@
 /*
  * internal.h - helpers shared by the files of src/fs, not part of its API.
+ *
+ * The files of src/fs stand in floors: each calls only files on the
+ * floors below it, never one above, so there is no circle of calls.
+ * This header lists them from the ground up:
+ *
+ *   1  base.c     SOURCE paths through the journal, journalling, file
+ *                 identity, write-back results, clocks, time stamps
+ *   2  job.c      SOURCE calls with a deadline, in helper threads
+ *      hlink.c    SOURCE's hard links
+ *      kernel.c   what the kernel's data path implies (passthrough,
+ *                 the writeback cache, atime)
+ *      replay.c   replaying the journal on SOURCE
+ *   3  memory.c   the max_memory budget and eviction
+ *      scan.c     listing SOURCE's directories into the namespace
+ *      xattr.c    extended attributes
+ *   4  refresh.c  names others made or removed in SOURCE since
+ *      wbfile.c   writing one node back
+ *   5  open.c     open, load, close
+ *      sync.c     write-back passes (fsync, the whole mount)
+ *   6  names.c, attr.c, data.c, preload.c, commit.c, control.c,
+ *      rescue.c   the operations of fs.h
+ *   7  mount.c    fs_init, fs_destroy
+ *
+ * Locks: a function whose name ends in _locked expects its caller to
+ * hold ns.lock (and its header names any other lock it needs); one whose
+ * name ends in _and_lock returns holding ns.lock, one in _and_unlock is
+ * called holding it and returns without it; any other takes and lets go
+ * of the locks it needs, unless its header says otherwise.
  */
 #ifndef H5M_FS_INTERNAL_H
 #define H5M_FS_INTERNAL_H
 
+#include <stdio.h> /* RENAME_NOREPLACE, RENAME_EXCHANGE (glibc) */
+
 #include "../backing/writeback.h"
 #include "fs.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#define RENAME_EXCHANGE (1 << 1)
+#endif
+
+/* 1: base.c */
 
 /* A SOURCE path for a log line: SOURCE itself ("") shows as ".". */
 static inline const char *fs_shown(const char *path)
 {
 	return *path ? path : ".";
 }
+
+/*
+ * n's path in SOURCE as SOURCE is now (pending renames undone).
+ * Caller holds replay_lock and ns.lock. NULL: no name (or ENOMEM).
+ */
+char *fs_source_path_locked(struct fs *fs, const struct node *n);
+
+/*
+ * Record a namespace change for SOURCE. `n` is the node the change
+ * moves (renames, links), else NULL. A volatile mount keeps only what
+ * finding files in SOURCE needs (jrn_source_path).
+ */
+int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
+	       const char *p2, mode_t mode, dev_t rdev, unsigned flags,
+	       const struct node *n);
+
+/* The same file in SOURCE as when loaded? (ctime left out: renames) */
+bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
+
+/* n's last write-back (all zero before the first). ns.lock held. */
+const struct wb_result *fs_wb_result(const struct node *n);
+
+/* A monotonic clock in milliseconds. */
+uint64_t fs_now_ms(void);
+
+/* Stamp mtime and ctime with now. */
+void fs_touch_mc(struct node *n);
+/* Stamp ctime (and mark metadata dirty). */
+void fs_touch_c(struct node *n);
+
+/* 2: job.c, hlink.c, kernel.c, replay.c */
 
 /*
  * A SOURCE call with a deadline (job.c). The caller makes the job with
@@ -35,6 +103,7 @@ struct fs_job {
 	struct fs *fs;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	struct fs_helper *helper;	/* its thread, if it has one */
 	bool done, late;
 	int refs;
 };
@@ -49,36 +118,111 @@ int fs_job_run(struct fs *fs, struct fs_job *j);
 void fs_job_put(struct fs_job *j);
 /* Log that SOURCE did not answer for `what` of n; returns -EIO. */
 int fs_job_failed(struct fs *fs, struct node *n, const char *what);
-/* Wait up to ms for every helper to end; false if some still run. */
-bool fs_jobs_settle(struct fs *fs, unsigned ms);
+/*
+ * Wait up to ms for every helper thread to end, and join each that
+ * did. Returns false if some still run (blocked on SOURCE): those can
+ * neither be joined nor stopped, and keep using fs.
+ */
+bool fs_jobs_end(struct fs *fs, unsigned ms);
 /* Whether a SOURCE call is hanging right now (past its deadline). */
 bool fs_source_hangs(struct fs *fs);
 
 /*
- * n's identity in SOURCE now, asked with the deadline (job.c); takes
- * the locks, so call it with none held. 0 or -errno (-EIO: no answer).
+ * SOURCE's hard links (hlink.c). ns.lock held for all of these.
+ * fs_hlink_find: the node already made for the file `st` describes
+ * (st_nlink > 1, not a directory), or NULL. fs_hlink_add: remember n as
+ * that node (pins it; on ENOMEM its other names become nodes of their
+ * own). fs_hlink_named: one more name of n was listed; once all are,
+ * the entry goes.
  */
-int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id);
+struct node *fs_hlink_find(struct fs *fs, const struct stat *st);
+void fs_hlink_add(struct fs *fs, struct node *n, const struct stat *st);
+void fs_hlink_named(struct fs *fs, struct node *n);
+/* Forget the entry for n: true if there was one (its pin of n is then
+ * the caller's to drop). */
+bool fs_hlink_drop(struct fs *fs, struct node *n);
+void fs_hlinks_free(struct fs *fs);
+/* n took over old's names (ns_rebirth). */
+void fs_hlink_moved(struct fs *fs, struct node *old, struct node *n);
+
+/*
+ * The kernel's data path (kernel.c): every difference between the
+ * passthrough and the daemon path is one of these.
+ */
+/* Passthrough: the kernel reads, writes and maps images without us. */
+static inline bool fs_kernel_writes(const struct fs *fs)
+{
+	return fs->o.kernel_writes;
+}
+/* Writeback cache: the kernel owns mtime, ctime and a cached size. */
+static inline bool fs_kernel_keeps_times(const struct fs *fs)
+{
+	return fs->o.kernel_times;
+}
+/*
+ * Passthrough: notice writes the kernel made to n's image itself (its
+ * memfd has a new mtime): take that time, mark n dirty; and reads (a
+ * new atime): move n's atime by the mount's rule. ns.lock held.
+ */
+void fs_notice_kernel_writes(struct fs *fs, struct node *n);
+/*
+ * Passthrough: stores through a writable shared mapping of an image
+ * change no mtime once the page is mapped. Before a write-back, compare
+ * the page checksums of every clean loaded image and mark those that
+ * changed. Takes the locks.
+ */
+void fs_find_mapped_writes(struct fs *fs);
+/* The same for one file. Takes the locks. */
+void fs_find_mapped_writes_in(struct fs *fs, struct node *n);
+/*
+ * n's data changed through the daemon (a write, fallocate): mark it
+ * dirty, and stamp mtime and ctime unless the kernel keeps them.
+ * ns.lock held.
+ */
+void fs_data_changed_locked(struct fs *fs, struct node *n);
+/* n was truncated (`changed`: to another size). ns.lock held. */
+void fs_truncated_locked(struct fs *fs, struct node *n, bool changed);
+/*
+ * A write ending at `end` was refused (ENOSPC): with the writeback
+ * cache, the file still takes that size, as a hole. Takes n->io.
+ */
+void fs_write_refused(struct fs *fs, struct node *n, uint64_t end);
+/* An image was just read from SOURCE (passthrough: take checksums). */
+void fs_image_loaded(struct fs *fs, struct img *im);
+
+/*
+ * Replay the journal on SOURCE until it is empty (replay.c).
+ * fs_replay_and_lock: replay_lock held; returns holding ns.lock too,
+ * whatever the result: on success the journal is empty then, so that
+ * paths resolved before the caller lets go of ns.lock are SOURCE's paths
+ * as they are (a directory made in the mount is there too). On an error
+ * the failed operation stays first in the journal; it is logged unless
+ * `quiet`. fs_replay_all takes and releases both locks. 0 or -errno.
+ */
+int fs_replay_and_lock(struct fs *fs, bool quiet);
+int fs_replay_all(struct fs *fs);
+
+/* 3: memory.c, scan.c, xattr.c */
+
+/*
+ * The max_memory budget (memory.c). fs_make_room_locked: evict clean
+ * images nobody has open, least recently used first, until `need` more
+ * bytes fit beside the images and what loads and writes in progress
+ * hold; ns.lock held. fs_hold_room: the same, taking ns.lock, and hold
+ * the room against other loads and writes until fs_unreserve(held)
+ * (the memory a load or a write takes is counted only after it is
+ * there, and two of them running at once must not both be given the
+ * same free room: the private tmpfs, sized to the budget, would refuse
+ * the second). 0 or -ENOSPC.
+ */
+int fs_make_room_locked(struct fs *fs, uint64_t need);
+int fs_hold_room(struct fs *fs, uint64_t need);
+void fs_unreserve(struct fs *fs, uint64_t held);
+/* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
+void fs_unload_locked(struct fs *fs, struct node *n);
 
 /* Read `dir`'s entries from SOURCE if not done yet. Takes the locks. */
 int fs_scan(struct fs *fs, struct node *dir);
-
-/*
- * Look again at a listed directory of SOURCE, for names other nodes
- * (or programs) made or removed there since (refresh.c). A no-op more
- * often than once a second, when SOURCE's directory kept its mtime, and
- * while this mount has namespace changes not yet written back (until
- * then SOURCE differs from the mount by design). Takes the locks.
- */
-void fs_refresh(struct fs *fs, struct node *dir);
-
-/*
- * n's file is gone from SOURCE (open found ENOENT): when nothing of it
- * is the mount's own (clean, from SOURCE, no pending namespace change),
- * drop its names and return true: the caller fails with ESTALE, so the
- * kernel looks the name up again and finds it gone. ns.lock held.
- */
-bool fs_drop_gone_locked(struct fs *fs, struct node *n);
 
 /* A directory listing read from SOURCE before the namespace is locked. */
 struct fs_entry {
@@ -97,8 +241,6 @@ void fs_entries_free(struct fs_entries *list);
 int fs_scan_add(struct fs *fs, struct node *dir, const struct fs_entry *e);
 /* SOURCE's mtime of the directory at path. 0 or -errno. */
 int fs_dir_mtime(struct fs *fs, const char *path, struct timespec *mtime);
-/* A monotonic clock in milliseconds. */
-uint64_t fs_now_ms(void);
 
 /*
  * Read n's xattrs from SOURCE if not done yet. Takes the locks. With
@@ -107,54 +249,42 @@ uint64_t fs_now_ms(void);
  */
 int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline);
 
-/*
- * n's path in SOURCE as SOURCE is now (pending renames undone).
- * Caller holds replay_lock and ns.lock. NULL: no name (or ENOMEM).
- */
-char *fs_source_path_locked(struct fs *fs, const struct node *n);
+/* 4: refresh.c, wbfile.c */
 
 /*
- * Record a namespace change for SOURCE. `n` is the node the change
- * moves (renames, links), else NULL. A volatile mount keeps only what
- * finding files in SOURCE needs (jrn_source_path).
+ * Look again at a listed directory of SOURCE, for names other nodes
+ * (or programs) made or removed there since (refresh.c). A no-op more
+ * often than once a second, when SOURCE's directory kept its mtime, and
+ * while this mount has namespace changes not yet written back (until
+ * then SOURCE differs from the mount by design). Takes the locks.
  */
-int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
-	       const char *p2, mode_t mode, dev_t rdev, unsigned flags,
-	       const struct node *n);
+void fs_refresh(struct fs *fs, struct node *dir);
 
 /*
- * Passthrough: notice writes the kernel made to n's image itself (its
- * memfd has a new mtime): take that time, mark n dirty; and reads (a
- * new atime): move n's atime by the mount's rule. ns.lock held.
+ * n's file is gone from SOURCE (open found ENOENT): when nothing of it
+ * is the mount's own (clean, from SOURCE, no pending namespace change),
+ * drop its names and return true: the caller fails with ESTALE, so the
+ * kernel looks the name up again and finds it gone. ns.lock held.
  */
-void fs_notice_kernel_writes(struct fs *fs, struct node *n);
-
-/* The same file in SOURCE as when loaded? (ctime left out: renames) */
-bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
+bool fs_drop_gone_locked(struct fs *fs, struct node *n);
 
 /*
- * Passthrough: stores through a writable shared mapping of an image
- * change no mtime once the page is mapped. Before a write-back, compare
- * the page checksums of every clean loaded image and mark those that
- * changed. Takes the locks.
+ * Write back one node (wbfile.c); sync_lock held, no other lock.
+ * fs_write_file: a dirty regular file's data (and metadata with it).
+ * Returns 0, FS_WB_CONFLICT (saved beside a file changed behind the
+ * mount: durable, but fsync reports EIO), or -errno (the file stays
+ * dirty). fs_write_meta: make SOURCE's metadata of n the mount's.
  */
-void fs_find_mapped_writes(struct fs *fs);
-/* The same for one file. Takes the locks. */
-void fs_find_mapped_writes_in(struct fs *fs, struct node *n);
+#define FS_WB_CONFLICT 1
+int fs_write_file(struct fs *fs, struct node *n);
+int fs_write_meta(struct fs *fs, struct node *n);
 
-/* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
-void fs_unload_locked(struct fs *fs, struct node *n);
+/* 5: open.c (sync.c has only the API of fs.h) */
 
-/* Stamp mtime and ctime with now. */
-void fs_touch_mc(struct node *n);
-/* Stamp ctime (and mark metadata dirty). */
-void fs_touch_c(struct node *n);
-
-/* Forget the SOURCE hard link entry for n: true if there was one (its
- * pin of n is then the caller's to drop). */
-bool fs_hlink_drop(struct fs *fs, struct node *n);
-void fs_hlinks_free(struct fs *fs);
-/* n took over old's names (ns_rebirth). ns.lock held. */
-void fs_hlink_moved(struct fs *fs, struct node *old, struct node *n);
+/*
+ * n's identity in SOURCE now, asked with the deadline (job.c); takes
+ * the locks, so call it with none held. 0 or -errno (-EIO: no answer).
+ */
+int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id);
 
 #endif

@@ -10,8 +10,10 @@
  * again (its result is then kept, or thrown away, by the job itself), or
  * stays blocked. The job's memory is freed by whichever of the two is
  * done last. One short-lived thread per call: it costs far less than the
- * SOURCE I/O it wraps. Write-back does not use this: it waits for SOURCE
- * for as long as it takes.
+ * SOURCE I/O it wraps. No helper is detached: each is joined by the next
+ * job that finds it ended, and the rest by fs_jobs_end when the mount
+ * ends. Write-back does not use this: it waits for SOURCE for as long as
+ * it takes.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -25,10 +27,21 @@
 /* Helpers allowed to hang at once; past that, fail at once. */
 #define MAX_STUCK 16
 
+/*
+ * A helper thread, joined by whoever next finds it ended (the next
+ * job, or fs_jobs_end): the list is under fs.jobs_lock.
+ */
+struct fs_helper {
+	pthread_t thread;
+	bool ended;
+	struct fs_helper *next;
+};
+
 static void *helper(void *arg)
 {
 	struct fs_job *j = arg;
 	struct fs *fs = j->fs;
+	struct fs_helper *h = j->helper;
 
 	j->run(j);
 	pthread_mutex_lock(&j->lock);
@@ -38,8 +51,43 @@ static void *helper(void *arg)
 	pthread_cond_signal(&j->cond);
 	pthread_mutex_unlock(&j->lock);
 	fs_job_put(j);
-	__atomic_sub_fetch(&fs->live_jobs, 1, __ATOMIC_RELEASE); /* last */
+	pthread_mutex_lock(&fs->jobs_lock);
+	h->ended = true; /* the last touch of fs: it may go once joined */
+	pthread_mutex_unlock(&fs->jobs_lock);
 	return NULL;
+}
+
+/*
+ * Join the helpers that ended. Returns how many still run (blocked on
+ * SOURCE, or about to end).
+ */
+static unsigned reap(struct fs *fs)
+{
+	struct fs_helper *ended = NULL, **pp;
+	unsigned running = 0;
+
+	pthread_mutex_lock(&fs->jobs_lock);
+	for (pp = &fs->helpers; *pp;) {
+		struct fs_helper *h = *pp;
+
+		if (h->ended) {
+			*pp = h->next;
+			h->next = ended;
+			ended = h;
+		} else {
+			running++;
+			pp = &h->next;
+		}
+	}
+	pthread_mutex_unlock(&fs->jobs_lock);
+	while (ended) {
+		struct fs_helper *h = ended;
+
+		ended = h->next;
+		pthread_join(h->thread, NULL);
+		free(h);
+	}
+	return running;
 }
 
 void *fs_job_new(struct fs *fs, size_t size, struct node *n,
@@ -84,7 +132,6 @@ int fs_job_run(struct fs *fs, struct fs_job *j)
 {
 	pthread_condattr_t ca;
 	struct timespec until;
-	pthread_t thr;
 	int rc = 0;
 
 	j->fs = fs;
@@ -101,15 +148,21 @@ int fs_job_run(struct fs *fs, struct fs_job *j)
 	}
 	if (__atomic_load_n(&fs->stuck_jobs, __ATOMIC_RELAXED) >= MAX_STUCK)
 		return -EIO; /* SOURCE still hangs: do not pile up threads */
+	reap(fs);
+	j->helper = calloc(1, sizeof(*j->helper));
 	j->refs = 2;
-	__atomic_add_fetch(&fs->live_jobs, 1, __ATOMIC_RELAXED);
-	if (pthread_create(&thr, NULL, helper, j) != 0) {
-		__atomic_sub_fetch(&fs->live_jobs, 1, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&fs->jobs_lock);
+	if (!j->helper ||
+	    pthread_create(&j->helper->thread, NULL, helper, j) != 0) {
+		pthread_mutex_unlock(&fs->jobs_lock);
+		free(j->helper);
 		j->refs = 1;
-		j->run(j);
+		j->run(j); /* no thread to spare: wait here */
 		return 0;
 	}
-	pthread_detach(thr);
+	j->helper->next = fs->helpers;
+	fs->helpers = j->helper;
+	pthread_mutex_unlock(&fs->jobs_lock);
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += fs->o.source_timeout;
 	pthread_mutex_lock(&j->lock);
@@ -144,12 +197,12 @@ int fs_job_failed(struct fs *fs, struct node *n, const char *what)
 	return -EIO;
 }
 
-bool fs_jobs_settle(struct fs *fs, unsigned ms)
+bool fs_jobs_end(struct fs *fs, unsigned ms)
 {
 	for (unsigned i = 0; i < ms / 10; i++) {
-		if (!__atomic_load_n(&fs->live_jobs, __ATOMIC_ACQUIRE))
+		if (!reap(fs))
 			return true;
 		usleep(10000);
 	}
-	return !__atomic_load_n(&fs->live_jobs, __ATOMIC_ACQUIRE);
+	return !reap(fs);
 }

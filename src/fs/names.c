@@ -1,6 +1,6 @@
 /*
- * names.c - namespace operations of the mount: lookup, attributes,
- * create, link, unlink, rename, directories, xattrs, statfs.
+ * names.c - namespace operations of the mount: lookup, create, link,
+ * unlink, rename, readlink, directory snapshots for readdir.
  *
  * Each change is made in memory at once and journalled for SOURCE.
  */
@@ -10,16 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/xattr.h>
 
-#include "../core/log.h"
-#include "../core/ts.h"
 #include "internal.h"
-
-#ifndef RENAME_NOREPLACE
-#define RENAME_NOREPLACE (1 << 0)
-#define RENAME_EXCHANGE (1 << 1)
-#endif
 
 /*
  * Write-back temporaries share SOURCE's directories, and a scan hides
@@ -39,18 +31,6 @@ static int check_name(const char *name, bool tmp_ok)
 	    !strncmp(name, SRC_TMP_PREFIX, sizeof(SRC_TMP_PREFIX) - 1))
 		return -EPERM;
 	return 0;
-}
-
-void fs_touch_mc(struct node *n)
-{
-	n->mtime = n->ctime = ns_now();
-	n->flags |= N_META_DIRTY;
-}
-
-void fs_touch_c(struct node *n)
-{
-	n->ctime = ns_now();
-	n->flags |= N_META_DIRTY;
 }
 
 /* Hand the kernel a reference and the attributes. ns.lock held. */
@@ -106,159 +86,17 @@ void fs_forget(struct fs *fs, struct node *n, uint64_t nlookup)
 	pthread_mutex_unlock(&fs->ns.lock);
 }
 
-bool fs_kill_suid(struct fs *fs, struct node *n)
-{
-	mode_t old;
-
-	pthread_mutex_lock(&fs->ns.lock);
-	old = n->mode;
-	if (S_ISREG(n->mode) && (n->mode & (S_ISUID | S_ISGID))) {
-		n->mode &= ~(mode_t)S_ISUID;
-		if (n->mode & S_IXGRP)
-			n->mode &= ~(mode_t)S_ISGID;
-		if (n->mode != old)
-			fs_touch_c(n);
-	}
-	pthread_mutex_unlock(&fs->ns.lock);
-	return n->mode != old;
-}
-
-int fs_getattr(struct fs *fs, struct node *n, struct stat *st)
-{
-	pthread_mutex_lock(&fs->ns.lock);
-	if (n->flags & N_REBORN) {
-		pthread_mutex_unlock(&fs->ns.lock);
-		return -ESTALE; /* the kernel looks the name up again */
-	}
-	fs_notice_kernel_writes(fs, n);
-	ns_stat(n, st);
-	pthread_mutex_unlock(&fs->ns.lock);
-	return 0;
-}
-
-/*
- * Truncate or extend a regular file, loading it first when needed. With the kernel's writeback cache
- * the kernel owns mtime and ctime: it sends them in the same SETATTR
- * whenever it saw the size change (and always for ftruncate), and keeps
- * its own when it did not (truncate(2) to the same size), so stamping
- * here would only make SOURCE differ from what the mount shows.
- */
-static int set_size(struct fs *fs, struct node *n, uint64_t size)
-{
-	struct timespec mtime, ctime;
-	uint64_t old = 0;
-	int err;
-
-	if (S_ISDIR(n->mode))
-		return -EISDIR;
-	if (!S_ISREG(n->mode))
-		return -EINVAL;
-	pthread_mutex_lock(&fs->ns.lock);
-	mtime = n->mtime;
-	ctime = n->ctime;
-	pthread_mutex_unlock(&fs->ns.lock);
-	err = fs_open(fs, n, O_RDWR | (size == 0 ? O_TRUNC : 0), NULL);
-	if (err)
-		return err;
-	if (size == 0 && fs->o.kernel_times) {
-		/* that O_TRUNC only spares a load: the times stay */
-		pthread_mutex_lock(&fs->ns.lock);
-		n->mtime = mtime;
-		n->ctime = ctime;
-		pthread_mutex_unlock(&fs->ns.lock);
-	}
-	pthread_mutex_lock(&n->io);
-	img_size(&n->img, &old);
-	err = img_truncate(&n->img, size);
-	pthread_mutex_unlock(&n->io);
-	pthread_mutex_lock(&fs->ns.lock);
-	if (!err && !fs->o.kernel_times) {
-		fs_notice_kernel_writes(fs, n);
-		n->flags |= N_DIRTY;
-		fs_touch_mc(n);
-	} else if (!err && old != size) {
-		n->flags |= N_DIRTY;
-	}
-	pthread_mutex_unlock(&fs->ns.lock);
-	fs_close(fs, n);
-	return err;
-}
-
-/* What write-back puts in SOURCE besides data and xattrs. */
-struct kept_meta {
-	mode_t mode;
-	uid_t uid;
-	gid_t gid;
-	struct timespec atime, mtime;
-};
-
-static struct kept_meta kept_meta(const struct node *n)
-{
-	return (struct kept_meta){ n->mode, n->uid, n->gid, n->atime,
-				   n->mtime };
-}
-
-static bool meta_differs(const struct kept_meta *a, const struct kept_meta *b)
-{
-	return a->mode != b->mode || a->uid != b->uid || a->gid != b->gid ||
-	       !ts_equal(a->atime, b->atime) ||
-	       !ts_equal(a->mtime, b->mtime);
-}
-
-int fs_setattr(struct fs *fs, struct node *n, const struct stat *attr,
-	       int to_set, struct stat *st)
-{
-	struct timespec now = ns_now();
-	struct kept_meta was, now_meta;
-	int err = 0;
-
-	if (to_set & FS_SET_SIZE) {
-		err = set_size(fs, n, (uint64_t)attr->st_size);
-		if (err)
-			return err;
-	}
-	pthread_mutex_lock(&fs->ns.lock);
-	fs_notice_kernel_writes(fs, n);
-	was = kept_meta(n);
-	if (to_set & FS_SET_MODE)
-		n->mode = (n->mode & S_IFMT) | (attr->st_mode & 07777);
-	if (to_set & FS_SET_UID)
-		n->uid = attr->st_uid;
-	if (to_set & FS_SET_GID)
-		n->gid = attr->st_gid;
-	if (to_set & FS_SET_ATIME_NOW)
-		n->atime = now;
-	else if (to_set & FS_SET_ATIME)
-		n->atime = attr->st_atim;
-	if (to_set & FS_SET_MTIME_NOW)
-		n->mtime = now;
-	else if (to_set & FS_SET_MTIME)
-		n->mtime = attr->st_mtim;
-	if (to_set & FS_SET_CTIME)
-		n->ctime = attr->st_ctim;
-	else if (to_set & ~FS_SET_SIZE)
-		n->ctime = now;
-	/*
-	 * Only what SOURCE keeps makes the metadata dirty: a SETATTR that
-	 * sets the values the file has (the kernel's writeback cache sends
-	 * its mtime and ctime after a setxattr or a close) must not touch
-	 * SOURCE, whose ctime would change for nothing.
-	 */
-	now_meta = kept_meta(n);
-	if (meta_differs(&was, &now_meta))
-		n->flags |= N_META_DIRTY;
-	ns_stat(n, st);
-	pthread_mutex_unlock(&fs->ns.lock);
-	return err;
-}
-
 /*
  * Common part of every create: scan, check, make the node, link it.
- * On success *out has a kernel reference and ns.lock is released.
+ * On success returns 0 holding ns.lock (the caller journals the change
+ * and unlocks, or undoes it with create_undo_and_unlock); *out and *made
+ * are the new node, *out with a kernel reference, *st its attributes.
+ * On failure returns -errno with no lock held.
  */
-static int create_node(struct fs *fs, struct node *dir, const char *name,
-		       mode_t mode, uid_t uid, gid_t gid, struct node **out,
-		       struct stat *st, struct node **made)
+static int create_node_and_lock(struct fs *fs, struct node *dir,
+				const char *name, mode_t mode, uid_t uid,
+				gid_t gid, struct node **out, struct stat *st,
+				struct node **made)
 {
 	struct node *n;
 	int err = check_name(name, S_ISREG(mode));
@@ -296,15 +134,18 @@ static int create_node(struct fs *fs, struct node *dir, const char *name,
 	*made = n;
 	*out = n;
 	give_ref(n, st);
-	return 0; /* still locked: the caller journals and unlocks */
+	return 0; /* still locked: see above */
 out:
 	pthread_mutex_unlock(&fs->ns.lock);
 	return err;
 }
 
-/* Undo create_node after a journal failure. ns.lock held; unlocks. */
-static int create_undo(struct fs *fs, struct node *dir, const char *name,
-		       struct node *n, int err)
+/*
+ * Undo create_node_and_lock after a journal failure. ns.lock held;
+ * returns `err` without it.
+ */
+static int create_undo_and_unlock(struct fs *fs, struct node *dir,
+				  const char *name, struct node *n, int err)
 {
 	n->nlookup--;
 	ns_unlink(&fs->ns, ns_find(&fs->ns, dir, name));
@@ -323,7 +164,8 @@ int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode) &&
 	    !S_ISCHR(mode) && !S_ISBLK(mode))
 		return -EINVAL;
-	err = create_node(fs, dir, name, mode, uid, gid, out, st, &n);
+	err = create_node_and_lock(fs, dir, name, mode, uid, gid, out, st,
+				   &n);
 	if (err)
 		return err;
 	n->rdev = rdev;
@@ -339,7 +181,7 @@ int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 		     -ENOMEM;
 	free(path);
 	if (err)
-		return create_undo(fs, dir, name, n, err);
+		return create_undo_and_unlock(fs, dir, name, n, err);
 	pthread_mutex_unlock(&fs->ns.lock);
 	return 0;
 }
@@ -351,8 +193,8 @@ int fs_mkdir(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 	char *path;
 	int err;
 
-	err = create_node(fs, dir, name, S_IFDIR | (mode & 07777), uid, gid,
-			  out, st, &n);
+	err = create_node_and_lock(fs, dir, name, S_IFDIR | (mode & 07777),
+				   uid, gid, out, st, &n);
 	if (err)
 		return err;
 	path = ns_child_path(&fs->ns, dir, name);
@@ -360,7 +202,7 @@ int fs_mkdir(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 		     -ENOMEM;
 	free(path);
 	if (err)
-		return create_undo(fs, dir, name, n, err);
+		return create_undo_and_unlock(fs, dir, name, n, err);
 	ns_stat(n, st);
 	pthread_mutex_unlock(&fs->ns.lock);
 	return 0;
@@ -376,8 +218,8 @@ int fs_symlink(struct fs *fs, struct node *dir, const char *name,
 
 	if (strlen(target) >= PATH_MAX)
 		return -ENAMETOOLONG;
-	err = create_node(fs, dir, name, S_IFLNK | 0777, uid, gid, out, st,
-			  &n);
+	err = create_node_and_lock(fs, dir, name, S_IFLNK | 0777, uid, gid,
+				   out, st, &n);
 	if (err)
 		return err;
 	n->target = strdup(target);
@@ -387,7 +229,7 @@ int fs_symlink(struct fs *fs, struct node *dir, const char *name,
 		      -ENOMEM;
 	free(path);
 	if (err)
-		return create_undo(fs, dir, name, n, err);
+		return create_undo_and_unlock(fs, dir, name, n, err);
 	ns_stat(n, st);
 	pthread_mutex_unlock(&fs->ns.lock);
 	return 0;
@@ -540,7 +382,7 @@ static int rename_check(struct dentry *src, struct dentry *dst,
  * (or d's own stand-in). If d's file is being replaced in SOURCE right
  * now (a write-back of d, or of the file whose stand-in d waits for),
  * its identity is known only when that write-back ends
- * (standin_settle in sync.c). ns.lock held.
+ * (standin_settle in wbfile.c). ns.lock held.
  */
 static void stand_in(struct fs *fs, struct node *s, struct node *d)
 {
@@ -727,184 +569,4 @@ void fs_closedir(struct fs *fs, struct fs_dir *d)
 	ns_unpin(&fs->ns, d->dir);
 	pthread_mutex_unlock(&fs->ns.lock);
 	free(d);
-}
-
-/*
- * Only user.* and trusted.* names are kept: they are what SOURCE can
- * take back (the kernel lets only CAP_SYS_ADMIN near trusted.*). Other
- * namespaces: EOPNOTSUPP, except security.*, which tmpfs and ext4 know:
- * reading or removing a name there finds nothing (ENODATA), setting one
- * is not supported. Returns 0, or -ENODATA / -EOPNOTSUPP / -ERANGE.
- */
-static int xattr_name_ok(const char *name, bool set)
-{
-	if (!ns_xattr_kept(name))
-		return !set && strncmp(name, "security.", 9) == 0 ? -ENODATA
-								  : -EOPNOTSUPP;
-	if (strlen(name) > 255)
-		return -ERANGE;
-	return 0;
-}
-
-/*
- * user.h5memfs.volatile is not stored: it is the file's N_VOLATILE flag,
- * shown as "1" while set. Returns 1 when `name` is not that attribute.
- */
-static int volatile_get(struct fs *fs, struct node *n, const char *name,
-			void *buf, size_t size, size_t *len)
-{
-	int err = 0;
-
-	if (strcmp(name, FS_VOLATILE_XATTR) != 0)
-		return 1;
-	pthread_mutex_lock(&fs->ns.lock);
-	if (!(n->flags & N_VOLATILE))
-		err = -ENODATA;
-	else if (size && size < 1)
-		err = -ERANGE;
-	else if (size)
-		*(char *)buf = '1';
-	*len = 1;
-	pthread_mutex_unlock(&fs->ns.lock);
-	return err;
-}
-
-static int volatile_set(struct fs *fs, struct node *n, const char *name,
-			const void *value, size_t size, int flags)
-{
-	bool on;
-
-	if (strcmp(name, FS_VOLATILE_XATTR) != 0)
-		return 1;
-	if (!S_ISREG(n->mode))
-		return -EINVAL;
-	if (size == 1 && (*(const char *)value == '1' ||
-			  *(const char *)value == '0'))
-		on = *(const char *)value == '1';
-	else
-		return -EINVAL;
-	pthread_mutex_lock(&fs->ns.lock);
-	if ((flags & XATTR_CREATE) && (n->flags & N_VOLATILE)) {
-		pthread_mutex_unlock(&fs->ns.lock);
-		return -EEXIST;
-	}
-	if (on)
-		n->flags |= N_VOLATILE;
-	else
-		n->flags &= ~(unsigned)N_VOLATILE;
-	pthread_mutex_unlock(&fs->ns.lock);
-	return 0;
-}
-
-int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
-		size_t size, size_t *len)
-{
-	int err = volatile_get(fs, n, name, buf, size, len);
-
-	if (err <= 0)
-		return err;
-	err = xattr_name_ok(name, false);
-	if (err)
-		return err;
-	err = fs_load_xattrs(fs, n, true);
-	if (err)
-		return err;
-	pthread_mutex_lock(&fs->ns.lock);
-	err = ns_xattr_get(n, name, buf, size, len);
-	pthread_mutex_unlock(&fs->ns.lock);
-	return err;
-}
-
-int fs_setxattr(struct fs *fs, struct node *n, const char *name,
-		const void *value, size_t size, int flags)
-{
-	int err = volatile_set(fs, n, name, value, size, flags);
-
-	if (err <= 0)
-		return err;
-	err = xattr_name_ok(name, true);
-	if (!err && !S_ISREG(n->mode) && !S_ISDIR(n->mode))
-		/* as the kernel says for user.*; trusted.* not kept there */
-		err = ns_xattr_trusted(name) ? -EOPNOTSUPP : -EPERM;
-	if (!err)
-		err = fs_load_xattrs(fs, n, true);
-	if (err)
-		return err;
-	pthread_mutex_lock(&fs->ns.lock);
-	err = ns_xattr_set(n, name, value, size, flags);
-	if (!err)
-		fs_touch_c(n);
-	pthread_mutex_unlock(&fs->ns.lock);
-	return err;
-}
-
-int fs_listxattr(struct fs *fs, struct node *n, bool trusted, char *buf,
-		 size_t size, size_t *len)
-{
-	int err = fs_load_xattrs(fs, n, true);
-
-	if (err)
-		return err;
-	pthread_mutex_lock(&fs->ns.lock);
-	err = ns_xattr_list(n, trusted, buf, size, len);
-	if (n->flags & N_VOLATILE) {
-		size_t extra = sizeof(FS_VOLATILE_XATTR);
-
-		if (!err && size && size < *len + extra)
-			err = -ERANGE;
-		else if (!err && size)
-			memcpy(buf + *len, FS_VOLATILE_XATTR, extra);
-		*len += extra;
-	}
-	pthread_mutex_unlock(&fs->ns.lock);
-	return err;
-}
-
-int fs_removexattr(struct fs *fs, struct node *n, const char *name)
-{
-	int err;
-
-	if (!strcmp(name, FS_VOLATILE_XATTR)) {
-		pthread_mutex_lock(&fs->ns.lock);
-		err = n->flags & N_VOLATILE ? 0 : -ENODATA;
-		n->flags &= ~(unsigned)N_VOLATILE;
-		pthread_mutex_unlock(&fs->ns.lock);
-		return err;
-	}
-	err = xattr_name_ok(name, false);
-	if (err)
-		return err;
-	err = fs_load_xattrs(fs, n, true);
-	if (err)
-		return err;
-	pthread_mutex_lock(&fs->ns.lock);
-	err = ns_xattr_remove(n, name);
-	if (!err)
-		fs_touch_c(n);
-	pthread_mutex_unlock(&fs->ns.lock);
-	return err;
-}
-
-int fs_statfs(struct fs *fs, struct statvfs *sv)
-{
-	uint64_t used, bsize = 4096;
-
-	pthread_mutex_lock(&fs->ns.lock);
-	for (struct node *n = fs->ns.all; n; n = n->all_next) {
-		if (!(n->flags & N_LOADED))
-			continue;
-		fs_notice_kernel_writes(fs, n);
-		ns_account(&fs->ns, n);
-	}
-	used = fs->ns.mem_used;
-	memset(sv, 0, sizeof(*sv));
-	sv->f_bsize = sv->f_frsize = bsize;
-	sv->f_blocks = fs->o.max_memory / bsize;
-	sv->f_bfree = sv->f_bavail =
-		used >= fs->o.max_memory ? 0 : (fs->o.max_memory - used) / bsize;
-	sv->f_files = fs->ns.nodes + sv->f_bfree;
-	sv->f_ffree = sv->f_favail = sv->f_bfree;
-	sv->f_namemax = NAME_MAX;
-	pthread_mutex_unlock(&fs->ns.lock);
-	return 0;
 }

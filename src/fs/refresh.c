@@ -29,14 +29,6 @@
 /* How often one directory's SOURCE mtime is asked for, at most. */
 #define REFRESH_MS 1000
 
-uint64_t fs_now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 static bool mine_in_source(const struct fs *fs)
 {
 	return fs->has_source && !fs->o.volatile_ && fs->jrn.count == 0;

@@ -111,8 +111,8 @@ unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost)
 					dir, strerror(errno));
 		}
 		rel = ns_path(&fs->ns, n, &unlinked);
-		img_size(&n->img, &size);
-		err = rel ? save(dir, rel, n->img.fd, size) : -ENOMEM;
+		img_size(&n->file->img, &size);
+		err = rel ? save(dir, rel, n->file->img.fd, size) : -ENOMEM;
 		if (err) {
 			log_err("LOST: %s could not be written back nor "
 				"rescued to %s: %s", rel ? rel : "a file", dir,
@@ -120,7 +120,7 @@ unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost)
 			bad++;
 		} else {
 			log_err("%s could not be written back to SOURCE (%s); "
-				"saved as %s/%s", rel, n->wb.note, dir, rel);
+				"saved as %s/%s", rel, fs_wb_result(n)->note, dir, rel);
 			saved++;
 		}
 		free(rel);

@@ -13,70 +13,10 @@
 #include "../core/log.h"
 #include "internal.h"
 
-/*
- * A file with several names in SOURCE must be one node in the mount.
- * Entries seen with st_nlink > 1 are remembered by (dev, ino); the entry
- * pins its node while names of it may still be found in unscanned
- * directories.
- */
-struct hlink {
-	dev_t dev;
-	ino_t ino;
-	struct node *node;
-	struct hlink *next;
-};
-
 struct scan_ctx {
 	struct fs *fs;
 	struct node *dir;
 };
-
-static struct hlink *hlink_find(struct fs *fs, dev_t dev, ino_t ino)
-{
-	struct hlink *h;
-
-	for (h = fs->hlinks; h; h = h->next)
-		if (h->dev == dev && h->ino == ino)
-			return h;
-	return NULL;
-}
-
-bool fs_hlink_drop(struct fs *fs, struct node *n)
-{
-	struct hlink **pp = &fs->hlinks;
-
-	while (*pp && (*pp)->node != n)
-		pp = &(*pp)->next;
-	if (*pp) {
-		struct hlink *h = *pp;
-
-		*pp = h->next;
-		free(h);
-		return true;
-	}
-	return false;
-}
-
-void fs_hlink_moved(struct fs *fs, struct node *old, struct node *n)
-{
-	for (struct hlink *h = fs->hlinks; h; h = h->next) {
-		if (h->node == old) {
-			h->node = n;
-			ns_pin(n);
-			ns_unpin(&fs->ns, old);
-		}
-	}
-}
-
-void fs_hlinks_free(struct fs *fs)
-{
-	while (fs->hlinks) {
-		struct hlink *h = fs->hlinks;
-
-		fs->hlinks = h->next;
-		free(h);
-	}
-}
 
 static struct node *node_from_stat(struct fs *fs, const struct stat *st,
 				   const char *target)
@@ -105,41 +45,23 @@ static struct node *node_from_stat(struct fs *fs, const struct stat *st,
 static int scan_entry(void *arg, const char *name, const struct stat *st,
 		      const char *target)
 {
-	struct scan_ctx *c = arg;
-	struct fs *fs = c->fs;
-	struct hlink *h = NULL;
-	struct node *n;
+	struct scan_ctx c = *(struct scan_ctx *)arg;
+	struct fs *fs = c.fs;
+	struct node *seen = fs_hlink_find(fs, st), *n;
 	int err;
 
-	if (!S_ISDIR(st->st_mode) && st->st_nlink > 1)
-		h = hlink_find(fs, st->st_dev, st->st_ino);
-	n = h ? h->node : node_from_stat(fs, st, target);
+	n = seen ? seen : node_from_stat(fs, st, target);
 	if (!n)
 		return -ENOMEM;
-	err = ns_link(&fs->ns, c->dir, name, n);
+	err = ns_link(&fs->ns, c.dir, name, n);
 	if (err) {
 		ns_maybe_free(&fs->ns, n);
 		return err;
 	}
-	if (h) {
-		if (n->src_nlink)
-			n->src_nlink--;
-		/* every name found: SOURCE holds no more of this file */
-		if (!n->src_nlink) {
-			fs_hlink_drop(fs, n);
-			ns_unpin(&fs->ns, n);
-		}
-	} else if (!S_ISDIR(st->st_mode) && st->st_nlink > 1) {
-		h = calloc(1, sizeof(*h));
-		if (h) {
-			h->dev = st->st_dev;
-			h->ino = st->st_ino;
-			h->node = n;
-			h->next = fs->hlinks;
-			fs->hlinks = h;
-			ns_pin(n);
-		}
-	}
+	if (seen)
+		fs_hlink_named(fs, n);
+	else
+		fs_hlink_add(fs, n, st);
 	return 0;
 }
 
@@ -291,95 +213,4 @@ int fs_scan(struct fs *fs, struct node *dir)
 int fs_scan_root(struct fs *fs)
 {
 	return fs->has_source ? fs_scan(fs, fs->ns.root) : 0;
-}
-
-struct xattr_job {
-	struct fs_job job;	/* job.node: the file */
-	struct node tmp;	/* only its mode and xattrs are used */
-	int err;
-};
-
-/*
- * Read the xattrs into a stand-in node under replay_lock only (SOURCE
- * may be slow; ns.lock is every request's), then hand them to n unless
- * someone was faster.
- */
-static void xattr_run(struct fs_job *j)
-{
-	struct xattr_job *xj = (struct xattr_job *)j;
-	struct fs *fs = j->fs;
-	struct node *n = j->node;
-	char *path = NULL;
-	int err = 0;
-
-	pthread_mutex_lock(&fs->replay_lock);
-	pthread_mutex_lock(&fs->ns.lock);
-	if (n->flags & N_XATTRS) {
-		pthread_mutex_unlock(&fs->ns.lock);
-		goto out;
-	}
-	xj->tmp.mode = n->mode;
-	path = fs_source_path_locked(fs, n);
-	if (!path) {
-		err = n->links ? -ENOMEM : 0;
-		pthread_mutex_unlock(&fs->ns.lock);
-		goto out;
-	}
-	pthread_mutex_unlock(&fs->ns.lock);
-	err = src_load_xattrs(&fs->src, path, &xj->tmp);
-	/* replaced by another node just now: a shared fs needs a moment */
-	for (int tries = 0; err == -ESTALE && tries < 20; tries++) {
-		usleep(100 * 1000);
-		ns_xattr_free_all(&xj->tmp);
-		err = src_load_xattrs(&fs->src, path, &xj->tmp);
-	}
-	if (err == -ENOENT || err == -EACCES || err == -ELOOP ||
-	    err == -ENXIO)
-		err = 0; /* gone or unreadable in SOURCE: it has none */
-	pthread_mutex_lock(&fs->ns.lock);
-	if (!err && !(n->flags & N_XATTRS)) {
-		struct xattr **tail = &xj->tmp.xattrs;
-
-		/* ours first, then any set meanwhile (none expected) */
-		while (*tail)
-			tail = &(*tail)->next;
-		*tail = n->xattrs;
-		n->xattrs = xj->tmp.xattrs;
-		xj->tmp.xattrs = NULL;
-		n->flags |= N_XATTRS;
-	}
-	pthread_mutex_unlock(&fs->ns.lock);
-out:
-	pthread_mutex_unlock(&fs->replay_lock);
-	free(path);
-	xj->err = err;
-}
-
-static void xattr_release(struct fs_job *j)
-{
-	struct xattr_job *xj = (struct xattr_job *)j;
-
-	ns_xattr_free_all(&xj->tmp);
-}
-
-int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline)
-{
-	struct xattr_job *xj;
-	int err;
-
-	pthread_mutex_lock(&fs->ns.lock);
-	if (n->flags & N_XATTRS) {
-		pthread_mutex_unlock(&fs->ns.lock);
-		return 0;
-	}
-	pthread_mutex_unlock(&fs->ns.lock);
-	xj = fs_job_new(fs, sizeof(*xj), n, xattr_run, xattr_release);
-	if (!xj)
-		return -ENOMEM;
-	xj->job.no_deadline = !deadline;
-	err = fs_job_run(fs, &xj->job);
-	err = err ? fs_job_failed(fs, n, "read the extended attributes of")
-		  : xj->err;
-	fs_job_put(&xj->job);
-	return err;
 }

@@ -123,50 +123,33 @@ void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
+/* fs_copy_fn: the request's buffers (in memory or in a pipe) into fd. */
+static ssize_t copy_bufv(void *arg, int fd, uint64_t off)
+{
+	struct fuse_bufvec *bufv = arg;
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(bufv));
+
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = fd;
+	out.buf[0].pos = (off_t)off;
+	return fuse_buf_copy(&out, bufv, 0);
+}
+
 void ll_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
 		     off_t off, struct fuse_file_info *fi)
 {
 	struct h5m *m = ll_ctx(req);
-	struct node *n = ll_node(req, ino);
-	size_t size = fuse_buf_size(bufv);
-	struct fuse_bufvec out = FUSE_BUFVEC_INIT(size);
-	uint64_t held;
-	ssize_t done;
-	int fd, err;
+	size_t done;
+	int err;
 
 	(void)fi;
 	__atomic_add_fetch(&m->fs.stats.writes, 1, __ATOMIC_RELAXED);
-	fd = fs_data_fd(&m->fs, n);
-	if (fd < 0) {
-		fuse_reply_err(req, -fd);
-		return;
-	}
-	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	out.buf[0].fd = fd;
-	out.buf[0].pos = off;
-	err = fs_reserve(&m->fs, n, (uint64_t)off, size, &held);
-	if (err) {
-		fuse_reply_err(req, -err);
-		return;
-	}
-	done = fuse_buf_copy(&out, bufv, 0);
-	/*
-	 * Marked after the copy: a write-back that ran meanwhile took the
-	 * new bytes already, or sees the mark; marking first could let one
-	 * clear the mark before the bytes arrived.
-	 */
-	if (done > 0) {
-		err = fs_wrote(&m->fs, n, (uint64_t)off, (uint64_t)done, held);
-	} else {
-		fs_unreserve(&m->fs, held);
-		err = 0;
-	}
-	if (done < 0)
-		fuse_reply_err(req, (int)-done);
-	else if (err)
+	err = fs_write(&m->fs, ll_node(req, ino), (uint64_t)off,
+		       fuse_buf_size(bufv), copy_bufv, bufv, &done);
+	if (err)
 		fuse_reply_err(req, -err);
 	else
-		fuse_reply_write(req, (size_t)done);
+		fuse_reply_write(req, done);
 }
 
 void ll_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

@@ -49,6 +49,46 @@ static char *get(const char *rel)
 	return buf;
 }
 
+/* Write through the mount's one write path, as a FUSE WRITE does. */
+struct bytes {
+	const char *p;
+	size_t len;
+};
+
+static ssize_t copy_bytes(void *arg, int fd, uint64_t off)
+{
+	struct bytes *b = arg;
+	ssize_t r = pwrite(fd, b->p, b->len, (off_t)off);
+
+	return r < 0 ? -errno : r;
+}
+
+static int write_at(struct node *n, const char *data, uint64_t off)
+{
+	struct bytes b = { data, strlen(data) };
+	size_t done;
+	int err = fs_write(&fs, n, off, b.len, copy_bytes, &b, &done);
+
+	cr_assert(err || done == b.len);
+	return err;
+}
+
+/* Read as a FUSE READ does: from the fd fs_data_fd gives. */
+static int read_at(struct node *n, char *buf, size_t size, uint64_t off,
+		   size_t *done)
+{
+	int fd = fs_data_fd(&fs, n);
+	ssize_t r;
+
+	if (fd < 0)
+		return fd;
+	r = pread(fd, buf, size, (off_t)off);
+	if (r < 0)
+		return -errno;
+	*done = (size_t)r;
+	return 0;
+}
+
 static void start(bool vol)
 {
 	/* source_timeout: SOURCE calls go through helper threads */
@@ -112,7 +152,7 @@ Test(fs, a_file_is_loaded_on_open_and_read_from_memory)
 	cr_assert_eq(fs_open(&fs, a, O_RDWR, NULL), 0);
 	cr_assert(a->flags & N_LOADED);
 	put("a", "changed behind");
-	cr_assert_eq(fs_read(&fs, a, buf, sizeof(buf), 0, &done), 0);
+	cr_assert_eq(read_at(a, buf, sizeof(buf), 0, &done), 0);
 	cr_assert_eq(done, 5);
 	cr_assert_eq(memcmp(buf, "alpha", 5), 0);
 	fs_close(&fs, a);
@@ -123,7 +163,7 @@ Test(fs, writes_reach_source_only_at_fsync)
 	struct node *a = look(fs.ns.root, "a");
 
 	cr_assert_eq(fs_open(&fs, a, O_RDWR, NULL), 0);
-	cr_assert_eq(fs_write(&fs, a, "ALPHA!", 6, 0), 0);
+	cr_assert_eq(write_at(a, "ALPHA!", 0), 0);
 	cr_assert_str_eq(get("a"), "alpha");
 	cr_assert_eq(fs_fsync(&fs, a), 0);
 	cr_assert_str_eq(get("a"), "ALPHA!");
@@ -140,7 +180,7 @@ Test(fs, a_file_renamed_before_loading_loads_from_its_old_place)
 	cr_assert_eq(fs_rename(&fs, d, "b", fs.ns.root, "moved", 0), 0);
 	b = look(fs.ns.root, "moved");
 	cr_assert_eq(fs_open(&fs, b, O_RDWR, NULL), 0);
-	cr_assert_eq(fs_read(&fs, b, buf, sizeof(buf), 0, &done), 0);
+	cr_assert_eq(read_at(b, buf, sizeof(buf), 0, &done), 0);
 	cr_assert_eq(memcmp(buf, "beta", 4), 0);
 	fs_close(&fs, b);
 	cr_assert_not_null(get("d/b"));
@@ -161,7 +201,7 @@ Test(fs, sync_all_mirrors_new_files_dirs_symlinks_and_deletions)
 	cr_assert_eq(fs_mknod(&fs, dir, "f", S_IFREG | 0640, 0, getuid(),
 			      getgid(), &n, &st), 0);
 	cr_assert_eq(fs_open(&fs, n, O_RDWR, NULL), 0);
-	cr_assert_eq(fs_write(&fs, n, "fresh", 5, 0), 0);
+	cr_assert_eq(write_at(n, "fresh", 0), 0);
 	fs_close(&fs, n);
 	cr_assert_eq(fs_symlink(&fs, fs.ns.root, "ln", "new/f", getuid(),
 				getgid(), &n, &st), 0);
@@ -186,7 +226,7 @@ Test(fs, no_temporary_remains_after_a_write_back)
 	DIR *d;
 
 	cr_assert_eq(fs_open(&fs, a, O_RDWR | O_TRUNC, NULL), 0);
-	cr_assert_eq(fs_write(&fs, a, "x", 1, 0), 0);
+	cr_assert_eq(write_at(a, "x", 0), 0);
 	fs_close(&fs, a);
 	cr_assert_eq(fs_sync_all(&fs, NULL), 0);
 	d = opendir(src);
@@ -223,7 +263,7 @@ Test(fs, volatile_never_touches_source)
 	start(true);
 	a = look(fs.ns.root, "a");
 	cr_assert_eq(fs_open(&fs, a, O_RDWR, NULL), 0);
-	cr_assert_eq(fs_write(&fs, a, "zzzzz", 5, 0), 0);
+	cr_assert_eq(write_at(a, "zzzzz", 0), 0);
 	cr_assert_eq(fs_fsync(&fs, a), 0);
 	fs_close(&fs, a);
 	cr_assert_eq(fs_unlink(&fs, fs.ns.root, "a"), 0);
@@ -256,7 +296,48 @@ Test(fs, a_source_that_does_not_answer_fails_an_open_with_eio_in_time)
 	w = open(p, O_WRONLY | O_NONBLOCK);
 	cr_assert_geq(w, 0);
 	close(w);
-	cr_assert(fs_jobs_settle(&fs, 5000));
+	cr_assert(fs_jobs_end(&fs, 5000));
 	cr_assert_eq(fs.stuck_jobs, 0);
 	cr_assert_not(a->flags & N_LOADED);
+}
+
+static void no_flush(void *arg)
+{
+	(void)arg;
+}
+
+/* The checks after fs_destroy; a new mount for the suite's teardown. */
+static void destroy_and_restart(void (*check)(void))
+{
+	stop();
+	check();
+	start(false);
+}
+
+static void threads_ended(void)
+{
+	cr_assert_not(fs.preload.running);
+	cr_assert_not(fs.committing);
+	cr_assert_null(fs.helpers);
+}
+
+/* The end of a mount leaves no thread of src/fs running. */
+Test(fs, destroy_ends_the_preload_and_commit_threads)
+{
+	fs.o.commit = 3600;
+	cr_assert_eq(fs_preload_start(&fs), 0);
+	cr_assert_eq(fs_commit_start(&fs, no_flush, NULL), 0);
+	cr_assert(fs.preload.running);
+	cr_assert(fs.committing);
+	destroy_and_restart(threads_ended);
+}
+
+Test(fs, destroy_joins_the_source_helpers)
+{
+	struct node *a = look(fs.ns.root, "a");
+
+	cr_assert_eq(fs_open(&fs, a, O_RDONLY, NULL), 0);
+	fs_close(&fs, a);
+	cr_assert_not_null(fs.helpers); /* the load ran in a helper */
+	destroy_and_restart(threads_ended);
 }
