@@ -20,7 +20,7 @@ int main(int argc, char **argv)
 		opts_free(&o);
 		return r > 0 ? 0 : 1;
 	}
-	log_setup(false, o.debug ? LOG_LVL_DEBUG : LOG_LVL_WARN);
+	log_setup(false, (enum log_level)o.log_level, o.mountpoint);
 	status = session_run(&o);
 	opts_free(&o);
 	return status;

@@ -164,7 +164,8 @@ int fs_status_mount(struct fs *fs, char **json)
 	nodes = fs->ns.nodes;
 	used = fs->ns.mem_used;
 	pthread_mutex_unlock(&fs->ns.lock);
-	sb_printf(&b, "{\"format\": 1, \"source\": ");
+	sb_printf(&b, "{\"format\": 1, \"pid\": %d, \"source\": ",
+		  (int)getpid());
 	sb_json_str(&b, fs->source_path ? fs->source_path : "");
 	sb_printf(&b, ", \"volatile\": %s, \"data_path\": \"%s\", "
 		  "\"max_memory\": %llu, \"memory_used\": %llu, "
@@ -201,6 +202,27 @@ int fs_status_mount(struct fs *fs, char **json)
 		  (unsigned long long)fs->preload.skipped);
 	*json = sb_take(&b);
 	return *json ? 0 : -ENOMEM;
+}
+
+void fs_progress(struct fs *fs, struct fs_progress *p)
+{
+	*p = (struct fs_progress){ 0 };
+	pthread_mutex_lock(&fs->ns.lock);
+	for (struct node *n = fs->ns.all; n; n = n->all_next) {
+		if (!S_ISREG(n->mode) || !(n->flags & N_LOADED) ||
+		    !(n->flags & N_DIRTY) || (n->flags & N_VOLATILE) ||
+		    fs->o.volatile_ || !fs->has_source)
+			continue;
+		p->dirty_files++;
+		p->dirty_bytes += dirty_bytes(fs, n);
+	}
+	p->writebacks = fs->stats.writebacks;
+	p->writeback_bytes = fs->stats.writeback_bytes;
+	p->writeback_errors = fs->stats.writeback_errors;
+	p->preload_files = fs->preload.files;
+	p->preload_bytes = fs->preload.bytes;
+	p->preload_running = fs->preload.running && !fs->preload.done;
+	pthread_mutex_unlock(&fs->ns.lock);
 }
 
 int fs_discard(struct fs *fs, struct node *n)

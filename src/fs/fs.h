@@ -318,6 +318,15 @@ const char *fs_state_name(const struct fs *fs, const struct node *n);
 int fs_status_file(struct fs *fs, struct node *n, char **json);
 int fs_status_mount(struct fs *fs, char **json);
 
+/* Counters for progress reports (systemd, unmount), one consistent read. */
+struct fs_progress {
+	uint64_t dirty_files, dirty_bytes;	/* now */
+	uint64_t writebacks, writeback_bytes, writeback_errors; /* so far */
+	uint64_t preload_files, preload_bytes;
+	bool preload_running;
+};
+void fs_progress(struct fs *fs, struct fs_progress *p);
+
 /*
  * Drop n's unsaved changes: the image becomes SOURCE's version again,
  * in place (open handles see it). -ENODATA for a file not in SOURCE.

@@ -6,6 +6,7 @@
  *   setxattr user.h5memfs.sync       write the file (root: all) back now
  *   setxattr user.h5memfs.discard    drop the file's unsaved changes
  *   setxattr user.h5memfs.evict      drop the file's clean image
+ *   setxattr user.h5memfs.report     (root) where to send the outcome
  *   user.h5memfs.volatile            see src/fs/names.c
  *
  * The kernel checks permissions (default_permissions): reading a user.*
@@ -28,6 +29,7 @@
 
 #include "../core/log.h"
 #include "ll.h"
+#include "notify.h"
 
 enum ctl_kind { CTL_STATUS, CTL_SYNC, CTL_DISCARD, CTL_EVICT };
 
@@ -182,10 +184,17 @@ bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 	return true;
 }
 
-bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name)
+bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    const char *value, size_t size)
 {
 	enum ctl_kind kind;
 
+	if (!strcmp(name, LL_REPORT_XATTR)) {
+		/* the mount's outcome, so only on its root */
+		fuse_reply_err(req, ino != FUSE_ROOT_ID ? EINVAL :
+			       -notify_report_add(value, size));
+		return true;
+	}
 	if (!strcmp(name, FS_SYNC_XATTR))
 		kind = CTL_SYNC;
 	else if (!strcmp(name, FS_DISCARD_XATTR))
