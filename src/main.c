@@ -15,6 +15,8 @@ int main(int argc, char **argv)
 
 	if (cmd_is_command(argc, argv))
 		return cmd_main(argc, argv);
+	if (cmd_is_unknown(argc, argv))
+		return 1;
 	r = opts_parse(&o, argc, argv);
 	if (r != 0) {
 		opts_free(&o);

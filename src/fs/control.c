@@ -89,12 +89,48 @@ static void hdf5_json(struct strbuf *b, struct node *n)
 	}
 }
 
+/*
+ * The members of a file's document up to last_writeback, without the
+ * closing brace. ns.lock held.
+ */
+static void file_members(struct fs *fs, struct node *n, struct strbuf *b,
+			 const char *path)
+{
+	bool loaded = S_ISREG(n->mode) && (n->flags & N_LOADED);
+	uint64_t size = 0;
+
+	if (loaded)
+		img_size(&n->img, &size);
+	else
+		size = n->size;
+	sb_printf(b, "{\"path\": ");
+	sb_json_str(b, path ? path : "");
+	sb_printf(b, ", \"state\": ");
+	sb_json_str(b, fs_state_name(fs, n));
+	sb_printf(b, ", \"size\": %llu, \"memory_bytes\": %llu, "
+		  "\"dirty_bytes\": %llu, \"volatile\": %s, "
+		  "\"last_writeback\": {\"time\": ",
+		  (unsigned long long)size,
+		  (unsigned long long)(loaded ? img_mem_bytes(&n->img) : 0),
+		  (unsigned long long)(loaded ? dirty_bytes(fs, n) : 0),
+		  n->flags & N_VOLATILE ? "true" : "false");
+	time_json(b, &n->wb.when);
+	sb_printf(b, ", \"ok\": %s, \"error\": ",
+		  n->wb.when.tv_sec && !n->wb.err ? "true" : "false");
+	if (n->wb.err)
+		sb_json_str(b, strerror(-n->wb.err));
+	else
+		sb_printf(b, "null");
+	sb_printf(b, ", \"note\": ");
+	sb_json_str(b, n->wb.note);
+	sb_printf(b, "}");
+}
+
 int fs_status_file(struct fs *fs, struct node *n, char **json)
 {
 	struct strbuf b;
 	bool unlinked, loaded;
 	char *path;
-	uint64_t size = 0;
 
 	sb_init(&b);
 	pthread_mutex_lock(&n->io); /* a stable image for libhdf5 */
@@ -104,31 +140,8 @@ int fs_status_file(struct fs *fs, struct node *n, char **json)
 		img_sums_mark(&n->img, NULL, NULL);
 	path = ns_path(&fs->ns, n, &unlinked);
 	loaded = S_ISREG(n->mode) && (n->flags & N_LOADED);
-	if (loaded)
-		img_size(&n->img, &size);
-	else
-		size = n->size;
-	sb_printf(&b, "{\"path\": ");
-	sb_json_str(&b, path ? path : "");
-	sb_printf(&b, ", \"state\": ");
-	sb_json_str(&b, fs_state_name(fs, n));
-	sb_printf(&b, ", \"size\": %llu, \"memory_bytes\": %llu, "
-		  "\"dirty_bytes\": %llu, \"volatile\": %s, "
-		  "\"last_writeback\": {\"time\": ",
-		  (unsigned long long)size,
-		  (unsigned long long)(loaded ? img_mem_bytes(&n->img) : 0),
-		  (unsigned long long)(loaded ? dirty_bytes(fs, n) : 0),
-		  n->flags & N_VOLATILE ? "true" : "false");
-	time_json(&b, &n->wb.when);
-	sb_printf(&b, ", \"ok\": %s, \"error\": ",
-		  n->wb.when.tv_sec && !n->wb.err ? "true" : "false");
-	if (n->wb.err)
-		sb_json_str(&b, strerror(-n->wb.err));
-	else
-		sb_printf(&b, "null");
-	sb_printf(&b, ", \"note\": ");
-	sb_json_str(&b, n->wb.note);
-	sb_printf(&b, "}, \"hdf5\": ");
+	file_members(fs, n, &b, path);
+	sb_printf(&b, ", \"hdf5\": ");
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (loaded)
 		hdf5_json(&b, n);
@@ -137,6 +150,56 @@ int fs_status_file(struct fs *fs, struct node *n, char **json)
 	sb_printf(&b, "}");
 	pthread_mutex_unlock(&n->io);
 	free(path);
+	*json = sb_take(&b);
+	return *json ? 0 : -ENOMEM;
+}
+
+int fs_status_files(struct fs *fs, uint64_t start, size_t max, char **json)
+{
+	uint64_t i = 0;
+	struct strbuf b;
+	bool first = true, more = false;
+
+	sb_init(&b);
+	sb_printf(&b, "{\"files\": [");
+	pthread_mutex_lock(&fs->ns.lock);
+	for (struct node *n = fs->ns.all; n; n = n->all_next) {
+		size_t before = b.len;
+		bool unlinked;
+		char *path;
+
+		if (!S_ISREG(n->mode) || !(n->flags & N_LOADED))
+			continue;
+		if (i++ < start)
+			continue;
+		fs_notice_kernel_writes(fs, n);
+		path = ns_path(&fs->ns, n, &unlinked);
+		if (!path || unlinked) {
+			free(path); /* open but without a name: not listed */
+			continue;
+		}
+		sb_printf(&b, "%s", first ? "" : ", ");
+		file_members(fs, n, &b, path);
+		sb_printf(&b, "}");
+		free(path);
+		if (b.len + 64 > max) { /* room for the tail */
+			b.len = before;
+			b.s[before] = '\0';
+			more = true;
+			i--;
+			break;
+		}
+		first = false;
+	}
+	pthread_mutex_unlock(&fs->ns.lock);
+	if (more && first) {
+		free(sb_take(&b));
+		return -E2BIG; /* one entry does not fit a page */
+	}
+	if (more)
+		sb_printf(&b, "], \"next\": %llu}", (unsigned long long)i);
+	else
+		sb_printf(&b, "], \"next\": null}");
 	*json = sb_take(&b);
 	return *json ? 0 : -ENOMEM;
 }
