@@ -118,6 +118,7 @@ static struct {
 	pthread_cond_t cond;
 	struct fs *fs;
 	bool running, stop, final;
+	struct fs_progress start;	/* when the final write-back began */
 } w = { .cond = PTHREAD_COND_INITIALIZER };
 
 static void human(uint64_t v, char *out, size_t size)
@@ -160,9 +161,9 @@ static void final_tick(const struct fs_progress *start,
 
 static void *watcher(void *arg)
 {
-	struct fs_progress start = { 0 }, now;
+	struct fs_progress now;
 	uint64_t last_done = UINT64_MAX;
-	bool was_preloading = false, in_final = false;
+	bool was_preloading = false;
 	struct timespec t;
 	char h[16];
 
@@ -173,12 +174,8 @@ static void *watcher(void *arg)
 
 		pthread_mutex_unlock(&lock);
 		fs_progress(w.fs, &now);
-		if (final && !in_final) {
-			start = now;
-			in_final = true;
-		}
-		if (in_final) {
-			final_tick(&start, &now, &last_done);
+		if (final) {
+			final_tick(&w.start, &now, &last_done);
 		} else if (now.preload_running) {
 			human(now.preload_bytes, h, sizeof(h));
 			notify_systemd("STATUS=Serving; preloading: %llu files, "
@@ -198,6 +195,10 @@ static void *watcher(void *arg)
 			pthread_cond_timedwait(&w.cond, &lock, &t);
 	}
 	pthread_mutex_unlock(&lock);
+	if (w.final) { /* where it ended, however short it was */
+		fs_progress(w.fs, &now);
+		final_tick(&w.start, &now, &last_done);
+	}
 	return NULL;
 }
 
@@ -214,7 +215,13 @@ int notify_watch_start(struct fs *fs)
 
 void notify_watch_final(void)
 {
+	struct fs_progress start;
+
+	if (!w.running)
+		return;
+	fs_progress(w.fs, &start);
 	pthread_mutex_lock(&lock);
+	w.start = start;
 	w.final = true;
 	pthread_cond_signal(&w.cond);
 	pthread_mutex_unlock(&lock);
