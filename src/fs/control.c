@@ -285,6 +285,7 @@ void fs_progress(struct fs *fs, struct fs_progress *p)
 	p->preload_files = fs->preload.files;
 	p->preload_bytes = fs->preload.bytes;
 	p->preload_running = fs->preload.running && !fs->preload.done;
+	p->preload_done = fs->preload.done;
 	pthread_mutex_unlock(&fs->ns.lock);
 }
 

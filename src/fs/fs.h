@@ -333,7 +333,7 @@ struct fs_progress {
 	uint64_t dirty_files, dirty_bytes;	/* now */
 	uint64_t writebacks, writeback_bytes, writeback_errors; /* so far */
 	uint64_t preload_files, preload_bytes;
-	bool preload_running;
+	bool preload_running, preload_done;
 };
 void fs_progress(struct fs *fs, struct fs_progress *p);
 

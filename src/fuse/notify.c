@@ -163,7 +163,7 @@ static void *watcher(void *arg)
 {
 	struct fs_progress now;
 	uint64_t last_done = UINT64_MAX;
-	bool was_preloading = false;
+	bool preload_told = false;
 	struct timespec t;
 	char h[16];
 
@@ -181,12 +181,11 @@ static void *watcher(void *arg)
 			notify_systemd("STATUS=Serving; preloading: %llu files, "
 				       "%s loaded",
 				       (unsigned long long)now.preload_files, h);
-			was_preloading = true;
-		} else if (was_preloading) {
+		} else if (now.preload_done && !preload_told) {
 			human(now.preload_bytes, h, sizeof(h));
 			notify_systemd("STATUS=Serving; preloaded %llu files, %s",
 				       (unsigned long long)now.preload_files, h);
-			was_preloading = false;
+			preload_told = true;
 		}
 		clock_gettime(CLOCK_REALTIME, &t);
 		t.tv_sec += 1;
