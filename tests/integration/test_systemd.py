@@ -176,3 +176,72 @@ def test_log_level_error_keeps_only_errors(mount, tmp_path):
                          for ln in lines), lines
     assert not any("final write-back" in ln for ln in lines), lines
     assert any(f"{tmp_path}/rescue" in ln for ln in lines), lines
+
+
+# A private mount namespace whose /dev has a /dev/log of the test's own
+# (a datagram socket, as syslog(3) writes to), so that the detached
+# daemon's syslog lines can be read without touching the machine's.
+SYSLOG_SCRIPT = r"""
+set -u
+mount --make-rprivate /
+mount -t tmpfs tmpfs "$D"
+for n in fuse null zero random urandom; do
+	touch "$D/$n" && mount --bind "/dev/$n" "$D/$n"
+done
+/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1] + "/log")
+open(sys.argv[1] + "/ready", "w").close()
+with open(sys.argv[2], "ab", buffering=0) as out:
+    while True:
+        out.write(s.recv(8192) + b"\n")
+' "$D" "$OUT" </dev/null >/dev/null 2>&1 &
+listener=$!
+trap 'kill $listener 2>/dev/null; mountpoint -q "$MNT" && umount -l "$MNT"' EXIT
+i=0
+while [ ! -e "$D/ready" ]; do
+	[ $i -lt 600 ] || exit 4
+	sleep 0.05; i=$((i + 1))
+done
+mount --rbind "$D" /dev
+"$H5MEMFS" -o log_level=info "$SRC" "$MNT" || exit 3
+printf hello > "$MNT/f.txt"
+"$H5MEMFS" unmount "$MNT"
+rc=$?
+"$H5MEMFS" "$SRC" "$MNT" || exit 3     # default level: warn
+printf quiet > "$MNT/g.txt"
+"$H5MEMFS" unmount "$MNT" || rc=$?
+i=0
+while ! grep -q "ended in" "$OUT" 2>/dev/null && [ $i -lt 200 ]; do
+	sleep 0.05; i=$((i + 1))
+done
+exit $rc
+"""
+
+
+def test_detached_daemon_logs_to_syslog_as_h5memfs(tmp_path, empty_source):
+    if not shutil.which("unshare"):
+        pytest.skip("unshare not installed")
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "mnt").mkdir()
+    out = tmp_path / "syslog"
+    env = dict(os.environ, D=str(tmp_path / "dev"), OUT=str(out),
+               SRC=str(empty_source), MNT=str(tmp_path / "mnt"),
+               H5MEMFS=str(DAEMON))
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private",
+                        "sh", "-c", SYSLOG_SCRIPT], env=env,
+                       capture_output=True, text=True,
+                       timeout=120 * SLOWDOWN)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = out.read_text(errors="replace").splitlines()
+    ours = [ln for ln in lines if "h5memfs[" in ln]
+    mnt = str(tmp_path / "mnt")
+    ended = [ln for ln in ours if f"]: {mnt}: final write-back of {mnt} "
+             "ended in" in ln]
+    assert len(ended) == 1, lines   # the second mount logs at warn only
+    # <30>: facility daemon, level info
+    assert ended[0].startswith("<30>"), ended
+    assert "1 file(s), 5 bytes written, 0 failed" in ended[0], ended
+    assert (empty_source / "f.txt").read_text() == "hello"
+    assert (empty_source / "g.txt").read_text() == "quiet"
