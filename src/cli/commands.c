@@ -497,8 +497,10 @@ static int act(const char *verb, const char *done_msg, const char *xattr,
 			continue;
 		}
 		done += sizes ? sizes[i] : 0;
-		if (bar)
+		if (bar) {
 			progress(done, total, t0);
+			fprintf(stderr, "%d/%d files ", i + 1, n);
+		}
 		else
 			printf("%s: %s\n", paths[i], done_msg);
 	}

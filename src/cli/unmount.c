@@ -82,8 +82,9 @@ static void read_reports(int fd, struct outcome *o, bool bar)
 	char buf[8192];
 	ssize_t n;
 
+	/* >= 0: the daemon may probe with an empty datagram (notify.c) */
 	while (fd >= 0 && (n = recv(fd, buf, sizeof(buf) - 1,
-				    MSG_DONTWAIT)) > 0) {
+				    MSG_DONTWAIT)) >= 0) {
 		unsigned long long f, tf, b, tb;
 		char *save = NULL;
 

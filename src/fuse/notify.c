@@ -71,6 +71,24 @@ void notify_systemd(const char *fmt, ...)
 		msg);
 }
 
+/*
+ * Whether the socket at sa is gone (its command ended: a busy mount it
+ * could not unmount, a timeout): an empty datagram is refused.
+ */
+static bool report_gone(const struct sockaddr_un *sa, socklen_t len)
+{
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	bool gone = false;
+
+	if (fd < 0)
+		return false;
+	if (sendto(fd, "", 0, MSG_DONTWAIT | MSG_NOSIGNAL,
+		   (const struct sockaddr *)sa, len) < 0)
+		gone = errno == ECONNREFUSED || errno == ENOENT;
+	close(fd);
+	return gone;
+}
+
 int notify_report_add(const char *name, size_t len)
 {
 	int err = 0;
@@ -78,6 +96,13 @@ int notify_report_add(const char *name, size_t len)
 	if (!len || len + 1 > sizeof(reports[0].sa.sun_path))
 		return -EINVAL;
 	pthread_mutex_lock(&lock);
+	/* full: make room by forgetting the commands that are gone */
+	for (unsigned i = 0; nreports == MAX_REPORTS && i < nreports;) {
+		if (report_gone(&reports[i].sa, reports[i].len))
+			reports[i] = reports[--nreports];
+		else
+			i++;
+	}
 	if (nreports == MAX_REPORTS) {
 		err = -ENOSPC;
 	} else {

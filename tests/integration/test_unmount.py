@@ -269,3 +269,20 @@ def test_umount_waits_and_reports_through_the_installed_helper(
     saved = tmp_path / "rescue" / "failing"
     assert (saved / "f.txt").read_bytes() == b"failing"
     assert str(saved) in err("failing"), err("failing")
+
+
+def test_many_refused_unmounts_do_not_use_up_the_reports(mount, fs):
+    """Each unmount gives the daemon a socket for the outcome; those of
+    commands that ended (a busy mount) are forgotten when room is needed."""
+    top, src = fs
+    m = mount(src)
+    fd = os.open(m / "f.bin", os.O_RDONLY)
+    try:
+        for _ in range(20):
+            res = cli("unmount", m.path)
+            assert res.returncode == 1 and "busy" in res.stderr
+    finally:
+        os.close(fd)
+    res = cli("unmount", m.path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == "" and m.proc.poll() == 0
