@@ -229,7 +229,6 @@ int session_run(struct opts *o)
 			o->source, strerror(-err));
 		goto out_free;
 	}
-	fs_scan_root(&m->fs); /* the root answers even if SOURCE hangs */
 	se = fuse_session_new(&o->fuse_args, &ll_ops, sizeof(ll_ops), m);
 	if (!se)
 		goto out_fs; /* libfuse printed why */
@@ -257,6 +256,12 @@ int session_run(struct opts *o)
 	signal(SIGPIPE, SIG_IGN);
 	if (fuse_daemonize(o->foreground) != 0)
 		goto out_unmount;
+	/*
+	 * The root is listed before the loop serves, so it answers even if
+	 * SOURCE hangs later; after the fork, so that no thread of the
+	 * listing (a SOURCE job) is left behind in the parent that exits.
+	 */
+	fs_scan_root(&m->fs);
 	if (!o->foreground)
 		log_setup(true, (enum log_level)o->log_level, o->mountpoint);
 	sc.se = se;
