@@ -230,18 +230,29 @@ one() {   # $1: label; $2: how to unmount; $3: ro to make SOURCE read-only
 one plain umount rw
 one systemd "umount -c" rw
 one failing umount ro
+# another FUSE filesystem: umount.fuse hands it back to umount -i
+if [ -x "$SLOWFS" ]; then
+	mkdir -p "$TOP/other" "$TOP/otherdir"
+	"$SLOWFS" -o delay_us=0 "$TOP/otherdir" "$TOP/other" &&
+		out other-type "$(findmnt -rn -o FSTYPE --mountpoint "$TOP/other")"
+	umount "$TOP/other" 2>>"$RESULT.other"
+	out other-rc $?
+	mountpoint -q "$TOP/other" && { out other-left yes; umount -l "$TOP/other"; }
+fi
 exit 0
 """
 
 
 def test_umount_waits_and_reports_through_the_installed_helper(
         installed_sbin, tmp_path):
+    from test_install import BUILD
     if not shutil.which("unshare"):
         pytest.skip("unshare not installed")
     result = tmp_path / "result"
     env = dict(os.environ, SBIN=str(installed_sbin), TOP=str(tmp_path / "t"),
                MNT=str(tmp_path / "mnt"), RESCUE=str(tmp_path / "rescue"),
-               RESULT=str(result), H5MEMFS=str(DAEMON))
+               RESULT=str(result), H5MEMFS=str(DAEMON),
+               SLOWFS=str(BUILD / "bench" / "slowfs"))
     os.mkdir(tmp_path / "t")
     r = subprocess.run(["unshare", "--mount", "--propagation", "private",
                         "sh", "-c", SCRIPT], env=env, capture_output=True,
@@ -269,6 +280,11 @@ def test_umount_waits_and_reports_through_the_installed_helper(
     saved = tmp_path / "rescue" / "failing"
     assert (saved / "f.txt").read_bytes() == b"failing"
     assert str(saved) in err("failing"), err("failing")
+    # another FUSE filesystem goes through umount.fuse untouched
+    if "other-type" in got:
+        assert got["other-type"] != "fuse.h5memfs"
+        assert got["other-rc"] == "0", (got, err("other"))
+        assert "other-left" not in got
 
 
 def test_many_refused_unmounts_do_not_use_up_the_reports(mount, fs):
