@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -465,6 +467,54 @@ static uint64_t dirty_of(const char *path)
 	return d;
 }
 
+/* Whether path is the root of an h5memfs mount. */
+static bool is_mount_root(const char *path)
+{
+	char *mnt = mount_point_at(path);
+	bool yes = mnt != NULL;
+
+	free(mnt);
+	return yes;
+}
+
+/*
+ * Sync a whole mount from a child process while this one draws the
+ * progress the daemon reports (files, bytes, rate). 0 or an errno.
+ */
+static int sync_root_live(const char *mnt)
+{
+	struct outcome o = { .status = -1 };
+	int sock = report_socket(mnt, true), st = 0, err = 0;
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(setxattr(mnt, X_SYNC, "1", 1, 0) < 0 ? errno : 0);
+	if (pid < 0) {
+		err = errno;
+		goto out;
+	}
+	for (;;) {
+		struct pollfd p = { sock, POLLIN, 0 }; /* -1: just waits */
+		pid_t r;
+
+		poll(&p, 1, 200);
+		read_reports(sock, &o, true);
+		r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR) {
+			err = errno;
+			goto out;
+		}
+	}
+	read_reports(sock, &o, true);
+	err = WIFEXITED(st) ? WEXITSTATUS(st) : EINTR;
+out:
+	if (sock >= 0)
+		close(sock);
+	return err;
+}
+
 /* setxattr `xattr` on each path, one line per path. */
 static int act(const char *verb, const char *done_msg, const char *xattr,
 	       char **paths, int n, bool bar)
@@ -473,6 +523,7 @@ static int act(const char *verb, const char *done_msg, const char *xattr,
 	struct timespec ts;
 	double t0;
 	int failed = 0;
+	bool live;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	t0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
@@ -486,7 +537,11 @@ static int act(const char *verb, const char *done_msg, const char *xattr,
 			continue;
 		}
 		free(mnt);
-		if (setxattr(paths[i], xattr, "1", 1, 0) < 0) {
+		live = bar && !strcmp(xattr, X_SYNC) && is_mount_root(paths[i]);
+		errno = live ? sync_root_live(paths[i]) /* draws its own bar */
+			     : setxattr(paths[i], xattr, "1", 1, 0) < 0 ? errno
+								     : 0;
+		if (errno) {
 			int err = errno;
 
 			if (bar)
@@ -497,27 +552,17 @@ static int act(const char *verb, const char *done_msg, const char *xattr,
 			continue;
 		}
 		done += sizes ? sizes[i] : 0;
-		if (bar) {
-			progress(done, total, t0);
-			fprintf(stderr, "%d/%d files ", i + 1, n);
-		}
-		else
+		if (!bar) {
 			printf("%s: %s\n", paths[i], done_msg);
+		} else if (!live) {
+			progress(done, total, t0);
+			fprintf(stderr, "%d/%d paths ", i + 1, n);
+		}
 	}
 	if (bar)
 		fprintf(stderr, "\n");
 	free(sizes);
 	return failed ? 1 : 0;
-}
-
-/* Whether path is the root of an h5memfs mount. */
-static bool is_mount_root(const char *path)
-{
-	char *mnt = mount_point_at(path);
-	bool yes = mnt != NULL;
-
-	free(mnt);
-	return yes;
 }
 
 int cmd_main(int argc, char **argv)

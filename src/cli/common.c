@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 #include <time.h>
 
 char *get_status(const char *path, int *err)
@@ -206,3 +209,73 @@ const char *next_object(const char *p, size_t *len)
 	}
 	return NULL;
 }
+
+double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A socket with a kernel-chosen abstract name, given to the daemon. */
+int report_socket(const char *mnt, bool quiet)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa_family_t);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	/* only the family: the kernel binds a unique abstract name */
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0)
+		goto fail;
+	len = sizeof(sa);
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
+	    len <= offsetof(struct sockaddr_un, sun_path) + 1)
+		goto fail;
+	if (setxattr(mnt, X_REPORT, sa.sun_path + 1,
+		     len - offsetof(struct sockaddr_un, sun_path) - 1, 0) < 0)
+		goto fail;
+	return fd;
+fail:
+	if (!quiet)
+		fprintf(stderr, "h5memfs: %s: cannot ask the daemon for its "
+			"outcome: %s\n", mnt, strerror(errno));
+	close(fd);
+	return -1;
+}
+
+/* Read every queued report datagram. */
+void read_reports(int fd, struct outcome *o, bool bar)
+{
+	char buf[8192];
+	ssize_t n;
+
+	/* >= 0: the daemon may probe with an empty datagram (notify.c) */
+	while (fd >= 0 && (n = recv(fd, buf, sizeof(buf) - 1,
+				    MSG_DONTWAIT)) >= 0) {
+		unsigned long long f, tf, b, tb;
+		char *save = NULL;
+
+		buf[n] = '\0';
+		for (char *l = strtok_r(buf, "\n", &save); l;
+		     l = strtok_r(NULL, "\n", &save)) {
+			if (sscanf(l, "progress %llu %llu %llu %llu", &f, &tf,
+				   &b, &tb) == 4 && bar) {
+				if (o->t0 == 0)
+					o->t0 = mono_now();
+				progress(b, tb, o->t0);
+				fprintf(stderr, "%llu/%llu files ", f, tf);
+			} else if (!strncmp(l, "status ", 7)) {
+				o->status = atoi(l + 7);
+			} else if (!strncmp(l, "rescue ", 7)) {
+				snprintf(o->rescue, sizeof(o->rescue), "%s",
+					 l + 7);
+			}
+		}
+	}
+}
+

@@ -4,6 +4,7 @@
 #ifndef H5M_CLI_COMMON_H
 #define H5M_CLI_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,5 +43,25 @@ const char *human(const char *bytes, char *out, size_t size);
 
 /* One line of progress on stderr (a terminal): bytes, rate, time left. */
 void progress(uint64_t done, uint64_t total, double t0);
+
+/* CLOCK_MONOTONIC in seconds. */
+double mono_now(void);
+
+/* What the daemon reported on a report socket (src/fuse/notify.h). */
+struct outcome {
+	int status;		/* -1: no report */
+	char rescue[4096];
+	double t0;		/* first progress line */
+};
+
+/*
+ * A datagram socket with a kernel-chosen abstract name, given to the
+ * daemon of the mount at mnt (user.h5memfs.report on its root). The fd,
+ * or -1 (said on stderr unless quiet).
+ */
+int report_socket(const char *mnt, bool quiet);
+
+/* Read every queued report; draw progress lines on stderr when bar. */
+void read_reports(int fd, struct outcome *o, bool bar);
 
 #endif

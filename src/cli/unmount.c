@@ -33,78 +33,12 @@
 #include "common.h"
 #include "mounts.h"
 
-struct outcome {
-	int status;		/* -1: no report */
-	char rescue[4096];
-	double t0;		/* first progress line */
-};
-
 static double now(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* A socket with a kernel-chosen abstract name, given to the daemon. */
-static int report_socket(const char *mnt)
-{
-	struct sockaddr_un sa;
-	socklen_t len = sizeof(sa_family_t);
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -1;
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	/* only the family: the kernel binds a unique abstract name */
-	if (bind(fd, (struct sockaddr *)&sa, len) < 0)
-		goto fail;
-	len = sizeof(sa);
-	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
-	    len <= offsetof(struct sockaddr_un, sun_path) + 1)
-		goto fail;
-	if (setxattr(mnt, X_REPORT, sa.sun_path + 1,
-		     len - offsetof(struct sockaddr_un, sun_path) - 1, 0) < 0)
-		goto fail;
-	return fd;
-fail:
-	fprintf(stderr, "h5memfs: %s: cannot ask the daemon for its outcome: "
-		"%s\n", mnt, strerror(errno));
-	close(fd);
-	return -1;
-}
-
-/* Read every queued report datagram. */
-static void read_reports(int fd, struct outcome *o, bool bar)
-{
-	char buf[8192];
-	ssize_t n;
-
-	/* >= 0: the daemon may probe with an empty datagram (notify.c) */
-	while (fd >= 0 && (n = recv(fd, buf, sizeof(buf) - 1,
-				    MSG_DONTWAIT)) >= 0) {
-		unsigned long long f, tf, b, tb;
-		char *save = NULL;
-
-		buf[n] = '\0';
-		for (char *l = strtok_r(buf, "\n", &save); l;
-		     l = strtok_r(NULL, "\n", &save)) {
-			if (sscanf(l, "progress %llu %llu %llu %llu", &f, &tf,
-				   &b, &tb) == 4 && bar) {
-				if (o->t0 == 0)
-					o->t0 = now();
-				progress(b, tb, o->t0);
-				fprintf(stderr, "%llu/%llu files ", f, tf);
-			} else if (!strncmp(l, "status ", 7)) {
-				o->status = atoi(l + 7);
-			} else if (!strncmp(l, "rescue ", 7)) {
-				snprintf(o->rescue, sizeof(o->rescue), "%s",
-					 l + 7);
-			}
-		}
-	}
 }
 
 /* Detach: umount2 as root, else fusermount3. 0, or 1 after saying why. */
@@ -218,7 +152,7 @@ static int unmount_one(const char *path, bool lazy, double timeout)
 		free(mnt);
 		return 1;
 	}
-	sock = report_socket(mnt);
+	sock = report_socket(mnt, false);
 	if (detach(mnt, lazy) != 0)
 		goto out;
 	if (!wait_exit(pidfd, sock, deadline, &o, bar)) {

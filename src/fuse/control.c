@@ -81,7 +81,13 @@ static void run_job(struct h5m *m, const struct ctl_job *j, bool worker)
 		return;
 	case CTL_SYNC:
 		/* write what the daemon has; a failed drain is still told */
-		err = root ? fs_sync_all(&m->fs, NULL) : fs_fsync(&m->fs, n);
+		if (root) {
+			notify_pass_begin();
+			err = fs_sync_all(&m->fs, NULL);
+			notify_pass_end();
+		} else {
+			err = fs_fsync(&m->fs, n);
+		}
 		if (!err)
 			err = derr;
 		break;

@@ -144,6 +144,8 @@ static struct {
 	struct fs *fs;
 	bool running, stop, final;
 	struct fs_progress start;	/* when the final write-back began */
+	unsigned passes;		/* whole-mount syncs under way */
+	struct fs_progress pass_start;	/* when the first of them began */
 } w = { .cond = PTHREAD_COND_INITIALIZER };
 
 static void human(uint64_t v, char *out, size_t size)
@@ -159,29 +161,53 @@ static void human(uint64_t v, char *out, size_t size)
 	snprintf(out, size, u ? "%.1f%c" : "%.0f%c", d, units[u]);
 }
 
+/* Files and bytes written since start, and the totals to reach. */
+struct done {
+	uint64_t files, bytes, tf, tb;
+};
+
+static struct done done_since(const struct fs_progress *start,
+			      const struct fs_progress *now)
+{
+	struct done d;
+
+	d.files = now->writebacks + now->writeback_errors -
+		  start->writebacks - start->writeback_errors;
+	d.bytes = now->writeback_bytes - start->writeback_bytes;
+	d.tb = start->dirty_bytes > d.bytes ? start->dirty_bytes : d.bytes;
+	d.tf = start->dirty_files > d.files ? start->dirty_files : d.files;
+	return d;
+}
+
+/* Progress of a write-back to the reports (unmount, sync commands). */
+static void report_tick(const struct fs_progress *start,
+			const struct fs_progress *now)
+{
+	struct done d = done_since(start, now);
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "progress %llu %llu %llu %llu\n",
+		 (unsigned long long)d.files, (unsigned long long)d.tf,
+		 (unsigned long long)d.bytes, (unsigned long long)d.tb);
+	report_all(msg);
+}
+
 /* One tick of the final write-back: STATUS, EXTEND on progress, reports. */
 static void final_tick(const struct fs_progress *start,
 		       const struct fs_progress *now, uint64_t *last_done)
 {
-	uint64_t files = now->writebacks + now->writeback_errors -
-			 start->writebacks - start->writeback_errors;
-	uint64_t bytes = now->writeback_bytes - start->writeback_bytes;
-	uint64_t tb = start->dirty_bytes > bytes ? start->dirty_bytes : bytes;
-	uint64_t tf = start->dirty_files > files ? start->dirty_files : files;
-	char h1[16], h2[16], msg[128];
+	struct done d = done_since(start, now);
+	char h1[16], h2[16];
 
-	human(bytes, h1, sizeof(h1));
-	human(tb, h2, sizeof(h2));
-	if (files + bytes != *last_done)
+	human(d.bytes, h1, sizeof(h1));
+	human(d.tb, h2, sizeof(h2));
+	if (d.files + d.bytes != *last_done)
 		notify_systemd("EXTEND_TIMEOUT_USEC=%llu\nSTATUS=Writing back: "
 			       "%llu/%llu files, %s/%s",
-			       EXTEND_USEC, (unsigned long long)files,
-			       (unsigned long long)tf, h1, h2);
-	*last_done = files + bytes;
-	snprintf(msg, sizeof(msg), "progress %llu %llu %llu %llu\n",
-		 (unsigned long long)files, (unsigned long long)tf,
-		 (unsigned long long)bytes, (unsigned long long)tb);
-	report_all(msg);
+			       EXTEND_USEC, (unsigned long long)d.files,
+			       (unsigned long long)d.tf, h1, h2);
+	*last_done = d.files + d.bytes;
+	report_tick(start, now);
 }
 
 static void *watcher(void *arg)
@@ -196,9 +222,13 @@ static void *watcher(void *arg)
 	pthread_mutex_lock(&lock);
 	while (!w.stop) {
 		bool final = w.final;
+		unsigned passes = w.passes;
+		struct fs_progress pass_start = w.pass_start;
 
 		pthread_mutex_unlock(&lock);
 		fs_progress(w.fs, &now);
+		if (passes && !final)
+			report_tick(&pass_start, &now);
 		if (final) {
 			final_tick(&w.start, &now, &last_done);
 		} else if (now.preload_running) {
@@ -215,7 +245,7 @@ static void *watcher(void *arg)
 		clock_gettime(CLOCK_REALTIME, &t);
 		t.tv_sec += 1;
 		pthread_mutex_lock(&lock);
-		if (!w.stop && w.final == final)
+		if (!w.stop && w.final == final && w.passes == passes)
 			pthread_cond_timedwait(&w.cond, &lock, &t);
 	}
 	pthread_mutex_unlock(&lock);
@@ -249,6 +279,34 @@ void notify_watch_final(void)
 	w.final = true;
 	pthread_cond_signal(&w.cond);
 	pthread_mutex_unlock(&lock);
+}
+
+void notify_pass_begin(void)
+{
+	struct fs_progress start;
+
+	if (!w.running)
+		return;
+	fs_progress(w.fs, &start);
+	pthread_mutex_lock(&lock);
+	if (w.passes++ == 0)
+		w.pass_start = start;
+	pthread_cond_signal(&w.cond);
+	pthread_mutex_unlock(&lock);
+}
+
+void notify_pass_end(void)
+{
+	struct fs_progress start, now;
+
+	if (!w.running)
+		return;
+	fs_progress(w.fs, &now);
+	pthread_mutex_lock(&lock);
+	start = w.pass_start;
+	w.passes--;
+	pthread_mutex_unlock(&lock);
+	report_tick(&start, &now); /* where it ended, however short */
 }
 
 void notify_watch_stop(void)

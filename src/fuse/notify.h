@@ -12,7 +12,8 @@
  * Reports: `h5memfs unmount` binds an abstract AF_UNIX datagram socket
  * and gives its name through the root's user.h5memfs.report xattr; the
  * daemon sends it "progress FILES_DONE FILES BYTES_DONE BYTES" lines
- * during the final write-back and, last, "status N" (the exit status)
+ * during the final write-back (and any whole-mount sync) and, last,
+ * "status N" (the exit status)
  * with "rescue DIR" when files were saved there. A lost datagram costs
  * a progress update, never the outcome: the command reads it after the
  * daemon has exited, from its own socket's queue.
@@ -46,5 +47,13 @@ void notify_report_outcome(int status, const char *rescue_dir);
 int notify_watch_start(struct fs *fs);
 void notify_watch_final(void);
 void notify_watch_stop(void);
+
+/*
+ * Around a whole-mount sync (h5memfs sync MOUNTPOINT): the progress
+ * thread sends its progress to the reports too, as for the final
+ * write-back (the sync command draws it on a terminal).
+ */
+void notify_pass_begin(void);
+void notify_pass_end(void);
 
 #endif

@@ -728,3 +728,37 @@ def test_evict_and_discard_say_the_real_cause(mount, src):
     msg = one_message(cli("evict", m / "sub"))
     assert "directory" in msg, msg
     assert m.unmount() == 0
+
+
+def test_sync_of_a_mount_on_a_terminal_shows_the_daemons_progress(mount,
+                                                                  src):
+    """The whole-mount bar counts the files the daemon writes back (its
+    progress reports), not the paths given."""
+    m = mount(src)
+    for rel in ("a.txt", "sub/deep/b.bin", "sub/new.txt"):
+        helpers.write_file(m / rel, b"x" * 50000)
+    master, slave = pty.openpty()
+    try:
+        res = subprocess.run([str(DAEMON), "sync", str(m.path)],
+                             stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=slave,
+                             timeout=60 * SLOWDOWN)
+        os.close(slave)
+        slave = None
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert res.returncode == 0 and res.stdout == b""
+    assert b"3/3 files" in shown and b"/s" in shown, shown
+    assert mount_status(m)["dirty_files"] == 0
+    assert m.unmount() == 0
