@@ -219,10 +219,10 @@ double mono_now(void)
 }
 
 /* A socket with a kernel-chosen abstract name, given to the daemon. */
-int report_socket(const char *mnt, bool quiet)
+int report_bind(char *name, size_t *len)
 {
 	struct sockaddr_un sa;
-	socklen_t len = sizeof(sa_family_t);
+	socklen_t sl = sizeof(sa_family_t);
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
@@ -230,21 +230,35 @@ int report_socket(const char *mnt, bool quiet)
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	/* only the family: the kernel binds a unique abstract name */
-	if (bind(fd, (struct sockaddr *)&sa, len) < 0)
+	if (bind(fd, (struct sockaddr *)&sa, sl) < 0)
 		goto fail;
-	len = sizeof(sa);
-	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
-	    len <= offsetof(struct sockaddr_un, sun_path) + 1)
+	sl = sizeof(sa);
+	if (getsockname(fd, (struct sockaddr *)&sa, &sl) < 0 ||
+	    sl <= offsetof(struct sockaddr_un, sun_path) + 1) {
+		errno = EINVAL;
 		goto fail;
-	if (setxattr(mnt, X_REPORT, sa.sun_path + 1,
-		     len - offsetof(struct sockaddr_un, sun_path) - 1, 0) < 0)
-		goto fail;
+	}
+	*len = sl - offsetof(struct sockaddr_un, sun_path) - 1;
+	memcpy(name, sa.sun_path + 1, *len); /* after the leading NUL */
 	return fd;
 fail:
+	close(fd);
+	return -1;
+}
+
+int report_socket(const char *mnt, bool quiet)
+{
+	char name[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	size_t len;
+	int fd = report_bind(name, &len);
+
+	if (fd >= 0 && setxattr(mnt, X_REPORT, name, len, 0) == 0)
+		return fd;
 	if (!quiet)
 		fprintf(stderr, "h5memfs: %s: cannot ask the daemon for its "
 			"outcome: %s\n", mnt, strerror(errno));
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return -1;
 }
 

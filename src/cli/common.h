@@ -61,6 +61,12 @@ struct outcome {
  */
 int report_socket(const char *mnt, bool quiet);
 
+/*
+ * The socket alone: its fd (or -1), its abstract name (without the
+ * leading NUL, up to 107 bytes) into name and *len, to give with setxattr.
+ */
+int report_bind(char *name, size_t *len);
+
 /* Read every queued report; draw progress lines on stderr when bar. */
 void read_reports(int fd, struct outcome *o, bool bar);
 

@@ -14,6 +14,7 @@
 #include "commands.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -32,14 +33,6 @@
 
 #include "common.h"
 #include "mounts.h"
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Detach: umount2 as root, else fusermount3. 0, or 1 after saying why. */
 static int detach(const char *mnt, bool lazy)
@@ -93,7 +86,7 @@ static bool wait_exit(int pidfd, int sock, double deadline,
 		int ms = -1;
 
 		if (deadline > 0) {
-			double left = deadline - now();
+			double left = deadline - mono_now();
 
 			if (left <= 0)
 				return false;
@@ -107,13 +100,78 @@ static bool wait_exit(int pidfd, int sock, double deadline,
 	}
 }
 
+/*
+ * What the daemon must answer before the unmount: its PID (from the
+ * mount's status) and our report socket's registration. With a deadline
+ * the questions are asked by a child process, killed when the daemon
+ * does not answer in time (a stopped or hung daemon): a request to FUSE
+ * is only given up on for a fatal signal. Returns the PID, or -1 with
+ * *err set (ETIMEDOUT: no answer in time); *sock: the socket or -1.
+ */
+static long ask_daemon(const char *mnt, double deadline, int *sock,
+		       int *err)
+{
+	char name[108], v[32], buf[64] = "";
+	struct pollfd p;
+	size_t len = 0;
+	long pid = -1;
+	int fds[2], st, ms;
+	pid_t child;
+
+	*sock = report_bind(name, &len);
+	if (pipe2(fds, O_CLOEXEC) < 0 || (child = fork()) < 0) {
+		*err = errno;
+		return -1;
+	}
+	if (child == 0) {
+		char *json = get_status(mnt, err);
+		int rerr = 0;
+
+		if (json && (*sock < 0 ||
+			     setxattr(mnt, X_REPORT, name, len, 0) < 0))
+			rerr = *sock < 0 ? EINVAL : errno;
+		snprintf(buf, sizeof(buf), "%s %d %d", json ? jget(json, "pid",
+			 v, sizeof(v)) : "-1", json ? 0 : *err, rerr);
+		(void)!write(fds[1], buf, strlen(buf));
+		_exit(0);
+	}
+	close(fds[1]);
+	p = (struct pollfd){ fds[0], POLLIN, 0 };
+	ms = deadline > 0 ? (int)((deadline - mono_now()) * 1000) + 1 : -1;
+	if (poll(&p, 1, deadline > 0 && ms < 0 ? 0 : ms) <= 0) {
+		kill(child, SIGKILL); /* fatal: its FUSE request gives up */
+		*err = ETIMEDOUT;
+	} else {
+		int rerr = 0;
+		ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+
+		buf[n > 0 ? n : 0] = '\0';
+		*err = EIO;
+		if (sscanf(buf, "%ld %d %d", &pid, err, &rerr) == 3 && rerr)
+			fprintf(stderr, "h5memfs: %s: cannot ask the daemon for "
+				"its outcome: %s\n", mnt, strerror(rerr));
+		if (rerr && *sock >= 0) {
+			close(*sock);
+			*sock = -1;
+		}
+	}
+	close(fds[0]);
+	/*
+	 * Not a blocking wait after the kill: a request the daemon already
+	 * took keeps the child until answered; it ends (or is reaped by
+	 * init) without us.
+	 */
+	waitpid(child, &st, *err == ETIMEDOUT ? WNOHANG : 0);
+	return pid > 0 ? pid : -1;
+}
+
 static int unmount_one(const char *path, bool lazy, double timeout)
 {
 	struct outcome o = { .status = -1 };
 	bool bar = isatty(STDERR_FILENO);
-	char *mnt = mount_point_at(path), *json, v[32];
-	int err = 0, pidfd, sock, r = 1;
-	double deadline = timeout > 0 ? now() + timeout : 0;
+	char *mnt = mount_point_at(path);
+	int err = 0, pidfd, sock = -1, r = 1;
+	double deadline = timeout > 0 ? mono_now() + timeout : 0;
 	long pid;
 
 	if (!mnt) {
@@ -128,31 +186,36 @@ static int unmount_one(const char *path, bool lazy, double timeout)
 		free(in);
 		return 1;
 	}
-	json = get_status(mnt, &err);
-	if (!json) {
+	pid = ask_daemon(mnt, deadline, &sock, &err);
+	if (pid < 0) {
 		if (err == ENOTCONN || err == ECONNABORTED) {
 			if (detach(mnt, lazy) == 0)
 				fprintf(stderr, "h5memfs: %s: the daemon was "
 					"gone (%s); the dead mount is detached, "
 					"and what the daemon had not written "
 					"back is lost\n", mnt, strerror(err));
+		} else if (err == ETIMEDOUT) {
+			fprintf(stderr, "h5memfs: %s: the daemon did not answer "
+				"within %.0f s (stopped or hung?); nothing "
+				"was done\n", mnt, timeout);
 		} else {
 			fprintf(stderr, "h5memfs: cannot read the status of "
 				"%s: %s\n", mnt, strerror(err));
 		}
+		if (sock >= 0)
+			close(sock);
 		free(mnt);
 		return 1;
 	}
-	pid = strtol(jget(json, "pid", v, sizeof(v)), NULL, 10);
-	free(json);
-	pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, (pid_t)pid, 0) : -1;
+	pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
 	if (pidfd < 0) {
 		fprintf(stderr, "h5memfs: %s: cannot follow the daemon (PID "
 			"%ld): %s\n", mnt, pid, strerror(errno));
+		if (sock >= 0)
+			close(sock);
 		free(mnt);
 		return 1;
 	}
-	sock = report_socket(mnt, false);
 	if (detach(mnt, lazy) != 0)
 		goto out;
 	if (!wait_exit(pidfd, sock, deadline, &o, bar)) {
@@ -210,8 +273,9 @@ static void unmount_help(FILE *f)
 "                           for that too\n"
 "    -t, --timeout SECONDS  wait at most SECONDS per mount point for the\n"
 "                           daemon; then exit 1, leaving the mount\n"
-"                           detached and the daemon writing back\n"
-"                           (default 0: wait for ever)\n"
+"                           detached and the daemon writing back (or,\n"
+"                           if it did not answer at all, both as they\n"
+"                           were); never kills it (default 0: for ever)\n"
 "    -h, --help             this text\n");
 }
 

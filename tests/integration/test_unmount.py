@@ -302,3 +302,23 @@ def test_many_refused_unmounts_do_not_use_up_the_reports(mount, fs):
     res = cli("unmount", m.path)
     assert res.returncode == 0, res.stderr
     assert res.stderr == "" and m.proc.poll() == 0
+
+
+def test_a_stopped_daemon_is_given_up_on_after_the_timeout(mount, fs):
+    """--timeout also bounds the questions asked before the unmount: a
+    stopped daemon answers nothing; the mount is left as it was."""
+    import signal
+    top, src = fs
+    m = mount(src)
+    helpers.write_file(m / "f.bin", NEW)
+    os.kill(m.proc.pid, signal.SIGSTOP)
+    try:
+        res = cli("unmount", "--timeout", "1", m.path)
+    finally:
+        os.kill(m.proc.pid, signal.SIGCONT)
+    assert res.returncode == 1
+    assert "did not answer within 1 s" in res.stderr, res.stderr
+    assert os.path.ismount(m.path) and m.running()
+    res = cli("unmount", m.path)
+    assert res.returncode == 0, res.stderr
+    assert helpers.read_file(src / "f.bin") == NEW
