@@ -9,7 +9,9 @@
  * race); the outcome comes through an abstract AF_UNIX datagram socket
  * of ours whose name the daemon learns from the user.h5memfs.report
  * xattr (src/fuse/notify.h): progress lines, then "status N" just before
- * it exits. A daemon that dies without a word (killed) gives exit 1.
+ * it exits. A daemon that dies without a word (killed) gives exit 1. The
+ * PID and the registration are asked by a child process, so that
+ * --timeout holds even when the daemon answers nothing (stopped, hung).
  */
 #include "commands.h"
 
