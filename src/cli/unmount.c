@@ -198,7 +198,7 @@ static int unmount_one(const char *path, bool lazy, double timeout)
 					"back is lost\n", mnt, strerror(err));
 		} else if (err == ETIMEDOUT) {
 			fprintf(stderr, "h5memfs: %s: the daemon did not answer "
-				"within %.0f s (stopped or hung?); nothing "
+				"within %g s (stopped or hung?); nothing "
 				"was done\n", mnt, timeout);
 		} else {
 			fprintf(stderr, "h5memfs: cannot read the status of "
@@ -224,7 +224,7 @@ static int unmount_one(const char *path, bool lazy, double timeout)
 		if (bar)
 			fprintf(stderr, "\n");
 		fprintf(stderr, "h5memfs: %s is detached, but the daemon (PID "
-			"%ld) was still writing back after %.0f s; it goes on "
+			"%ld) was still writing back after %g s; it goes on "
 			"and exits when done\n", mnt, pid, timeout);
 		goto out;
 	}
