@@ -207,7 +207,14 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 		pthread_mutex_unlock(&fs->ns.lock);
 		return 0;
 	}
-	log_info("a file changed in SOURCE; loading it again");
+	{
+		bool unl;
+		char *p = ns_path(&fs->ns, n, &unl);
+
+		log_info("%s changed in SOURCE; loading it again",
+			 p ? p : "a file");
+		free(p);
+	}
 	if (fs->o.kernel_times) {
 		/*
 		 * The kernel's writeback cache trusts the size it knows of

@@ -76,8 +76,14 @@ bool fs_drop_gone_locked(struct fs *fs, struct node *n)
 	n->nopen = nopen;
 	if (!gone)
 		return false;
-	log_info("a file was removed from SOURCE behind the mount; its "
-		 "names go too");
+	{
+		bool unl;
+		char *p = ns_path(&fs->ns, n, &unl);
+
+		log_info("%s was removed from SOURCE behind the mount; its "
+			 "names go too", p ? p : "a file");
+		free(p);
+	}
 	drop_names(fs, n);
 	return true;
 }

@@ -440,9 +440,15 @@ static int write_file(struct fs *fs, struct node *n)
 	err = fs_load_xattrs(fs, n, false);
 	if (err) {
 		pthread_mutex_lock(&fs->ns.lock);
-		if (n->wb.err != err)
-			log_err("cannot read the xattrs of a file in SOURCE: "
-				"%s; it stays in memory", strerror(-err));
+		if (n->wb.err != err) {
+			bool unl;
+			char *p = ns_path(&fs->ns, n, &unl);
+
+			log_err("cannot read the xattrs of %s in SOURCE: %s; "
+				"it stays in memory", p ? p : "a file",
+				strerror(-err));
+			free(p);
+		}
 		set_result(n, err, "reading its xattrs in SOURCE: %s",
 			   strerror(-err));
 		pthread_mutex_unlock(&fs->ns.lock);
