@@ -185,27 +185,24 @@ static void show_file(const char *doc, size_t len, const char *full)
 	char h1[16], h2[16], h3[16], text[400] = "";
 	const char *lw = strstr(doc, "\"last_writeback\"");
 	char *note = jstr(lw ? lw : doc, "note");
-	bool add_hdf5 = so.hdf5 && !strstr(doc, "\"hdf5\": ");
 	struct strbuf h;
 
 	sb_init(&h);
 	jget(doc, "state", state, sizeof(state));
-	if (add_hdf5 && strcmp(state, "not loaded") != 0)
+	if (so.hdf5 && strcmp(state, "not loaded") != 0)
 		hdf5_outside(full, &h, text, sizeof(text));
-	else if (add_hdf5)
+	else if (so.hdf5)
 		sb_printf(&h, "null");
 	if (so.json) {
-		printf("%s\n    ", so.first ? "" : ",");
-		if (add_hdf5) {
-			char *hj = sb_take(&h);
+		char *hj = so.hdf5 ? sb_take(&h) : NULL;
 
-			/* the document without its closing brace */
-			printf("%.*s, \"hdf5\": %s}", (int)(len - 1), doc,
-			       hj ? hj : "null");
-			free(hj);
-		} else {
-			printf("%.*s", (int)len, doc);
-		}
+		printf("%s\n    ", so.first ? "" : ",");
+		/* the document without its closing brace */
+		printf("%.*s", (int)(len - 1), doc);
+		if (so.hdf5)
+			printf(", \"hdf5\": %s", hj ? hj : "null");
+		printf("}");
+		free(hj);
 		so.first = false;
 	} else {
 		bool show_note = note && note[0] && strcmp(note, "written");

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "../core/strbuf.h"
-#include "../h5/h5check.h"
 #include "internal.h"
 
 const char *fs_state_name(const struct fs *fs, const struct node *n)
@@ -63,32 +62,6 @@ static void time_json(struct strbuf *b, const struct timespec *t)
 	sb_json_str(b, when);
 }
 
-/* The hdf5 member: what libhdf5 sees in a loaded image. */
-static void hdf5_json(struct strbuf *b, struct node *n)
-{
-	struct h5_report r;
-	uint64_t size = 0;
-
-	img_size(&n->img, &size);
-	if (n->img.fd < 0 || h5_inspect(n->img.fd, size, &r) < 0 ||
-	    !r.is_hdf5) {
-		sb_printf(b, "null");
-		return;
-	}
-	sb_printf(b, "{\"superblock_version\": %d, \"userblock\": %llu, "
-		  "\"writer_open\": %s, \"swmr_writer\": %s, \"opens\": %s, "
-		  "\"objects\": %lu, \"error\": ", r.sb_version,
-		  (unsigned long long)r.base, r.writer_open ? "true" : "false",
-		  r.swmr ? "true" : "false", r.opens ? "true" : "false",
-		  r.objects);
-	if (r.opens)
-		sb_printf(b, "null}");
-	else {
-		sb_json_str(b, r.why);
-		sb_printf(b, "}");
-	}
-}
-
 /*
  * The members of a file's document up to last_writeback, without the
  * closing brace. ns.lock held.
@@ -129,25 +102,20 @@ static void file_members(struct fs *fs, struct node *n, struct strbuf *b,
 int fs_status_file(struct fs *fs, struct node *n, char **json)
 {
 	struct strbuf b;
-	bool unlinked, loaded;
+	bool unlinked;
 	char *path;
 
 	sb_init(&b);
-	pthread_mutex_lock(&n->io); /* a stable image for libhdf5 */
+	pthread_mutex_lock(&n->io); /* a stable image for the page marks */
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
 	if (fs->o.kernel_writes && (n->flags & N_DIRTY))
 		img_sums_mark(&n->img, NULL, NULL);
 	path = ns_path(&fs->ns, n, &unlinked);
-	loaded = S_ISREG(n->mode) && (n->flags & N_LOADED);
+	/* no libhdf5 here: h5memfs status --hdf5 asks it outside */
 	file_members(fs, n, &b, path);
-	sb_printf(&b, ", \"hdf5\": ");
-	pthread_mutex_unlock(&fs->ns.lock);
-	if (loaded)
-		hdf5_json(&b, n);
-	else
-		sb_printf(&b, "null");
 	sb_printf(&b, "}");
+	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&n->io);
 	free(path);
 	*json = sb_take(&b);

@@ -316,7 +316,10 @@ bool fs_kill_suid(struct fs *fs, struct node *n);
 /* The state word status shows for n ("clean", "dirty", ...). */
 const char *fs_state_name(const struct fs *fs, const struct node *n);
 
-/* JSON status of one file, or of the mount; caller frees. 0/-errno. */
+/*
+ * JSON status of one file (no libhdf5 facts: the status command computes
+ * them itself), or of the mount; caller frees. 0/-errno.
+ */
 int fs_status_file(struct fs *fs, struct node *n, char **json);
 int fs_status_mount(struct fs *fs, char **json);
 

@@ -217,8 +217,8 @@ class H5Mount:
     # --- the control commands ---------------------------------------------
 
     def status(self):
-        res = run([self.binary, "status", self.path, "--json", "--all"],
-                  timeout=30)
+        res = run([self.binary, "status", self.path, "--json", "--all",
+                   "--hdf5"], timeout=30)
         return json.loads(res.stdout)
 
     def file_status(self, rel):
