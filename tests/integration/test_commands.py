@@ -762,3 +762,21 @@ def test_sync_of_a_mount_on_a_terminal_shows_the_daemons_progress(mount,
     assert b"3/3 files" in shown and b"/s" in shown, shown
     assert mount_status(m)["dirty_files"] == 0
     assert m.unmount() == 0
+
+
+def test_discard_of_an_open_file_that_changed_size_says_close_it(mount,
+                                                                   src):
+    """The daemon path only: the kernel keeps the size it knows of an
+    open file, so discard refuses (EBUSY) and says why."""
+    m = mount(src)
+    if mount_status(m)["data_path"] != "daemon":
+        assert m.unmount() == 0
+        pytest.skip("the kernel's size only matters on the daemon path")
+    fd = os.open(m / "a.txt", os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, b"more")
+        msg = one_message(cli("discard", m / "a.txt"))
+        assert "open and its size differs" in msg and "close it" in msg, msg
+    finally:
+        os.close(fd)
+    assert m.unmount() == 0
