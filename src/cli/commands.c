@@ -121,7 +121,13 @@ static char *require_mount(const char *path)
 	char *mnt;
 
 	if (stat(path, &st) < 0) {
-		fprintf(stderr, "h5memfs: %s: %s\n", path, strerror(errno));
+		if (errno == ENOTCONN || errno == ECONNABORTED)
+			fprintf(stderr, "h5memfs: %s: the daemon of this mount "
+				"is gone (a dead mount: h5memfs unmount "
+				"MOUNTPOINT detaches it)\n", path);
+		else
+			fprintf(stderr, "h5memfs: %s: %s\n", path,
+				strerror(errno));
 		return NULL;
 	}
 	mnt = mount_of(path);

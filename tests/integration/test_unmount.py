@@ -130,6 +130,9 @@ def test_a_dead_mount_is_detached_and_reported(mount, fs):
     helpers.write_file(m / "f.bin", NEW)
     m.proc.kill()
     m.proc.wait(30)
+    res = cli("status", m.path)
+    assert res.returncode == 1 and "daemon of this mount is gone" in \
+        res.stderr, res.stderr
     res = cli("unmount", m.path)
     assert res.returncode == 1
     assert "daemon was gone" in res.stderr, res.stderr
