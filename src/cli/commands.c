@@ -373,7 +373,10 @@ static int cmd_status(int argc, char **argv)
 	json = get_status(mnt, &err);
 	if (!json) {
 		fprintf(stderr, "h5memfs: cannot read the status of %s: %s\n",
-			mnt, strerror(err));
+			mnt, err == ENOTCONN || err == ECONNABORTED ?
+			"the daemon of this mount is gone (a dead mount: "
+			"h5memfs unmount MOUNTPOINT detaches it)" :
+			strerror(err));
 		free(mnt);
 		return 1;
 	}
