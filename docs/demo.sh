@@ -44,22 +44,6 @@ is_mounted() {
 	grep -q " $mnt fuse" /proc/mounts
 }
 
-# The daemon forks away from us, so find it by the FIFO path in its command
-# line: that path lives in our private temporary directory.
-daemon_pid() {
-	local d cmd
-	for d in /proc/[0-9]*; do
-		cmd=$(tr '\0' ' ' 2>/dev/null <"$d/cmdline") || continue
-		case $cmd in
-		*"notify_pipe=$fifo "*)
-			echo "${d#/proc/}"
-			return 0
-			;;
-		esac
-	done
-	return 1
-}
-
 # Poll until "$@" fails (the thing waited for is gone) or $1 seconds pass.
 wait_gone() {
 	local limit=$1 i
@@ -71,17 +55,14 @@ wait_gone() {
 	return 1
 }
 
-pid=
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	if [ -n "${mnt:-}" ] && is_mounted; then
-		fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -uz "$mnt" || true
-		wait_gone 10 is_mounted || true
-	fi
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		wait_gone "$exit_timeout" kill -0 "$pid" 2>/dev/null ||
-			kill "$pid" 2>/dev/null || true
+		# waits for the daemon's write-back and exit; then lazily
+		timeout "$exit_timeout" "$bin" unmount "$mnt" ||
+			timeout "$exit_timeout" "$bin" unmount --lazy \
+				--timeout 10 "$mnt" || true
 	fi
 	if [ -n "${tmp:-}" ] && [ -d "$tmp" ]; then
 		if [ -n "${mnt:-}" ] && is_mounted; then
@@ -121,7 +102,6 @@ mkfifo "$fifo"
 # the daemon and we get there in.
 exec 3<>"$fifo"
 run "$bin" -o notify_pipe="$fifo" "$src" "$mnt" 3<&-
-pid=$(daemon_pid) || true
 line=
 read -r -t "$ready_timeout" line <&3 || true
 exec 3<&-
@@ -159,15 +139,12 @@ run h5ls -r "$src/experiment.h5"
 echo "SOURCE/experiment.h5 has the same bytes as before the edit."
 
 heading "Unmount: the daemon writes dirty files back to SOURCE, then exits"
-run fusermount3 -u "$mnt"
-wait_gone 30 is_mounted || die "$mnt still mounted 30s after fusermount3 -u"
-if [ -n "$pid" ]; then
-	wait_gone "$exit_timeout" kill -0 "$pid" 2>/dev/null ||
-		die "h5memfs (pid $pid) still running ${exit_timeout}s after unmount"
-	echo "h5memfs (pid $pid) has exited."
-else
-	echo "(could not find the daemon's pid; relying on /proc/mounts)"
-fi
+# h5memfs unmount returns once the daemon has exited, with its status:
+# 0 when everything is durable in SOURCE.
+run "$bin" unmount --timeout "$exit_timeout" "$mnt" ||
+	die "h5memfs unmount failed (exit $?)"
+is_mounted && die "$mnt still mounted after h5memfs unmount"
+echo "The daemon has exited; everything is written back."
 
 heading "The new dataset is now in SOURCE"
 run h5ls -r "$src/experiment.h5"

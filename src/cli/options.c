@@ -1,7 +1,10 @@
 /*
  * options.c - fuse_opt table, value checks and --help for the daemon.
  */
+#define FUSE_USE_VERSION 312
 #include "options.h"
+
+#include <fuse3/fuse_lowlevel.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -12,6 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <hdf5.h>
+
+#include "../core/log.h"
 #include "../core/memroom.h"
 #include "../core/size.h"
 
@@ -29,6 +35,7 @@ static const struct fuse_opt opt_table[] = {
 	OPT("commit=%s", commit_s, 0),
 	OPT("source_timeout=%s", source_timeout_s, 0),
 	OPT("rescue=%s", rescue, 0),
+	OPT("log_level=%s", log_level_s, 0),
 	OPT("passthrough=%s", passthrough_s, 0),
 	OPT("max_memory=%s", max_memory_s, 0),
 	OPT("preload", preload, 1),
@@ -299,9 +306,17 @@ static int check_seconds(const char *name, const char *s, unsigned long max,
 		return 0;
 	errno = 0;
 	v = strtoul(s, &end, 10);
-	if (errno || *end || end == s || s[0] == '-' || v > max) {
+	if (errno == ERANGE || (!errno && *end == '\0' && end != s &&
+				s[0] != '-' && v > max)) {
 		fprintf(stderr, "h5memfs: invalid value '%s' for option %s: "
-			"expected a number of seconds\n", s, name);
+			"at most %lu seconds (%lu days)\n", s, name, max,
+			max / 86400);
+		return -1;
+	}
+	if (errno || *end || end == s || s[0] == '-') {
+		fprintf(stderr, "h5memfs: invalid value '%s' for option %s: "
+			"expected a whole number of seconds from 0 to %lu\n",
+			s, name, max);
 		return -1;
 	}
 	*out = (unsigned)v;
@@ -345,6 +360,14 @@ static int check_values(struct opts *o)
 	    check_seconds("source_timeout", o->source_timeout_s, 86400,
 			  &o->source_timeout) < 0)
 		return -1;
+	o->log_level = o->debug ? LOG_LVL_DEBUG : LOG_LVL_WARN;
+	if (o->log_level_s &&
+	    (o->log_level = log_level_parse(o->log_level_s)) < 0) {
+		fprintf(stderr, "h5memfs: invalid value '%s' for option "
+			"log_level: expected error, warn, info or debug\n",
+			o->log_level_s);
+		return -1;
+	}
 	if (!o->passthrough_s || !strcmp(o->passthrough_s, "auto")) {
 		o->passthrough = 0;
 	} else if (!strcmp(o->passthrough_s, "on")) {
@@ -413,7 +436,12 @@ int opts_parse(struct opts *o, int argc, char **argv)
 		return 1;
 	}
 	if (o->show_version) {
-		printf("h5memfs version %s\n", H5MEMFS_VERSION);
+		unsigned maj = 0, min = 0, rel = 0;
+
+		H5get_libversion(&maj, &min, &rel);
+		printf("h5memfs version %s\nlibfuse version %s\n"
+		       "libhdf5 version %u.%u.%u\n", H5MEMFS_VERSION,
+		       fuse_pkgversion(), maj, min, rel);
 		return 1;
 	}
 	if (check_values(o) < 0 || check_paths(o) < 0)
@@ -441,6 +469,7 @@ void opts_free(struct opts *o)
 	free(o->validate_s);
 	free(o->commit_s);
 	free(o->source_timeout_s);
+	free(o->log_level_s);
 	free(o->rescue);
 	free(o->passthrough_s);
 	free(o->max_memory_s);
@@ -453,11 +482,14 @@ void opts_print_help(const char *prog)
 	printf(
 "usage: %s [OPTIONS] SOURCE MOUNTPOINT\n"
 "       %s -o volatile [OPTIONS] [SOURCE] MOUNTPOINT\n"
-"       fusermount3 -u MOUNTPOINT     (writes back, then the daemon exits)\n"
-"       h5memfs status MOUNTPOINT [--json]   state of every file\n"
-"       h5memfs sync MOUNTPOINT [PATH...]    write back now\n"
+"       h5memfs unmount [--lazy] [--timeout SECONDS] MOUNTPOINT...\n"
+"                              write back, unmount, wait for the daemon\n"
+"                              and exit with its status\n"
+"       h5memfs status [--json] [--all] [--hdf5] MOUNTPOINT\n"
+"       h5memfs sync MOUNTPOINT|PATH...      write back now\n"
 "       h5memfs discard PATH...              drop unsaved changes\n"
 "       h5memfs evict PATH...                drop clean images from memory\n"
+"       h5memfs COMMAND --help               each command's own help\n"
 "\n"
 "Mount SOURCE at MOUNTPOINT, holding every file opened through the mount\n"
 "in memory. fsync, unmount and SIGTERM write changes back to SOURCE.\n"
@@ -496,6 +528,11 @@ void opts_print_help(const char *prog)
 "                           kernel's writeback cache (default auto)\n"
 "    -o notify_pipe=PATH    write \"ready\" to the FIFO at PATH once the\n"
 "                           mount serves requests\n"
+"    -o log_level=error|warn|info|debug\n"
+"                           the most verbose messages logged, to stderr\n"
+"                           in the foreground, to syslog (identifier\n"
+"                           h5memfs) in the background (default warn;\n"
+"                           -d: debug)\n"
 "\n"
 "FUSE and mount options:\n"
 "    -o ro                  read-only mount\n"

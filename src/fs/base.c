@@ -29,6 +29,13 @@ int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 	return jrn_add(&fs->jrn, kind, p1, p2, mode, rdev, flags);
 }
 
+char *fs_log_path_locked(struct fs *fs, struct node *n)
+{
+	bool unlinked;
+
+	return ns_path(&fs->ns, n, &unlinked);
+}
+
 char *fs_source_path_locked(struct fs *fs, const struct node *n)
 {
 	bool unlinked;

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "../core/strbuf.h"
-#include "../h5/h5check.h"
 #include "internal.h"
 
 const char *fs_state_name(const struct fs *fs, const struct node *n)
@@ -64,56 +63,25 @@ static void time_json(struct strbuf *b, const struct timespec *t)
 	sb_json_str(b, when);
 }
 
-/* The hdf5 member: what libhdf5 sees in a loaded image. */
-static void hdf5_json(struct strbuf *b, struct node *n)
+/*
+ * The members of a file's document up to last_writeback, without the
+ * closing brace. ns.lock held.
+ */
+static void file_members(struct fs *fs, struct node *n, struct strbuf *b,
+			 const char *path)
 {
-	struct h5_report r;
+	bool loaded = S_ISREG(n->mode) && (n->flags & N_LOADED);
 	uint64_t size = 0;
 
-	img_size(&n->file->img, &size);
-	if (n->file->img.fd < 0 || h5_inspect(n->file->img.fd, size, &r) < 0 ||
-	    !r.is_hdf5) {
-		sb_printf(b, "null");
-		return;
-	}
-	sb_printf(b, "{\"superblock_version\": %d, \"userblock\": %llu, "
-		  "\"writer_open\": %s, \"swmr_writer\": %s, \"opens\": %s, "
-		  "\"objects\": %lu, \"error\": ", r.sb_version,
-		  (unsigned long long)r.base, r.writer_open ? "true" : "false",
-		  r.swmr ? "true" : "false", r.opens ? "true" : "false",
-		  r.objects);
-	if (r.opens)
-		sb_printf(b, "null}");
-	else {
-		sb_json_str(b, r.why);
-		sb_printf(b, "}");
-	}
-}
-
-int fs_status_file(struct fs *fs, struct node *n, char **json)
-{
-	struct strbuf b;
-	bool unlinked, loaded;
-	char *path;
-	uint64_t size = 0;
-
-	sb_init(&b);
-	pthread_mutex_lock(&n->io); /* a stable image for libhdf5 */
-	pthread_mutex_lock(&fs->ns.lock);
-	fs_notice_kernel_writes(fs, n);
-	if (fs_kernel_writes(fs) && n->file && (n->flags & N_DIRTY))
-		img_sums_mark(&n->file->img, NULL, NULL);
-	path = ns_path(&fs->ns, n, &unlinked);
-	loaded = S_ISREG(n->mode) && (n->flags & N_LOADED);
 	if (loaded)
 		img_size(&n->file->img, &size);
 	else
 		size = n->size;
-	sb_printf(&b, "{\"path\": ");
-	sb_json_str(&b, path ? path : "");
-	sb_printf(&b, ", \"state\": ");
-	sb_json_str(&b, fs_state_name(fs, n));
-	sb_printf(&b, ", \"size\": %llu, \"memory_bytes\": %llu, "
+	sb_printf(b, "{\"path\": ");
+	sb_json_str(b, path ? path : "");
+	sb_printf(b, ", \"state\": ");
+	sb_json_str(b, fs_state_name(fs, n));
+	sb_printf(b, ", \"size\": %llu, \"memory_bytes\": %llu, "
 		  "\"dirty_bytes\": %llu, \"volatile\": %s, "
 		  "\"last_writeback\": {\"time\": ",
 		  (unsigned long long)size,
@@ -121,25 +89,87 @@ int fs_status_file(struct fs *fs, struct node *n, char **json)
 					      : 0),
 		  (unsigned long long)(loaded ? dirty_bytes(fs, n) : 0),
 		  n->flags & N_VOLATILE ? "true" : "false");
-	time_json(&b, &fs_wb_result(n)->when);
-	sb_printf(&b, ", \"ok\": %s, \"error\": ",
-		  fs_wb_result(n)->when.tv_sec && !fs_wb_result(n)->err ?
-			  "true" : "false");
+	time_json(b, &fs_wb_result(n)->when);
+	sb_printf(b, ", \"ok\": %s, \"error\": ",
+		  fs_wb_result(n)->when.tv_sec && !fs_wb_result(n)->err ? "true" : "false");
 	if (fs_wb_result(n)->err)
-		sb_json_str(&b, strerror(-fs_wb_result(n)->err));
+		sb_json_str(b, strerror(-fs_wb_result(n)->err));
 	else
-		sb_printf(&b, "null");
-	sb_printf(&b, ", \"note\": ");
-	sb_json_str(&b, fs_wb_result(n)->note);
-	sb_printf(&b, "}, \"hdf5\": ");
-	pthread_mutex_unlock(&fs->ns.lock);
-	if (loaded)
-		hdf5_json(&b, n);
-	else
-		sb_printf(&b, "null");
+		sb_printf(b, "null");
+	sb_printf(b, ", \"note\": ");
+	sb_json_str(b, fs_wb_result(n)->note);
+	sb_printf(b, "}");
+}
+
+int fs_status_file(struct fs *fs, struct node *n, char **json)
+{
+	struct strbuf b;
+	bool unlinked;
+	char *path;
+
+	sb_init(&b);
+	pthread_mutex_lock(&n->io); /* a stable image for the page marks */
+	pthread_mutex_lock(&fs->ns.lock);
+	fs_notice_kernel_writes(fs, n);
+	if (fs_kernel_writes(fs) && n->file && (n->flags & N_DIRTY))
+		img_sums_mark(&n->file->img, NULL, NULL);
+	path = ns_path(&fs->ns, n, &unlinked);
+	/* no libhdf5 here: h5memfs status --hdf5 asks it outside */
+	file_members(fs, n, &b, path);
 	sb_printf(&b, "}");
+	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&n->io);
 	free(path);
+	*json = sb_take(&b);
+	return *json ? 0 : -ENOMEM;
+}
+
+int fs_status_files(struct fs *fs, uint64_t start, size_t max, char **json)
+{
+	uint64_t i = 0;
+	struct strbuf b;
+	bool first = true, more = false;
+
+	sb_init(&b);
+	sb_printf(&b, "{\"files\": [");
+	pthread_mutex_lock(&fs->ns.lock);
+	for (struct node *n = fs->ns.all; n; n = n->all_next) {
+		size_t before = b.len;
+		bool unlinked;
+		char *path;
+
+		if (!S_ISREG(n->mode) || !(n->flags & N_LOADED))
+			continue;
+		if (i++ < start)
+			continue;
+		fs_notice_kernel_writes(fs, n);
+		path = ns_path(&fs->ns, n, &unlinked);
+		if (!path || unlinked) {
+			free(path); /* open but without a name: not listed */
+			continue;
+		}
+		sb_printf(&b, "%s", first ? "" : ", ");
+		file_members(fs, n, &b, path);
+		sb_printf(&b, "}");
+		free(path);
+		if (b.len + 64 > max) { /* room for the tail */
+			b.len = before;
+			b.s[before] = '\0';
+			more = true;
+			i--;
+			break;
+		}
+		first = false;
+	}
+	pthread_mutex_unlock(&fs->ns.lock);
+	if (more && first) {
+		free(sb_take(&b));
+		return -E2BIG; /* one entry does not fit a page */
+	}
+	if (more)
+		sb_printf(&b, "], \"next\": %llu}", (unsigned long long)i);
+	else
+		sb_printf(&b, "], \"next\": null}");
 	*json = sb_take(&b);
 	return *json ? 0 : -ENOMEM;
 }
@@ -167,7 +197,8 @@ int fs_status_mount(struct fs *fs, char **json)
 	nodes = fs->ns.nodes;
 	used = fs->ns.mem_used;
 	pthread_mutex_unlock(&fs->ns.lock);
-	sb_printf(&b, "{\"format\": 1, \"source\": ");
+	sb_printf(&b, "{\"format\": 1, \"pid\": %d, \"source\": ",
+		  (int)getpid());
 	sb_json_str(&b, fs->source_path ? fs->source_path : "");
 	sb_printf(&b, ", \"max_memory_from\": ");
 	sb_json_str(&b, fs->o.max_memory_from ? fs->o.max_memory_from : "");
@@ -207,6 +238,28 @@ int fs_status_mount(struct fs *fs, char **json)
 		  (unsigned long long)fs->preload.skipped);
 	*json = sb_take(&b);
 	return *json ? 0 : -ENOMEM;
+}
+
+void fs_progress(struct fs *fs, struct fs_progress *p)
+{
+	*p = (struct fs_progress){ 0 };
+	pthread_mutex_lock(&fs->ns.lock);
+	for (struct node *n = fs->ns.all; n; n = n->all_next) {
+		if (!S_ISREG(n->mode) || !(n->flags & N_LOADED) ||
+		    !(n->flags & N_DIRTY) || (n->flags & N_VOLATILE) ||
+		    fs->o.volatile_ || !fs->has_source)
+			continue;
+		p->dirty_files++;
+		p->dirty_bytes += dirty_bytes(fs, n);
+	}
+	p->writebacks = fs->stats.writebacks;
+	p->writeback_bytes = fs->stats.writeback_bytes;
+	p->writeback_errors = fs->stats.writeback_errors;
+	p->preload_files = fs->preload.files;
+	p->preload_bytes = fs->preload.bytes;
+	p->preload_running = fs->preload.running && !fs->preload.done;
+	p->preload_done = fs->preload.done;
+	pthread_mutex_unlock(&fs->ns.lock);
 }
 
 int fs_discard(struct fs *fs, struct node *n)

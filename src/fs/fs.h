@@ -329,6 +329,8 @@ bool fs_kill_suid(struct fs *fs, struct node *n);
 /* Control: see src/fs/control.c. */
 #define FS_CONTROL_PREFIX "user.h5memfs."
 #define FS_STATUS_XATTR "user.h5memfs.status"
+/* root: fs_status_files pages, "user.h5memfs.files" then ".files.N" */
+#define FS_FILES_XATTR "user.h5memfs.files"
 #define FS_SYNC_XATTR "user.h5memfs.sync"
 #define FS_DISCARD_XATTR "user.h5memfs.discard"
 #define FS_EVICT_XATTR "user.h5memfs.evict"
@@ -336,9 +338,29 @@ bool fs_kill_suid(struct fs *fs, struct node *n);
 /* The state word status shows for n ("clean", "dirty", ...). */
 const char *fs_state_name(const struct fs *fs, const struct node *n);
 
-/* JSON status of one file, or of the mount; caller frees. 0/-errno. */
+/*
+ * JSON status of one file (no libhdf5 facts: the status command computes
+ * them itself), or of the mount; caller frees. 0/-errno.
+ */
 int fs_status_file(struct fs *fs, struct node *n, char **json);
 int fs_status_mount(struct fs *fs, char **json);
+
+/*
+ * The documents (without the hdf5 member) of the files in memory, from
+ * the `start`th on, as {"files": [...], "next": N|null} of at most `max`
+ * bytes: "next" is where the following page starts. Cheap: no image is
+ * read. 0, -E2BIG (one document over max), -ENOMEM.
+ */
+int fs_status_files(struct fs *fs, uint64_t start, size_t max, char **json);
+
+/* Counters for progress reports (systemd, unmount), one consistent read. */
+struct fs_progress {
+	uint64_t dirty_files, dirty_bytes;	/* now */
+	uint64_t writebacks, writeback_bytes, writeback_errors; /* so far */
+	uint64_t preload_files, preload_bytes;
+	bool preload_running, preload_done;
+};
+void fs_progress(struct fs *fs, struct fs_progress *p);
 
 /*
  * Drop n's unsaved changes: the image becomes SOURCE's version again,

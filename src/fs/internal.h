@@ -57,6 +57,16 @@ static inline const char *fs_shown(const char *path)
 char *fs_source_path_locked(struct fs *fs, const struct node *n);
 
 /*
+ * n's path in the mount, for a log line: free it, print it with
+ * fs_named(). NULL when n has no name left (or ENOMEM). ns.lock held.
+ */
+char *fs_log_path_locked(struct fs *fs, struct node *n);
+static inline const char *fs_named(const char *path)
+{
+	return path ? path : "a file";
+}
+
+/*
  * Record a namespace change for SOURCE. `n` is the node the change
  * moves (renames, links), else NULL. A volatile mount keeps only what
  * finding files in SOURCE needs (jrn_source_path).

@@ -105,6 +105,7 @@ int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id)
 static int drop_if_stale(struct fs *fs, struct node *n)
 {
 	struct src_ident now;
+	char *path;
 	int err;
 
 	/* SOURCE hangs: serve what we have rather than wait again */
@@ -126,7 +127,9 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 		pthread_mutex_unlock(&fs->ns.lock);
 		return 0;
 	}
-	log_info("a file changed in SOURCE; loading it again");
+	path = fs_log_path_locked(fs, n);
+	log_info("%s changed in SOURCE; loading it again", fs_named(path));
+	free(path);
 	if (fs_kernel_keeps_times(fs)) {
 		/*
 		 * The kernel's writeback cache trusts the size it knows of

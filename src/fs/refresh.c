@@ -59,6 +59,7 @@ static void drop_names(struct fs *fs, struct node *n)
 bool fs_drop_gone_locked(struct fs *fs, struct node *n)
 {
 	unsigned nopen = n->nopen;
+	char *path;
 	bool gone;
 
 	if (!mine_in_source(fs) || !n->links)
@@ -68,8 +69,10 @@ bool fs_drop_gone_locked(struct fs *fs, struct node *n)
 	n->nopen = nopen;
 	if (!gone)
 		return false;
-	log_info("a file was removed from SOURCE behind the mount; its "
-		 "names go too");
+	path = fs_log_path_locked(fs, n);
+	log_info("%s was removed from SOURCE behind the mount; its names go "
+		 "too", fs_named(path));
+	free(path);
 	drop_names(fs, n);
 	return true;
 }

@@ -256,9 +256,14 @@ int fs_write_file(struct fs *fs, struct node *n)
 	err = fs_load_xattrs(fs, n, false);
 	if (err) {
 		pthread_mutex_lock(&fs->ns.lock);
-		if (fs_wb_result(n)->err != err)
-			log_err("cannot read the xattrs of a file in SOURCE: "
-				"%s; it stays in memory", strerror(-err));
+		if (fs_wb_result(n)->err != err) {
+			char *path = fs_log_path_locked(fs, n);
+
+			log_err("cannot read the xattrs of %s in SOURCE: %s; "
+				"it stays in memory", fs_named(path),
+				strerror(-err));
+			free(path);
+		}
 		set_result(n, err, "reading its xattrs in SOURCE: %s",
 			   strerror(-err));
 		pthread_mutex_unlock(&fs->ns.lock);

@@ -3,9 +3,11 @@
  * namespace, on the mount's files and on its root.
  *
  *   getxattr user.h5memfs.status     JSON status of the file (root: mount)
+ *   getxattr user.h5memfs.files[.N]  (root) the files in memory, a page
  *   setxattr user.h5memfs.sync       write the file (root: all) back now
  *   setxattr user.h5memfs.discard    drop the file's unsaved changes
  *   setxattr user.h5memfs.evict      drop the file's clean image
+ *   setxattr user.h5memfs.report     (root) where to send the outcome
  *   user.h5memfs.volatile            see src/fs/names.c
  *
  * The kernel checks permissions (default_permissions): reading a user.*
@@ -28,14 +30,16 @@
 
 #include "../core/log.h"
 #include "ll.h"
+#include "notify.h"
 
-enum ctl_kind { CTL_STATUS, CTL_SYNC, CTL_DISCARD, CTL_EVICT };
+enum ctl_kind { CTL_STATUS, CTL_FILES, CTL_SYNC, CTL_DISCARD, CTL_EVICT };
 
 struct ctl_job {
 	fuse_req_t req;
 	fuse_ino_t ino;
 	enum ctl_kind kind;
-	size_t size;		/* CTL_STATUS: the getxattr buffer size */
+	size_t size;		/* CTL_STATUS, CTL_FILES: getxattr's size */
+	uint64_t start;		/* CTL_FILES: the page's first file */
 	struct ctl_job *next;
 };
 
@@ -55,9 +59,13 @@ static void run_job(struct h5m *m, const struct ctl_job *j, bool worker)
 	derr = ll_drain_node(m, n);
 	switch (j->kind) {
 	case CTL_STATUS:
+	case CTL_FILES:
 		/* report what the daemon has, drained or not */
-		err = root ? fs_status_mount(&m->fs, &json)
-			   : fs_status_file(&m->fs, n, &json);
+		if (j->kind == CTL_FILES)
+			err = fs_status_files(&m->fs, j->start, 60000, &json);
+		else
+			err = root ? fs_status_mount(&m->fs, &json)
+				   : fs_status_file(&m->fs, n, &json);
 		len = json ? strlen(json) : 0;
 		if (err)
 			fuse_reply_err(j->req, -err);
@@ -73,7 +81,13 @@ static void run_job(struct h5m *m, const struct ctl_job *j, bool worker)
 		return;
 	case CTL_SYNC:
 		/* write what the daemon has; a failed drain is still told */
-		err = root ? fs_sync_all(&m->fs, NULL) : fs_fsync(&m->fs, n);
+		if (root) {
+			notify_pass_begin();
+			err = fs_sync_all(&m->fs, NULL);
+			notify_pass_end();
+		} else {
+			err = fs_fsync(&m->fs, n);
+		}
 		if (!err)
 			err = derr;
 		break;
@@ -155,9 +169,9 @@ void ll_control_stop(struct h5m *m)
 
 /* Run a job here when it needs no drain, else hand it over. */
 static void submit(struct h5m *m, fuse_req_t req, fuse_ino_t ino,
-		   enum ctl_kind kind, size_t size)
+		   enum ctl_kind kind, size_t size, uint64_t start)
 {
-	struct ctl_job local = { req, ino, kind, size, NULL }, *j;
+	struct ctl_job local = { req, ino, kind, size, start, NULL }, *j;
 
 	if (!m->ctl_running || !ll_drain_needed(m, ll_node(req, ino)) ||
 	    !(j = malloc(sizeof(*j)))) {
@@ -176,16 +190,43 @@ static void submit(struct h5m *m, fuse_req_t req, fuse_ino_t ino,
 bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 		    size_t size)
 {
-	if (strcmp(name, FS_STATUS_XATTR) != 0)
+	size_t fl = strlen(FS_FILES_XATTR);
+	unsigned long long start = 0;
+	char *end;
+
+	if (!strcmp(name, FS_STATUS_XATTR)) {
+		submit(ll_ctx(req), req, ino, CTL_STATUS, size, 0);
+		return true;
+	}
+	if (strncmp(name, FS_FILES_XATTR, fl) != 0 ||
+	    (name[fl] && name[fl] != '.'))
 		return false;
-	submit(ll_ctx(req), req, ino, CTL_STATUS, size);
+	if (name[fl]) { /* ".N": the page from the Nth file on */
+		errno = 0;
+		start = strtoull(name + fl + 1, &end, 10);
+		if (errno || *end || end == name + fl + 1) {
+			fuse_reply_err(req, ENODATA);
+			return true;
+		}
+	}
+	if (ino != FUSE_ROOT_ID)
+		fuse_reply_err(req, ENODATA); /* the mount's list: root only */
+	else
+		submit(ll_ctx(req), req, ino, CTL_FILES, size, start);
 	return true;
 }
 
-bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name)
+bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    const char *value, size_t size)
 {
 	enum ctl_kind kind;
 
+	if (!strcmp(name, LL_REPORT_XATTR)) {
+		/* the mount's outcome, so only on its root */
+		fuse_reply_err(req, ino != FUSE_ROOT_ID ? EINVAL :
+			       -notify_report_add(value, size));
+		return true;
+	}
 	if (!strcmp(name, FS_SYNC_XATTR))
 		kind = CTL_SYNC;
 	else if (!strcmp(name, FS_DISCARD_XATTR))
@@ -199,6 +240,6 @@ bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name)
 	if (kind == CTL_STATUS)
 		fuse_reply_err(req, EPERM); /* read-only */
 	else
-		submit(ll_ctx(req), req, ino, kind, 0);
+		submit(ll_ctx(req), req, ino, kind, 0, 0);
 	return true;
 }

@@ -21,8 +21,9 @@
  * So the opens and closes are made by a forked child that first closes
  * /dev/fuse, and the caller waits for it DRAIN_TIMEOUT_S at most. If the
  * daemon dies, the kernel aborts the connection and the child's close
- * returns; a child that does not finish in time is killed and reaped by
- * a detached thread. The callers are never FUSE workers either: the
+ * returns; a child that does not finish in time is killed, kept in a
+ * short list and reaped later (by the next drain, or at the end of the
+ * mount: ll_drain_reap), so that no thread outlives the daemon. The callers are never FUSE workers either: the
  * control requests that drain are answered from the control thread
  * (control.c), the others are the commit and signal threads. Not the
  * place that decides when to drain.
@@ -116,10 +117,31 @@ static void child(int fuse_fd, char *const *paths, const char *mnt)
 	_exit(0);
 }
 
-static void *reaper(void *arg)
+/* Killed children not reaped yet (a kill may take a while to land). */
+#define MAX_STRAYS 16
+static pthread_mutex_t strays_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t strays[MAX_STRAYS];
+static unsigned nstrays;
+
+/* Reap the killed children; wait for each when `block`. */
+static void reap(bool block)
 {
-	waitpid((pid_t)(intptr_t)arg, NULL, 0);
-	return NULL;
+	pthread_mutex_lock(&strays_lock);
+	for (unsigned i = 0; i < nstrays;) {
+		pid_t r = waitpid(strays[i], NULL, block ? 0 : WNOHANG);
+
+		if (r == 0 || (r < 0 && errno == EINTR)) {
+			i++;
+			continue;
+		}
+		strays[i] = strays[--nstrays];
+	}
+	pthread_mutex_unlock(&strays_lock);
+}
+
+void ll_drain_reap(void)
+{
+	reap(true);
 }
 
 static double now(void)
@@ -135,9 +157,9 @@ static int run(struct h5m *m, char *const *paths, const char *mnt)
 {
 	double deadline = now() + DRAIN_TIMEOUT_S;
 	struct timespec nap = { 0, 1000000 };
-	pthread_t thr;
 	pid_t pid, r;
 
+	reap(false);
 	pid = fork();
 	if (pid < 0)
 		return -errno;
@@ -156,8 +178,11 @@ static int run(struct h5m *m, char *const *paths, const char *mnt)
 	log_warn("the kernel's cached writes did not reach the daemon in "
 		 "%d s; going on without them", DRAIN_TIMEOUT_S);
 	kill(pid, SIGKILL);
-	if (pthread_create(&thr, NULL, reaper, (void *)(intptr_t)pid) == 0)
-		pthread_detach(thr);
+	pthread_mutex_lock(&strays_lock);
+	if (nstrays < MAX_STRAYS)
+		strays[nstrays++] = pid;
+	/* past MAX_STRAYS a zombie stays until the daemon exits: harmless */
+	pthread_mutex_unlock(&strays_lock);
 	return -ETIMEDOUT;
 }
 

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../core/log.h"
@@ -30,9 +31,17 @@ static void open_flags(struct h5m *m, struct node *n,
 	if (!err)
 		fi->keep_cache = 0; /* the kernel refuses it with passthrough */
 	if (err && !m->pt_warned) {
+		bool unlinked;
+		char *path;
+
 		m->pt_warned = true;
-		log_warn("cannot hand an image to the kernel (%s): such files "
-			 "are served by the daemon", strerror(-err));
+		pthread_mutex_lock(&m->fs.ns.lock);
+		path = ns_path(&m->fs.ns, n, &unlinked);
+		pthread_mutex_unlock(&m->fs.ns.lock);
+		log_warn("cannot hand the image of %s to the kernel (%s): such "
+			 "files are served by the daemon", path ? path : "a file",
+			 strerror(-err));
+		free(path);
 	}
 }
 

@@ -65,7 +65,14 @@ void ll_reply_attr(fuse_req_t req, int err, const struct stat *st);
  */
 bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 		    size_t size);
-bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name);
+bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    const char *value, size_t size);
+
+/*
+ * Set on the root by `h5memfs unmount`: the value is the name of an
+ * abstract AF_UNIX datagram socket that gets the outcome (notify.h).
+ */
+#define LL_REPORT_XATTR "user.h5memfs.report"
 
 /*
  * Start the thread that answers control requests needing a drain, and
@@ -85,6 +92,11 @@ void ll_control_stop(struct h5m *m);
  */
 int ll_drain_all(struct h5m *m);
 int ll_drain_node(struct h5m *m, struct node *n);
+/*
+ * Wait for the drain children that were killed after their timeout
+ * (end of the mount, once /dev/fuse is closed and they can end).
+ */
+void ll_drain_reap(void);
 /* ll_drain_all for fs_commit_start; arg is the struct h5m. */
 void ll_drain_all_cb(void *arg);
 /* Whether n (root: the mount) may have writes in the kernel's cache. */

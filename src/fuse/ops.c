@@ -10,6 +10,7 @@
 
 #include "../core/log.h"
 #include "ll.h"
+#include "notify.h"
 
 /* Settle the data path now that the kernel said what it offers. */
 static void choose_data_path(struct h5m *m)
@@ -57,6 +58,9 @@ static void ll_op_init(void *userdata, struct fuse_conn_info *conn)
 		close(m->notify_fd);
 		m->notify_fd = -1;
 	}
+	/* after fuse_daemonize: the PID systemd must follow is ours */
+	notify_systemd("READY=1\nMAINPID=%d\nSTATUS=Serving %s",
+		       (int)getpid(), m->mountpoint);
 }
 
 void ll_op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -74,7 +78,7 @@ void ll_op_statfs(fuse_req_t req, fuse_ino_t ino)
 void ll_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		    const char *value, size_t size, int flags)
 {
-	if (ll_control_set(req, ino, name))
+	if (ll_control_set(req, ino, name, value, size))
 		return;
 	fuse_reply_err(req, -fs_setxattr(&ll_ctx(req)->fs, ll_node(req, ino),
 					 name, value, size, flags));

@@ -25,6 +25,7 @@
 #include "../core/log.h"
 #include "bdi.h"
 #include "ll.h"
+#include "notify.h"
 #include "passthrough.h"
 
 struct sigctx {
@@ -33,6 +34,7 @@ struct sigctx {
 	struct h5m *m;
 	pthread_t main;
 	sigset_t set;
+	volatile sig_atomic_t quit;	/* woken only to end (session_run) */
 };
 
 static void wake(int sig)
@@ -45,7 +47,7 @@ static void *signal_thread(void *arg)
 	struct sigctx *c = arg;
 	int sig;
 
-	if (sigwait(&c->set, &sig) != 0)
+	if (sigwait(&c->set, &sig) != 0 || c->quit)
 		return NULL;
 	log_info("signal %d: writing back and unmounting", sig);
 	/* stopped while the loop still serves: a tick may be in syncfs */
@@ -118,29 +120,54 @@ static char *default_rescue(const char *mountpoint)
 
 /*
  * Write everything back; what cannot be written goes to the rescue
- * directory. Returns the exit status.
+ * directory (*rescued: where, when it was used; caller frees). Logs the
+ * start and the end with counts, bytes and time. Returns the exit
+ * status.
  */
-static int final_writeback(struct h5m *m, const struct opts *o)
+static int final_writeback(struct h5m *m, const struct opts *o,
+			   char **rescued)
 {
 	unsigned failed = 0, lost = 0, saved;
+	struct fs_progress before, after;
+	struct timespec t0, t1;
 	char *dir;
-	int err = fs_sync_all(&m->fs, &failed);
+	int err;
 
+	*rescued = NULL;
+	fs_progress(&m->fs, &before);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	log_info("final write-back of %s: %llu dirty file(s), %llu bytes",
+		 o->mountpoint, (unsigned long long)before.dirty_files,
+		 (unsigned long long)before.dirty_bytes);
+	err = fs_sync_all(&m->fs, &failed);
+	fs_progress(&m->fs, &after);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	log_info("final write-back of %s ended in %.3f s: %llu file(s), "
+		 "%llu bytes written, %u failed",
+		 o->mountpoint, (double)(t1.tv_sec - t0.tv_sec) +
+				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+		 (unsigned long long)(after.writebacks - before.writebacks),
+		 (unsigned long long)(after.writeback_bytes -
+				      before.writeback_bytes), failed);
 	if (!err)
 		return 0;
 	dir = o->rescue ? strdup(o->rescue) : default_rescue(o->mountpoint);
 	if (!dir) {
-		log_err("out of memory: %u file(s) not written back", failed);
+		log_err("%s: out of memory: %u file(s) not written back",
+			o->mountpoint, failed);
 		return 2;
 	}
 	saved = fs_rescue(&m->fs, dir, &lost);
 	if (saved)
-		log_err("%u file(s) could not be written back to SOURCE; "
-			"they were saved under %s", saved, dir);
+		log_err("%s: %u file(s) could not be written back to SOURCE; "
+			"they were saved under %s", o->mountpoint, saved, dir);
 	if (lost)
-		log_err("%u file(s) could not be written back nor rescued: "
-			"their changes are lost", lost);
-	free(dir);
+		log_err("%s: %u file(s) could not be written back nor "
+			"rescued: their changes are lost", o->mountpoint, lost);
+	if (saved)
+		*rescued = dir;
+	else
+		free(dir);
 	return 2;
 }
 
@@ -163,6 +190,8 @@ int session_run(struct opts *o)
 	struct fuse_session *se = NULL;
 	struct h5m *m;
 	pthread_t sigthr;
+	bool sig_started = false;
+	char *rescued = NULL;
 	int err, status = 1, notify, store = -1;
 	char *real_mnt = NULL;
 
@@ -203,7 +232,6 @@ int session_run(struct opts *o)
 			o->source, strerror(-err));
 		goto out_free;
 	}
-	fs_scan_root(&m->fs); /* the root answers even if SOURCE hangs */
 	se = fuse_session_new(&o->fuse_args, &ll_ops, sizeof(ll_ops), m);
 	if (!se)
 		goto out_fs; /* libfuse printed why */
@@ -233,8 +261,14 @@ int session_run(struct opts *o)
 	signal(SIGPIPE, SIG_IGN);
 	if (fuse_daemonize(o->foreground) != 0)
 		goto out_unmount;
+	/*
+	 * The root is listed before the loop serves, so it answers even if
+	 * SOURCE hangs later; after the fork, so that no thread of the
+	 * listing (a SOURCE job) is left behind in the parent that exits.
+	 */
+	fs_scan_root(&m->fs);
 	if (!o->foreground)
-		log_setup(true, o->debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+		log_setup(true, (enum log_level)o->log_level, o->mountpoint);
 	sc.se = se;
 	sc.fs = &m->fs;
 	sc.m = m;
@@ -243,7 +277,10 @@ int session_run(struct opts *o)
 		log_err("cannot start the signal thread");
 		goto out_unmount;
 	}
-	pthread_detach(sigthr);
+	sig_started = true;
+	if ((err = notify_watch_start(&m->fs)) < 0)
+		log_warn("cannot start the progress thread: %s",
+			 strerror(-err));
 	if ((err = ll_control_start(m)) < 0)
 		log_warn("cannot start the control thread: %s", strerror(-err));
 	err = fs_commit_start(&m->fs, ll_drain_all_cb, m);
@@ -254,15 +291,26 @@ int session_run(struct opts *o)
 	err = serve(se, o);
 	if (err < 0 && err != -EINTR)
 		log_warn("request loop ended: %s", strerror(-err));
+	notify_systemd("STOPPING=1\nSTATUS=Writing back");
 	fs_preload_stop(&m->fs);
 	fs_commit_stop(&m->fs);
 	ll_control_stop(m);
-	status = final_writeback(m, o);
+	notify_watch_final();
+	status = final_writeback(m, o, &rescued);
+	notify_watch_stop();
 out_unmount:
+	if (sig_started) {
+		/* woken with one of its own signals, told to just end */
+		sc.quit = 1;
+		pthread_kill(sigthr, SIGTERM);
+		pthread_join(sigthr, NULL);
+	}
 	fuse_session_unmount(se);
 out_session:
 	fuse_session_destroy(se);
 	free(real_mnt);
+	/* /dev/fuse closed: a killed drain child stuck on a FLUSH can end */
+	ll_drain_reap();
 out_fs:
 	fs_destroy(&m->fs);
 	if (store >= 0)
@@ -276,5 +324,7 @@ out_notify:
 			(void)!write(notify, "fail\n", 5);
 		close(notify);
 	}
+	notify_report_outcome(status, rescued);
+	free(rescued);
 	return status;
 }

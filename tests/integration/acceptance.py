@@ -42,7 +42,8 @@ def cli(*args, user=None, timeout=60, check=False):
 
 
 def status(mnt):
-    """`h5memfs status MNT --json`, parsed.
+    """`h5memfs status MNT --json --all --hdf5` (every file, with what
+    libhdf5 sees in those in memory), parsed.
 
     A status taken while a file's document changes between the command's
     two getxattr calls fails with ERANGE (a known daemon/CLI bug, tested
@@ -50,7 +51,7 @@ def status(mnt):
     about something else do not fail on it."""
     for _ in range(5):
         res = cli("status", mnt.path if hasattr(mnt, "path") else mnt,
-                  "--json")
+                  "--json", "--all", "--hdf5")
         if res.returncode == 0 or "out of range" not in res.stderr:
             break
     assert res.returncode == 0, \

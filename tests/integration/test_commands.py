@@ -183,7 +183,7 @@ def test_status_table_has_a_header_and_a_line_per_file(mount, src):
     m = mount(src)
     helpers.write_file(m / "a.txt", b"dirty now")
     helpers.read_file(m / "sub/deep/b.bin")
-    res = cli("status", m.path)
+    res = cli("status", m.path, "--all")
     assert res.returncode == 0, res.stderr
     out = res.stdout
     lines = out.splitlines()
@@ -587,8 +587,220 @@ def test_a_user_who_may_write_a_file_may_sync_it_and_anyone_may_read_status(
     res = cli("sync", m.path, m / "g.txt", user="nobody")
     assert res.returncode == 0, res.stderr
     assert helpers.read_file(src / "g.txt") == b"changed\n"
-    res = cli("status", m.path, "--json", user="nobody")
+    res = cli("status", m.path, "--json", "--all", user="nobody")
     assert res.returncode == 0, res.stderr
     paths = {f["path"] for f in json.loads(res.stdout)["files"]}
     assert {"f.txt", "g.txt"} <= paths
+    assert m.unmount() == 0
+
+
+# --- a command line without traps ----------------------------------------
+
+def test_sync_of_several_files_writes_every_one_given(mount, src):
+    """`sync A B C` with files only: all three (not the last two)."""
+    m = mount(src)
+    for rel in ("a.txt", "sub/deep/b.bin", "sub/new.txt"):
+        helpers.write_file(m / rel, b"synced " + rel.encode())
+    res = cli("sync", m / "a.txt", m / "sub/deep/b.bin", m / "sub/new.txt")
+    assert res.returncode == 0, res.stderr
+    for rel in ("a.txt", "sub/deep/b.bin", "sub/new.txt"):
+        assert helpers.read_file(src / rel) == b"synced " + rel.encode()
+    assert len(res.stdout.splitlines()) == 3, res.stdout
+    assert mount_status(m)["dirty_files"] == 0
+    assert m.unmount() == 0
+
+
+def test_sync_of_several_paths_fails_when_one_fails(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "a.txt", b"A")
+    res = cli("sync", m / "no-such", m / "a.txt")
+    assert res.returncode == 1
+    assert "no-such" in res.stderr
+    assert helpers.read_file(src / "a.txt") == b"A"
+    assert m.unmount() == 0
+
+
+@pytest.mark.parametrize("command", ["status", "sync", "discard", "evict",
+                                     "unmount"])
+def test_every_command_has_help(command):
+    res = cli(command, "--help")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"usage: h5memfs {command}"), res.stdout
+    assert res.stderr == ""
+
+
+def test_an_unknown_command_is_refused_not_mounted(tmp_path):
+    (tmp_path / "mnt").mkdir()
+    res = cli("stats", tmp_path / "mnt")
+    assert res.returncode == 1
+    assert "unknown command 'stats'" in res.stderr, res.stderr
+    assert not os.path.ismount(tmp_path / "mnt")
+    res = cli("status", "--bogus", tmp_path / "mnt")
+    assert res.returncode == 1 and "unknown option '--bogus'" in res.stderr
+
+
+def test_option_limits_are_named_in_the_message(tmp_path):
+    (tmp_path / "mnt").mkdir()
+    for opt, limit in (("commit=99999999999", "at most 31536000 seconds"),
+                       ("source_timeout=100000", "at most 86400 seconds"),
+                       ("commit=-1", "from 0 to 31536000"),
+                       ("log_level=loud", "error, warn, info or debug")):
+        res = cli("-f", "-o", opt, tmp_path, tmp_path / "mnt")
+        assert res.returncode == 1, (opt, res.stderr)
+        assert limit in res.stderr, (opt, res.stderr)
+        assert not os.path.ismount(tmp_path / "mnt")
+
+
+def test_version_names_the_libraries():
+    res = cli("-V")
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines] == ["h5memfs", "libfuse",
+                                               "libhdf5"], res.stdout
+    assert all(ln.split()[1] == "version" and ln.split()[2][0].isdigit()
+               for ln in lines), res.stdout
+
+
+def test_status_lists_only_the_files_in_memory_unless_all(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "a.txt", b"dirty")
+    helpers.read_file(m / "sub/deep/b.bin")
+    doc = json.loads(cli("status", m.path, "--json").stdout)
+    assert doc["mount"]["pid"] == m.proc.pid
+    got = {f["path"]: f["state"] for f in doc["files"]}
+    assert got == {"a.txt": "dirty", "sub/deep/b.bin": "clean"}, got
+    assert all("hdf5" not in f for f in doc["files"])
+    res = cli("status", m.path)
+    assert f"daemon PID {m.proc.pid}" in res.stdout, res.stdout
+    assert str(m / "sub/c.h5") not in res.stdout
+    doc = json.loads(cli("status", m.path, "--json", "--all").stdout)
+    assert {f["path"] for f in doc["files"]} == {"a.txt", "sub/deep/b.bin",
+                                                 "sub/c.h5"}
+    assert m.unmount() == 0
+
+
+def test_status_hdf5_reports_what_libhdf5_sees_in_memory(mount, src):
+    m = mount(src)
+    helpers.read_file(m / "sub/c.h5")
+    helpers.read_file(m / "a.txt")
+    doc = json.loads(cli("status", m.path, "--json", "--hdf5").stdout)
+    files = {f["path"]: f for f in doc["files"]}
+    h5 = files["sub/c.h5"]["hdf5"]
+    assert h5["opens"] is True and h5["superblock_version"] >= 0, h5
+    assert h5["writer_open"] is False
+    assert files["a.txt"]["hdf5"] is None
+    res = cli("status", m.path, "--hdf5")
+    assert "HDF5 superblock v" in res.stdout and "opens" in res.stdout
+    assert m.unmount() == 0
+
+
+def test_status_pages_through_many_files_in_memory(mount, empty_source):
+    """More file documents than one xattr can carry (64 KiB)."""
+    names = [f"{i:04d}-" + "n" * 150 for i in range(500)]
+    for n in names:
+        helpers.write_file(empty_source / n, b"x")
+    m = mount(empty_source)
+    for n in names:
+        helpers.read_file(m / n)
+    doc = json.loads(cli("status", m.path, "--json").stdout)
+    assert sorted(f["path"] for f in doc["files"]) == names
+    res = cli("status", m.path)
+    assert sum(1 for ln in res.stdout.splitlines()
+               if ln.startswith("clean")) == 500
+    assert m.unmount() == 0
+
+
+def test_status_never_truncates_paths_and_json_is_valid_for_any_name(
+        mount, tmp_path):
+    """Long SOURCE and file paths in full; names that are not UTF-8, and a
+    mount point with a quote, give valid JSON that decodes to the bytes."""
+    src = tmp_path / ("source-" + "s" * 120)
+    deep = src / ("d" * 200) / ("e" * 200)
+    os.makedirs(deep)
+    helpers.write_file(deep / "long.txt", b"L")
+    odd = os.fsencode(str(src)) + b"/caf\xe9-\"q\"\\\x01.bin"
+    with open(odd, "wb") as f:
+        f.write(b"odd")
+    mp = tmp_path / 'm"nt'
+    mp.mkdir()
+    m = mount(src, mountpoint=mp)
+    helpers.read_file(m / ("d" * 200) / ("e" * 200) / "long.txt")
+    with open(os.fsencode(str(mp)) + b"/caf\xe9-\"q\"\\\x01.bin", "rb") as f:
+        assert f.read() == b"odd"
+    res = subprocess.run([str(DAEMON), "status", str(m.path)],
+                         capture_output=True, timeout=60)
+    table = res.stdout.decode(errors="surrogateescape")
+    assert f"(source {src})" in table, table
+    assert str(m / ("d" * 200) / ("e" * 200) / "long.txt") in table
+    assert os.fsencode(str(mp)) + b"/caf\xe9-" in res.stdout
+    for extra in ([], ["--all"]):
+        out = subprocess.run([str(DAEMON), "status", str(m.path), "--json",
+                              *extra], capture_output=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)   # raises on invalid JSON
+        assert doc["mountpoint"] == str(mp)
+        paths = {os.fsencode(f["path"]) for f in doc["files"]}
+        assert b"caf\xe9-\"q\"\\\x01.bin" in paths, paths
+    assert m.unmount() == 0
+
+
+def test_evict_and_discard_say_the_real_cause(mount, src):
+    m = mount(src)
+    helpers.write_file(m / "new.txt", b"never written back")
+    msg = one_message(cli("discard", m / "new.txt"))
+    assert "no version in SOURCE" in msg, msg
+    msg = one_message(cli("evict", m / "sub"))
+    assert "directory" in msg, msg
+    assert m.unmount() == 0
+
+
+def test_sync_of_a_mount_on_a_terminal_shows_the_daemons_progress(mount,
+                                                                  src):
+    """The whole-mount bar counts the files the daemon writes back (its
+    progress reports), not the paths given."""
+    m = mount(src)
+    for rel in ("a.txt", "sub/deep/b.bin", "sub/new.txt"):
+        helpers.write_file(m / rel, b"x" * 50000)
+    master, slave = pty.openpty()
+    try:
+        res = subprocess.run([str(DAEMON), "sync", str(m.path)],
+                             stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=slave,
+                             timeout=60 * SLOWDOWN)
+        os.close(slave)
+        slave = None
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert res.returncode == 0 and res.stdout == b""
+    assert b"3/3 files" in shown and b"/s" in shown, shown
+    assert mount_status(m)["dirty_files"] == 0
+    assert m.unmount() == 0
+
+
+def test_discard_of_an_open_file_that_changed_size_says_close_it(mount,
+                                                                   src):
+    """The daemon path only: the kernel keeps the size it knows of an
+    open file, so discard refuses (EBUSY) and says why."""
+    m = mount(src)
+    if mount_status(m)["data_path"] != "daemon":
+        assert m.unmount() == 0
+        pytest.skip("the kernel's size only matters on the daemon path")
+    fd = os.open(m / "a.txt", os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, b"more")
+        msg = one_message(cli("discard", m / "a.txt"))
+        assert "open and its size differs" in msg and "close it" in msg, msg
+    finally:
+        os.close(fd)
     assert m.unmount() == 0

@@ -62,6 +62,20 @@ def test_binaries(installed):
     link = installed["sbin"] / "mount.fuse.h5memfs"
     assert link.is_symlink() or link.is_file(), f"{link} not installed"
     assert link.resolve() == (installed["sbin"] / "mount.h5memfs").resolve()
+    # the umount(8) helper, under both names libmount may look for
+    helper = installed["sbin"] / "umount.fuse.h5memfs"
+    assert helper.is_file() and os.access(helper, os.X_OK)
+    if _options().get("umount_fuse", True):
+        link = installed["sbin"] / "umount.fuse"
+        assert link.resolve() == helper.resolve()
+
+
+def test_unit_templates_installed(installed):
+    lib = installed["dest"] / _options()["prefix"].lstrip("/") / "lib/systemd"
+    for kind in ("system", "user"):
+        unit = lib / kind / "h5memfs@.service"
+        assert unit.is_file(), f"{unit} not installed"
+        assert "Type=notify" in unit.read_text()
 
 
 def test_installed_daemon_runs(installed):
@@ -76,8 +90,9 @@ MAN_PAGES = ["man1/h5memfs.1", "man1/h5memfs-scratch.1", "man8/mount.h5memfs.8"]
 def test_man_pages_installed(installed):
     for page in MAN_PAGES:
         assert (installed["man"] / page).is_file(), f"{page} not installed"
-    alias = installed["man"] / "man8" / "mount.fuse.h5memfs.8"
-    assert alias.exists(), f"{alias} not installed"
+    for name in ("mount.fuse.h5memfs.8", "umount.fuse.h5memfs.8"):
+        alias = installed["man"] / "man8" / name
+        assert alias.exists(), f"{alias} not installed"
 
 
 def test_example_units(installed):

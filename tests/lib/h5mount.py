@@ -337,7 +337,8 @@ class Mount:
 
     def status(self):
         """`h5memfs status MNT --json`, parsed."""
-        res = run([self.binary, "status", self.path, "--json"], timeout=30)
+        res = run([self.binary, "status", self.path, "--json", "--all",
+                   "--hdf5"], timeout=30)
         return json.loads(res.stdout)
 
     def file_status(self, rel):
