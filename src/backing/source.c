@@ -16,6 +16,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "pin.h"
+
 int src_open(struct src *s, const char *path)
 {
 	s->root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -374,7 +376,11 @@ int src_load_xattrs(const struct src *s, const char *rel, struct node *n)
 
 	if (!S_ISREG(n->mode) && !S_ISDIR(n->mode))
 		return 0;
-	fd = src_openat(s, rel, O_RDONLY | O_NONBLOCK);
+	/* never a FIFO or device that replaced the file behind the mount */
+	fd = src_open_data(s, rel, O_RDONLY | (S_ISDIR(n->mode) ? O_DIRECTORY : 0),
+			   NULL);
+	if (fd == -EIO || fd == -EISDIR || fd == -ENOTDIR || fd == -ELOOP)
+		return 0; /* not the file any more: none of its xattrs there */
 	if (fd < 0)
 		return fd;
 	len = flistxattr(fd, NULL, 0);

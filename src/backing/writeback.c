@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "../core/ts.h"
+#include "pin.h"
 
 /* Create a fresh temporary in dirfd; its name goes to name[32]. */
 static int tmp_create(int dirfd, char name[32])
@@ -167,9 +169,9 @@ static int write_changed(int dirfd, const char *leaf, int tmp,
 	uint64_t copied, npages = (low + ps - 1) / ps;
 	int old, err = 0;
 
-	old = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	old = open_data_at(dirfd, leaf, O_RDONLY, NULL);
 	if (old < 0)
-		return -errno;
+		return old == -EIO || old == -EISDIR ? -EOPNOTSUPP : old;
 	if (ioctl(tmp, FICLONE, old) < 0)
 		err = -errno;
 	close(old);
@@ -305,10 +307,22 @@ int wb_lock(const struct src *s, const char *rel, struct src_ident *id)
 
 	for (int tries = 0; tries < 300; tries++) {
 		struct stat a;
-		int fd = src_openat(s, rel, O_RDWR), dirfd;
+		int fd = src_open_data(s, rel, O_RDWR, NULL), dirfd;
 
 		if (fd == -EACCES || fd == -EROFS || fd == -ETXTBSY)
-			fd = src_openat(s, rel, O_RDONLY);
+			fd = src_open_data(s, rel, O_RDONLY, NULL);
+		if (fd == -EIO || fd == -EISDIR || fd == -ELOOP) {
+			/*
+			 * Not a regular file any more (a FIFO, a device, a
+			 * directory, a symlink): never opened, only pinned;
+			 * its identity is not the file's, so the caller saves
+			 * the data beside it.
+			 */
+			fd = pin_src(s, rel, &a);
+			if (fd >= 0)
+				src_ident_from_stat(id, &a);
+			return fd;
+		}
 		if (fd == -ESTALE) { /* replaced by another node just now */
 			usleep(100 * 1000);
 			continue;
@@ -420,50 +434,83 @@ int wb_ident(const struct src *s, const char *rel, struct src_ident *id)
 	return err;
 }
 
-int wb_set_meta(const struct src *s, const char *rel,
-		const struct wb_meta *m)
+/* Is the pinned entry the one the mount knows? */
+static bool is_known(const struct stat *st, const struct wb_meta *m)
 {
-	const char *leaf;
-	int dirfd = src_parent(s, rel, &leaf), fd = -1, err = 0;
-	struct timespec ts[2] = { m->atime, m->mtime };
+	if ((st->st_mode & S_IFMT) != (m->mode & S_IFMT))
+		return false;
+	if (!m->expect.ino)
+		return true;
+	return st->st_dev == m->expect.dev && st->st_ino == m->expect.ino &&
+	       (!m->check_ctime || ts_equal(st->st_ctim, m->expect.ctime));
+}
 
+/* Owner, mode and times of a pinned entry that is not opened for I/O. */
+static int set_pin_meta(int pin, const struct stat *st,
+			const struct wb_meta *m)
+{
+	struct timespec ts[2] = { m->atime, m->mtime };
+	int err = pin_chown(pin, m->uid, m->gid);
+
+	if (err == -EPERM && geteuid() != 0)
+		err = 0; /* as non-root only our own ids can be given */
+	if (!err && !S_ISLNK(st->st_mode))
+		err = pin_chmod(pin, st, m->mode & 07777);
+	if (!err)
+		err = pin_utimens(pin, st, ts);
+	return err;
+}
+
+int wb_set_meta(const struct src *s, const char *rel,
+		const struct wb_meta *m, struct src_ident *now)
+{
+	const char *leaf = "";
+	int dirfd, pin, fd = -1, err = 0;
+	struct stat st;
+
+	dirfd = *rel ? src_parent(s, rel, &leaf)
+		     : src_openat(s, "", O_RDONLY | O_DIRECTORY);
 	if (dirfd < 0)
 		return dirfd;
-	if (!*rel) { /* SOURCE itself */
-		close(dirfd);
-		dirfd = src_openat(s, "", O_RDONLY | O_DIRECTORY);
-		if (dirfd < 0)
-			return dirfd;
-		err = set_fd_meta(dirfd, m->mode, m->uid, m->gid, &m->atime,
-				  &m->mtime, m->xattrs);
-		if (!err && fsync(dirfd) < 0)
-			err = -errno;
+	/*
+	 * Pin the entry (O_PATH|O_NOFOLLOW opens nothing, follows nothing)
+	 * and act on that inode only, and only if it is still what the
+	 * mount knows: a name swapped for a symlink to a file outside
+	 * SOURCE, a FIFO or a device is never touched.
+	 */
+	pin = pin_at(dirfd, leaf, &st);
+	if (pin < 0) {
+		err = pin;
 		goto out;
 	}
-	if (S_ISREG(m->mode) || S_ISDIR(m->mode)) {
-		fd = openat(dirfd, leaf,
-			    O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	if (!is_known(&st, m)) {
+		err = WB_OTHER;
+		goto out;
+	}
+	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
+		/* xattrs and fsync need a real descriptor: reopen the pin */
+		fd = pin_reopen(pin, &st, O_RDONLY |
+			       (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
 		if (fd < 0) {
-			err = -errno;
+			err = fd;
 			goto out;
 		}
 		err = set_fd_meta(fd, m->mode, m->uid, m->gid, &m->atime,
 				  &m->mtime, m->xattrs);
 		if (!err && fsync(fd) < 0)
 			err = -errno;
-		goto out;
+	} else {
+		err = set_pin_meta(pin, &st, m);
+		if (!err && fsync(dirfd) < 0)
+			err = -errno;
 	}
-	err = owner_set(dirfd, leaf, m->uid, m->gid);
-	if (!err && !S_ISLNK(m->mode) &&
-	    fchmodat(dirfd, leaf, m->mode & 07777, 0) < 0)
-		err = -errno;
-	if (!err && utimensat(dirfd, leaf, ts, AT_SYMLINK_NOFOLLOW) < 0)
-		err = -errno;
-	if (!err && fsync(dirfd) < 0)
-		err = -errno;
+	if (!err && fstat(pin, &st) == 0)
+		src_ident_from_stat(now, &st);
 out:
 	if (fd >= 0)
 		close(fd);
+	if (pin >= 0)
+		close(pin);
 	close(dirfd);
 	return err;
 }

@@ -70,16 +70,27 @@ int wb_lock(const struct src *s, const char *rel, struct src_ident *id);
  */
 int wb_ident(const struct src *s, const char *rel, struct src_ident *id);
 
-/* Metadata of an existing entry, made to match; durably. 0 or -errno. */
+/*
+ * Metadata of an existing entry, made to match; durably. The entry is
+ * pinned (O_PATH|O_NOFOLLOW) and changed through the pin only if it is
+ * what the mount knows: the type of `mode`, and the device and inode of
+ * `expect` when expect.ino is set (and its ctime with check_ctime, which
+ * tells a new entry from an old one whose inode number was reused). Returns 0 with *now the entry's
+ * identity after the change, WB_OTHER when the name holds something else
+ * (nothing is changed), or -errno.
+ */
 struct wb_meta {
 	mode_t mode;		/* with type bits */
 	uid_t uid;
 	gid_t gid;
 	struct timespec atime, mtime;
 	const struct xattr *xattrs;
+	struct src_ident expect;
+	bool check_ctime;	/* expect.ctime too (no user sets it back) */
 };
+#define WB_OTHER 1
 int wb_set_meta(const struct src *s, const char *rel,
-		const struct wb_meta *m);
+		const struct wb_meta *m, struct src_ident *now);
 
 /*
  * Make one journalled namespace operation in SOURCE, durably (the

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../backing/pin.h"
 #include "../core/strbuf.h"
 #include "../h5/h5check.h"
 #include "internal.h"
@@ -268,7 +269,7 @@ int fs_discard(struct fs *fs, struct node *n)
 in_place:
 	path = fs_source_path_locked(fs, n);
 	pthread_mutex_unlock(&fs->ns.lock);
-	fd = path ? src_openat(&fs->src, path, O_RDONLY) : -ENOMEM;
+	fd = path ? src_open_data(&fs->src, path, O_RDONLY, NULL) : -ENOMEM;
 	free(path);
 	pthread_mutex_unlock(&fs->replay_lock);
 	if (fd < 0) {

@@ -95,10 +95,12 @@ void fs_destroy(struct fs *fs)
 
 int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 	       const char *p2, mode_t mode, dev_t rdev, unsigned flags,
-	       const struct node *n)
+	       struct node *n)
 {
 	if (!fs->has_source)
 		return 0;
+	if (n)
+		n->flags |= N_SRC_MOVED; /* its replay moves SOURCE's ctime */
 	/*
 	 * A volatile mount never replays the journal, but still needs the
 	 * renames and links that move files it may load from SOURCE later:
@@ -578,7 +580,7 @@ out:
 /* Make SOURCE's metadata of n the mount's. sync_lock held. */
 static int write_meta(struct fs *fs, struct node *n)
 {
-	struct src_ident before;
+	struct src_ident before, now;
 	struct wb_meta m;
 	struct xattr *xa = NULL;
 	char *path;
@@ -610,9 +612,16 @@ static int write_meta(struct fs *fs, struct node *n)
 	n->flags &= ~(unsigned)N_META_DIRTY;
 	path = fs_source_path_locked(fs, n);
 	m = (struct wb_meta){ n->mode, n->uid, n->gid, n->atime, n->mtime,
-			      NULL };
+			      NULL, n->ident };
 	xa = xattrs_copy(n->xattrs);
 	m.xattrs = xa;
+	/*
+	 * SOURCE's ctime is ours to know unless a replayed rename, link or
+	 * unlink moved it (the journal is empty now: none is pending), or a
+	 * directory's entries changed (our own write-backs do that).
+	 */
+	m.check_ctime = !S_ISDIR(n->mode) && !(n->flags & N_SRC_MOVED);
+	n->flags &= ~(unsigned)N_SRC_MOVED;
 	/* utimens changes the identity of SOURCE's file */
 	busy = S_ISREG(n->mode);
 	if (busy) {
@@ -621,11 +630,28 @@ static int write_meta(struct fs *fs, struct node *n)
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
-	err = path ? wb_set_meta(&fs->src, path, &m) : -ENOMEM;
+	err = path ? wb_set_meta(&fs->src, path, &m, &now) : -ENOMEM;
 	pthread_mutex_lock(&fs->ns.lock);
-	if (!err && busy)
-		n->ident.mtime = m.mtime; /* our own utimens: no change
-					     behind the mount */
+	if (!err && busy) {
+		/* our own utimens and chmod: no change behind the mount */
+		n->ident.mtime = m.mtime;
+		n->ident.ctime = now.ctime;
+	}
+	else if (!err)
+		n->ident = now; /* what the next change must find there */
+	if (err == WB_OTHER) {
+		/* kept in the mount, never applied to what is there now */
+		if (!(n->flags & N_CONFLICT))
+			log_warn("conflict: %s in SOURCE was replaced behind "
+				 "the mount; its mode, owner, times and xattrs "
+				 "are not applied there",
+				 fs_shown(path));
+		n->flags |= N_CONFLICT;
+		fs->stats.conflicts++;
+		set_result(n, -EIO, "SOURCE's entry was replaced behind the "
+			   "mount; metadata not applied");
+		err = WB_CONFLICT;
+	}
 	if (busy)
 		standin_settle(fs, &before, err ? NULL : &n->ident);
 	if (err == -ENOENT) {
@@ -634,7 +660,7 @@ static int write_meta(struct fs *fs, struct node *n)
 			n->flags |= N_META_DIRTY;
 		err = 0;
 	}
-	if (err) {
+	if (err && err != WB_CONFLICT) {
 		log_err("cannot set attributes of %s in SOURCE: %s",
 			path ? fs_shown(path) : "?", strerror(-err));
 		n->flags |= N_META_DIRTY;
@@ -663,6 +689,8 @@ int fs_fsync(struct fs *fs, struct node *n)
 		err = -EIO;
 	if (!err)
 		err = write_meta(fs, n);
+	if (err == WB_CONFLICT)
+		err = -EIO;
 	pthread_mutex_unlock(&fs->sync_lock);
 	return err;
 }
@@ -760,6 +788,8 @@ int fs_sync_all(struct fs *fs, unsigned *failed)
 		pthread_mutex_unlock(&fs->ns.lock);
 		for (size_t i = 0; i < count; i++) {
 			err = write_meta(fs, v[i]);
+			if (err == WB_CONFLICT)
+				err = 0; /* reported; SOURCE's entry is not ours */
 			if (err && !first)
 				first = err;
 			bad += err != 0;

@@ -1,0 +1,211 @@
+"""A hostile SOURCE: the daemon runs as root over a directory that others
+change at any moment. What SOURCE's names turn into behind the mount
+(symlinks to files outside SOURCE, FIFOs, device nodes, sockets,
+directories) must never make the daemon touch anything outside SOURCE,
+block, or stop writing back every other file.
+
+- Metadata written back (mode, owner, times, xattrs) is applied through a
+  handle pinned with O_PATH|O_NOFOLLOW, only when the entry is still the
+  one the mount knows (type, device, inode); otherwise it is a conflict:
+  logged, reported, the mount keeps its values.
+- Data is only ever opened from regular files: a FIFO, device or directory
+  where a file was gives EIO (EISDIR for a directory) at once on open
+  through the mount, and a dirty file whose name was swapped is saved
+  beside it under a conflict name.
+"""
+
+import errno
+import os
+import stat
+import time
+
+import pytest
+
+import helpers
+from acceptance import SLOWDOWN, cli, conflict_files, daemon_lines
+
+
+def decoy_file(tmp_path):
+    """A file outside SOURCE that nothing may change: fixed bytes, mode,
+    owner, times and xattrs."""
+    d = tmp_path / "decoy"
+    d.mkdir(exist_ok=True)
+    p = d / "secret"
+    helpers.write_file(p, b"outside SOURCE; must never change\n" * 10)
+    os.chmod(p, 0o600)
+    os.chown(p, 0, 0)
+    os.setxattr(p, "user.keep", b"1")
+    os.utime(p, ns=(helpers.T_OLD_NS, helpers.T_OLD_NS))
+    return p
+
+
+def fingerprint(p):
+    """Everything an escape would change (atime aside: reading moves it)."""
+    st = os.lstat(p)
+    return (helpers.read_file(p), stat.S_IMODE(st.st_mode), st.st_uid,
+            st.st_gid, st.st_mtime_ns, st.st_ctime_ns,
+            sorted((n, os.getxattr(p, n)) for n in os.listxattr(p)))
+
+
+def make_node(path, kind):
+    if kind == "fifo":
+        os.mkfifo(path, 0o640)
+    elif kind == "regular":
+        helpers.write_file(path, b"written through the mount\n")
+    elif kind == "chardev":
+        os.mknod(path, stat.S_IFCHR | 0o640, os.makedev(1, 3))
+    elif kind == "socket":
+        os.mknod(path, stat.S_IFSOCK | 0o640)
+    else:
+        raise ValueError(kind)
+
+
+def sync(m):
+    res = cli("sync", m.path)
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+@pytest.mark.parametrize("kind", ["fifo", "regular", "chardev", "socket"])
+def test_metadata_never_follows_a_swapped_name(mount, empty_source, tmp_path,
+                                               kind):
+    decoy = decoy_file(tmp_path)
+    before = fingerprint(decoy)
+    m = mount(empty_source, allow_stderr=True)
+    make_node(m / "x", kind)
+    sync(m)
+    assert stat.S_IFMT(os.lstat(empty_source / "x").st_mode) == \
+        stat.S_IFMT(os.lstat(m / "x").st_mode)
+    if kind == "regular":  # changed in the mount, not yet written back
+        with open(m / "x", "ab") as f:
+            f.write(b"more\n")
+    # Someone with write access to SOURCE swaps the name for a symlink.
+    os.unlink(empty_source / "x")
+    os.symlink(decoy, empty_source / "x")
+    os.chown(m / "x", helpers.OTHER_UID, helpers.OTHER_GID)
+    os.chmod(m / "x", 0o4755)  # after chown, which clears set-user-ID
+    os.utime(m / "x", ns=(helpers.T_OLDER_NS, helpers.T_OLDER_NS))
+    if kind == "regular":
+        os.setxattr(m / "x", "user.evil", b"1")
+    else:  # the mount keeps no xattrs on special files
+        assert helpers.errno_of(os.setxattr, m / "x", "trusted.evil",
+                                b"1") == errno.EOPNOTSUPP
+    sync(m)
+    assert fingerprint(decoy) == before
+    assert os.readlink(empty_source / "x") == str(decoy)
+    # The mount keeps its own view, and says what happened.
+    st = os.lstat(m / "x")
+    assert stat.S_IMODE(st.st_mode) == 0o4755
+    assert (st.st_uid, st.st_gid) == (helpers.OTHER_UID, helpers.OTHER_GID)
+    assert any("conflict:" in ln for ln in daemon_lines(m)), m.stderr()
+    if kind == "regular":
+        # the data is not lost: it went beside, under a conflict name
+        names = conflict_files(empty_source, "x", "")
+        assert len(names) == 1, os.listdir(empty_source)
+        assert helpers.read_file(empty_source / names[0]) == \
+            b"written through the mount\nmore\n"
+    assert m.unmount() == 0
+    assert fingerprint(decoy) == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "chardev", "socket"])
+def test_metadata_of_a_swapped_special_file_is_not_applied_to_the_new_one(
+        mount, empty_source, kind):
+    """Same type, other inode: still not what the mount knows."""
+    m = mount(empty_source, allow_stderr=True)
+    make_node(m / "x", kind)
+    sync(m)
+    os.unlink(empty_source / "x")
+    make_node(empty_source / "x", kind)
+    os.chmod(empty_source / "x", 0o600)
+    theirs = os.lstat(empty_source / "x")
+    os.chmod(m / "x", 0o666)
+    sync(m)
+    now = os.lstat(empty_source / "x")
+    assert (now.st_ino, stat.S_IMODE(now.st_mode)) == \
+        (theirs.st_ino, 0o600)
+    assert any("conflict:" in ln for ln in daemon_lines(m)), m.stderr()
+    assert m.unmount() == 0
+
+
+def test_metadata_still_lands_when_source_is_unchanged(mount, empty_source):
+    """The pinned path applies mode, owner and times to every type."""
+    m = mount(empty_source)
+    for kind in ("fifo", "regular", "chardev", "socket"):
+        make_node(m / kind, kind)
+    sync(m)
+    for kind in ("fifo", "regular", "chardev", "socket"):
+        os.chmod(m / kind, 0o604)
+        os.chown(m / kind, helpers.OTHER_UID, helpers.OTHER_GID)
+        os.utime(m / kind, ns=(helpers.T_OLDER_NS, helpers.T_OLD_NS))
+    os.symlink("fifo", m / "link")
+    sync(m)
+    os.chown(m / "link", helpers.OTHER_UID, helpers.OTHER_GID,
+             follow_symlinks=False)
+    os.utime(m / "link", ns=(helpers.T_OLDER_NS, helpers.T_OLD_NS),
+             follow_symlinks=False)
+    sync(m)
+    for kind in ("fifo", "regular", "chardev", "socket"):
+        st = os.lstat(empty_source / kind)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                st.st_mtime_ns) == (0o604, helpers.OTHER_UID,
+                                    helpers.OTHER_GID, helpers.T_OLD_NS), kind
+    st = os.lstat(empty_source / "link")
+    assert (st.st_uid, st.st_gid, st.st_mtime_ns) == \
+        (helpers.OTHER_UID, helpers.OTHER_GID, helpers.T_OLD_NS)
+    assert m.unmount() == 0
+
+
+def replace_with(path, kind):
+    os.unlink(path)
+    if kind == "directory":
+        os.mkdir(path)
+    else:
+        make_node(path, kind)
+
+
+OPEN_ERRNO = {"fifo": errno.EIO, "chardev": errno.EIO, "socket": errno.EIO,
+              "directory": errno.EISDIR}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "chardev", "directory"])
+def test_a_file_turned_into_something_else_fails_fast(mount, empty_source,
+                                                      kind):
+    """Loads never block on a FIFO and never open a device; sync, commit
+    and unmount go on for every other file."""
+    helpers.write_file(empty_source / "a.dat", b"a" * 1000)
+    helpers.write_file(empty_source / "b.dat", b"b" * 1000)
+    m = mount(empty_source, allow_stderr=True)
+    os.stat(m / "a.dat")  # the mount knows it as a regular file
+    replace_with(empty_source / "a.dat", kind)
+    t0 = time.monotonic()
+    with pytest.raises(OSError) as e:
+        helpers.read_file(m / "a.dat")
+    assert e.value.errno == OPEN_ERRNO[kind]
+    # a source_timeout (10 s) would be a blocked open
+    assert time.monotonic() - t0 < 3 * SLOWDOWN
+    helpers.write_file(m / "b.dat", b"B" * 1000)
+    helpers.write_file(m / "c.dat", b"c" * 10)
+    sync(m)
+    assert helpers.read_file(empty_source / "b.dat") == b"B" * 1000
+    assert helpers.read_file(empty_source / "c.dat") == b"c" * 10
+    assert m.unmount() == 0
+
+
+@pytest.mark.parametrize("kind", ["fifo", "chardev", "directory"])
+def test_a_dirty_file_whose_name_was_swapped_is_saved_beside(
+        mount, empty_source, kind):
+    helpers.write_file(empty_source / "a.dat", b"a" * 1000)
+    m = mount(empty_source, allow_stderr=True)
+    with open(m / "a.dat", "r+b") as f:
+        f.write(b"OURS")
+        replace_with(empty_source / "a.dat", kind)
+    sync(m)
+    names = conflict_files(empty_source, "a", ".dat")
+    assert len(names) == 1, os.listdir(empty_source)
+    assert helpers.read_file(empty_source / names[0]) == \
+        b"OURS" + b"a" * 996
+    assert stat.S_IFMT(os.lstat(empty_source / "a.dat").st_mode) == \
+        stat.S_IFMT({"fifo": stat.S_IFIFO, "chardev": stat.S_IFCHR,
+                     "directory": stat.S_IFDIR}[kind])
+    assert m.unmount() == 0
