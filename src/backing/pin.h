@@ -45,7 +45,8 @@ int pin_reopen(int pin, const struct stat *st, int flags);
  * Open the regular file (or, with O_DIRECTORY, the directory) at `rel`
  * beneath SOURCE for I/O, never blocking and never opening a FIFO or a
  * device: pin, check, reopen. *st (may be NULL) gets its stat. The
- * errors of pin_reopen, and of the lookup (ELOOP for a symlink).
+ * errors of pin_reopen (a symlink at the name is -EIO), and of the
+ * lookup (-ELOOP for a symlink on the way, -ENOENT...).
  */
 int src_open_data(const struct src *s, const char *rel, int flags,
 		  struct stat *st);
