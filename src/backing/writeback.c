@@ -35,7 +35,8 @@ static int tmp_create(int dirfd, char name[32])
 		snprintf(name, 32, SRC_TMP_PREFIX "%012llx",
 			 (unsigned long long)(r & 0xffffffffffffULL));
 		fd = openat(dirfd, name,
-			    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+				    O_CLOEXEC, 0600);
 		if (fd >= 0 || errno != EEXIST)
 			return fd < 0 ? -errno : fd;
 	}
@@ -390,6 +391,8 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 			f->written = f->size;
 		}
 	}
+	if (!err && f->check)
+		err = f->check(f->check_arg, fd, f->size);
 	if (!err)
 		err = set_fd_meta(fd, f->mode, f->uid, f->gid, &f->atime,
 				  &f->mtime, f->xattrs);

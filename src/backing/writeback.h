@@ -38,6 +38,13 @@ struct wb_file {
 	 * written. Elsewhere the whole image is written.
 	 */
 	const struct img *pages;
+	/*
+	 * Called with the temporary (readable) once its data is complete,
+	 * before fsync and rename: the bytes checked are the bytes that
+	 * land. Non-zero (-errno) abandons the write. NULL: no check.
+	 */
+	int (*check)(void *arg, int fd, uint64_t size);
+	void *check_arg;
 	uint64_t written;	/* out: bytes of data written */
 	bool cloned;		/* out: the clone path was taken */
 };

@@ -71,7 +71,7 @@ static void hdf5_json(struct strbuf *b, struct node *n)
 	uint64_t size = 0;
 
 	img_size(&n->img, &size);
-	if (n->img.fd < 0 || h5_inspect(n->img.fd, size, &r) < 0 ||
+	if (n->img.fd < 0 || h5_inspect_isolated(n->img.fd, size, NULL, &r) < 0 ||
 	    !r.is_hdf5) {
 		sb_printf(b, "null");
 		return;

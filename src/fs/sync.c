@@ -345,16 +345,27 @@ static void set_result(struct node *n, int err, const char *fmt, ...)
 
 /*
  * Under validate=strict an HDF5 image libhdf5 cannot open is not
- * written. Returns 0 to go on, -EIO to refuse. ns.lock not held.
+ * written. It is the temporary that is checked, once its data is
+ * complete and before it is fsynced and renamed: the bytes validated are
+ * the bytes that land, whatever writers do to the image meanwhile. The
+ * check runs in a child process (h5_inspect_isolated). Returns 0 to go
+ * on, -EIO to refuse. ns.lock not held.
  */
-static int validate(struct fs *fs, struct node *n, const struct wb_file *f)
+struct check_ctx {
+	struct fs *fs;
+	struct node *n;
+	const char *name;
+};
+
+static int validate(void *arg, int fd, uint64_t size)
 {
+	struct check_ctx *c = arg;
+	struct fs *fs = c->fs;
+	struct node *n = c->n;
 	struct h5_report r;
 	int err;
 
-	if (fs->o.validate == VALIDATE_OFF || f->fd < 0)
-		return 0;
-	err = h5_inspect(f->fd, f->size, &r);
+	err = h5_inspect_isolated(fd, size, NULL, &r);
 	if (err || !r.is_hdf5 || r.opens) {
 		pthread_mutex_lock(&fs->ns.lock);
 		n->flags &= ~(unsigned)N_INVALID;
@@ -363,14 +374,13 @@ static int validate(struct fs *fs, struct node *n, const struct wb_file *f)
 	}
 	if (fs->o.validate == VALIDATE_WARN) {
 		log_warn("%s is not valid HDF5 (%s); writing it back anyway "
-			 "(validate=warn)", f->paths[0], r.why);
+			 "(validate=warn)", c->name, r.why);
 		return 0;
 	}
 	pthread_mutex_lock(&fs->ns.lock);
 	if (!(n->flags & N_INVALID))
 		log_err("not writing back %s: libhdf5 cannot open it (%s); "
-			"SOURCE keeps its previous version", f->paths[0],
-			r.why);
+			"SOURCE keeps its previous version", c->name, r.why);
 	n->flags |= N_INVALID;
 	fs->stats.invalid++;
 	set_result(n, -EIO, "invalid HDF5: %s", r.why);
@@ -438,6 +448,7 @@ static int write_file(struct fs *fs, struct node *n)
 	uint64_t written = 0, gen = 0, snap_size = 0, *sums = NULL;
 	size_t nsums = 0;
 	int err, conflict = 0, lockfd = -1;
+	struct check_ctx vctx = { fs, n, NULL };
 
 	err = fs_load_xattrs(fs, n, false);
 	if (err) {
@@ -479,6 +490,7 @@ static int write_file(struct fs *fs, struct node *n)
 	snap_size = f.size;
 	orig = f.paths[0];
 	name = strdup(orig);
+	vctx.name = orig;
 	if (fs->o.kernel_writes) {
 		/*
 		 * Writes did not pass here: find the changed pages, and take
@@ -488,8 +500,10 @@ static int write_file(struct fs *fs, struct node *n)
 		img_seen_now(&n->img);
 		err = img_sums_mark(&n->img, &sums, &nsums);
 	}
-	if (!err)
-		err = validate(fs, n, &f);
+	if (!err && fs->o.validate != VALIDATE_OFF) {
+		f.check = validate;
+		f.check_arg = &vctx;
+	}
 	if (!err)
 		err = conflict = check_conflict(fs, n, &f, &cname, &lockfd);
 	if (!conflict && !err) {

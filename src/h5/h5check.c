@@ -2,6 +2,7 @@
  * h5check.c - in-place validation of HDF5 images with libhdf5.
  */
 #include "h5check.h"
+#include "h5internal.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -171,7 +172,35 @@ static uint8_t *map_image(int fd, uint64_t size)
 	return p;
 }
 
+void h5_lock_take(void)
+{
+	pthread_mutex_lock(&h5_lock);
+}
+
+void h5_lock_drop(void)
+{
+	pthread_mutex_unlock(&h5_lock);
+}
+
+int h5_signature(int fd, uint64_t size)
+{
+	return size < 8 || size > SIZE_MAX ? -1 :
+	       (int)(find_signature_fd(fd, size) >= 0 ? 1 : 0);
+}
+
+static int inspect(int fd, uint64_t size, struct h5_report *r, bool held);
+
 int h5_inspect(int fd, uint64_t size, struct h5_report *r)
+{
+	return inspect(fd, size, r, false);
+}
+
+int h5_inspect_held(int fd, uint64_t size, struct h5_report *r)
+{
+	return inspect(fd, size, r, true);
+}
+
+static int inspect(int fd, uint64_t size, struct h5_report *r, bool held)
 {
 	uint8_t *p;
 	int64_t base;
@@ -199,7 +228,8 @@ int h5_inspect(int fd, uint64_t size, struct h5_report *r)
 			r->swmr = sb[11] & 0x4;
 		}
 	}
-	pthread_mutex_lock(&h5_lock);
+	if (!held)
+		pthread_mutex_lock(&h5_lock);
 	h5_setup(); /* per thread in a thread-safe libhdf5: every time */
 	if (r->writer_open || r->swmr) {
 		if (clear_status_flags(p + base, size - (uint64_t)base))
@@ -210,7 +240,8 @@ int h5_inspect(int fd, uint64_t size, struct h5_report *r)
 	} else {
 		r->opens = try_open(p, size, r);
 	}
-	pthread_mutex_unlock(&h5_lock);
+	if (!held)
+		pthread_mutex_unlock(&h5_lock);
 	munmap(p, size);
 	return 0;
 }
