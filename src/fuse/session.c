@@ -97,24 +97,6 @@ static int notify_open(const char *path)
 	return fd;
 }
 
-/* The default rescue directory: outside SOURCE, kept across reboots. */
-static char *default_rescue(const char *mountpoint)
-{
-	const char *base = strrchr(mountpoint, '/');
-	char when[32], *dir;
-	time_t now = time(NULL);
-	struct tm tm;
-
-	localtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
-	mkdir("/var/tmp/h5memfs-rescue", 01777);
-	if (asprintf(&dir, "/var/tmp/h5memfs-rescue/%s-%s-%d",
-		     base && base[1] ? base + 1 : "mount", when,
-		     (int)getpid()) < 0)
-		return NULL;
-	return dir;
-}
-
 /*
  * Write everything back; what cannot be written goes to the rescue
  * directory. Returns the exit status.
@@ -127,9 +109,11 @@ static int final_writeback(struct h5m *m, const struct opts *o)
 
 	if (!err)
 		return 0;
-	dir = o->rescue ? strdup(o->rescue) : default_rescue(o->mountpoint);
+	/* made now, fresh and unguessable: see fs_rescue_default */
+	dir = o->rescue ? strdup(o->rescue) : fs_rescue_default(o->mountpoint);
 	if (!dir) {
-		log_err("out of memory: %u file(s) not written back", failed);
+		log_err("no rescue directory: %u file(s) not written back",
+			failed);
 		return 2;
 	}
 	saved = fs_rescue(&m->fs, dir, &lost);

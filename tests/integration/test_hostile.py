@@ -16,8 +16,11 @@ block, or stop writing back every other file.
 
 import errno
 import os
+import shutil
 import stat
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -209,3 +212,46 @@ def test_a_dirty_file_whose_name_was_swapped_is_saved_beside(
         stat.S_IFMT({"fifo": stat.S_IFIFO, "chardev": stat.S_IFCHR,
                      "directory": stat.S_IFDIR}[kind])
     assert m.unmount() == 0
+
+
+def test_the_default_rescue_directory_cannot_be_steered(mount, empty_source,
+                                                        tmp_path):
+    """The old default NAME-DATE-PID could be predicted and planted (as a
+    symlink to anywhere) in a world-writable base; the rescue then wrote
+    as root wherever the symlink pointed. Now: a 0700 base of the
+    daemon's own, a mkdtemp directory in it, files made O_EXCL."""
+    name = f"steer-{uuid.uuid4().hex[:8]}"
+    mp = tmp_path / name
+    mp.mkdir()
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    base = Path("/var/tmp/h5memfs-rescue")
+    m = mount(empty_source, options=["validate=strict"], mountpoint=mp,
+              allow_stderr=True, expect_exit=2)
+    data = b"\x89HDF\r\n\x1a\n" + b"not a valid superblock" * 100
+    helpers.write_file(m / "bad.h5", data)  # strict: never written back
+    # A symlink at every name the old default could take in the next
+    # minute (planted as root here: the old base was another user's to
+    # plant in whenever that user had made it first).
+    t = time.time()
+    for s in range(-2, int(60 * SLOWDOWN)):
+        when = time.strftime('%Y%m%d-%H%M%S', time.localtime(t + s))
+        os.symlink(decoy, base / f"{name}-{when}-{m.pid}")
+    try:
+        assert m.unmount() == 2
+        assert os.listdir(decoy) == []
+        found = [d for d in base.iterdir() if d.name.startswith(name + "-")
+                 and not d.is_symlink()]
+        assert len(found) == 1, (found, m.stderr())
+        st = os.lstat(found[0])
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o700)
+        st = os.lstat(base)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o700)
+        assert helpers.read_file(found[0] / "bad.h5") == data
+    finally:
+        for d in base.iterdir():
+            if d.name.startswith(name + "-"):
+                if d.is_symlink():
+                    d.unlink()
+                else:
+                    shutil.rmtree(d, ignore_errors=True)
