@@ -48,7 +48,14 @@ static int tmp_create(int dirfd, char name[32])
  * CAP_SYS_ADMIN the daemon neither sees nor may set trusted.* names in
  * SOURCE: those are left alone.
  */
-static int xattrs_sync(int fd, const struct xattr *want)
+/* SOURCE cannot hold this xattr (size, room, support): not fatal. */
+static bool refusable(int e)
+{
+	return e == EOPNOTSUPP || e == E2BIG || e == ENOSPC || e == ERANGE;
+}
+
+static int xattrs_sync(int fd, const struct xattr *want,
+		       struct wb_refused *ref)
 {
 	char names[65536], *p;
 	ssize_t len = flistxattr(fd, names, sizeof(names));
@@ -69,9 +76,15 @@ static int xattrs_sync(int fd, const struct xattr *want)
 	for (x = want; x; x = x->next) {
 		if (!ns_xattr_kept(x->name))
 			continue;
-		if (fsetxattr(fd, x->name, x->value, x->size, 0) < 0 &&
-		    !(errno == EPERM && ns_xattr_trusted(x->name)))
+		if (fsetxattr(fd, x->name, x->value, x->size, 0) == 0 ||
+		    (errno == EPERM && ns_xattr_trusted(x->name)))
+			continue;
+		if (!ref || !refusable(errno))
 			return -errno;
+		if (!ref->count++) {
+			ref->err = -errno;
+			snprintf(ref->name, sizeof(ref->name), "%s", x->name);
+		}
 	}
 	return 0;
 }
@@ -90,7 +103,8 @@ static int owner_set(int dirfd, const char *leaf, uid_t uid, gid_t gid)
 
 static int set_fd_meta(int fd, mode_t mode, uid_t uid, gid_t gid,
 		       const struct timespec *atime,
-		       const struct timespec *mtime, const struct xattr *xa)
+		       const struct timespec *mtime, const struct xattr *xa,
+		       struct wb_refused *ref)
 {
 	struct timespec ts[2] = { *atime, *mtime };
 	int err;
@@ -99,7 +113,7 @@ static int set_fd_meta(int fd, mode_t mode, uid_t uid, gid_t gid,
 	if (!err && fchmod(fd, mode & 07777) < 0)
 		err = -errno;
 	if (!err)
-		err = xattrs_sync(fd, xa);
+		err = xattrs_sync(fd, xa, ref);
 	if (!err && futimens(fd, ts) < 0)
 		err = -errno;
 	return err;
@@ -381,6 +395,7 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 	}
 	f->written = 0;
 	f->cloned = false;
+	memset(&f->refused, 0, sizeof(f->refused));
 	err = -EOPNOTSUPP;
 	if (f->pages && f->fd >= 0 && f->pages->clean_size && !f->noreplace)
 		err = write_changed(dirfd, leaf, fd, f);
@@ -395,7 +410,7 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 		err = f->check(f->check_arg, fd, f->size);
 	if (!err)
 		err = set_fd_meta(fd, f->mode, f->uid, f->gid, &f->atime,
-				  &f->mtime, f->xattrs);
+				  &f->mtime, f->xattrs, &f->refused);
 	if (!err && fsync(fd) < 0)
 		err = -errno;
 	if (!err && f->noreplace)
@@ -499,7 +514,7 @@ int wb_set_meta(const struct src *s, const char *rel,
 			goto out;
 		}
 		err = set_fd_meta(fd, m->mode, m->uid, m->gid, &m->atime,
-				  &m->mtime, m->xattrs);
+				  &m->mtime, m->xattrs, m->refused);
 		if (!err && fsync(fd) < 0)
 			err = -errno;
 	} else {

@@ -19,6 +19,17 @@
 #include "../core/node.h"
 #include "source.h"
 
+/*
+ * xattrs SOURCE would not store (EOPNOTSUPP, E2BIG, ENOSPC, ERANGE: too
+ * large for its xattr area, or none there): skipped, so that the data and
+ * the rest of the metadata still land. The caller logs and reports them.
+ */
+struct wb_refused {
+	unsigned count;
+	int err;		/* -errno of the first */
+	char name[256];		/* name of the first */
+};
+
 /* What to write for one regular file. */
 struct wb_file {
 	char **paths;		/* every name of the file, relative to SOURCE */
@@ -47,6 +58,7 @@ struct wb_file {
 	void *check_arg;
 	uint64_t written;	/* out: bytes of data written */
 	bool cloned;		/* out: the clone path was taken */
+	struct wb_refused refused; /* out: xattrs SOURCE would not store */
 };
 
 /*
@@ -94,6 +106,7 @@ struct wb_meta {
 	const struct xattr *xattrs;
 	struct src_ident expect;
 	bool check_ctime;	/* expect.ctime too (no user sets it back) */
+	struct wb_refused *refused; /* out (may be NULL): xattrs skipped */
 };
 #define WB_OTHER 1
 int wb_set_meta(const struct src *s, const char *rel,

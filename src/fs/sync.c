@@ -344,6 +344,24 @@ static void set_result(struct node *n, int err, const char *fmt, ...)
 }
 
 /*
+ * xattrs SOURCE would not store: logged and reported, never a reason to
+ * keep the data from landing. The mount keeps them. ns.lock held.
+ */
+static void report_refused(struct fs *fs, struct node *n, const char *path,
+			   const struct wb_refused *ref)
+{
+	if (!ref->count)
+		return;
+	log_warn("SOURCE refused %u extended attribute(s) of %s (%s: %s); "
+		 "the rest is written, the mount keeps them", ref->count,
+		 path ? fs_shown(path) : "a file", ref->name,
+		 strerror(-ref->err));
+	fs->stats.writeback_errors++;
+	set_result(n, 0, "written; SOURCE refused %u xattr(s) (%s: %s)",
+		   ref->count, ref->name, strerror(-ref->err));
+}
+
+/*
  * Under validate=strict an HDF5 image libhdf5 cannot open is not
  * written. It is the temporary that is checked, once its data is
  * complete and before it is fsynced and renamed: the bytes validated are
@@ -573,6 +591,7 @@ out:
 		fs->stats.writebacks++;
 		fs->stats.writeback_bytes += written;
 		set_result(n, 0, "written");
+		report_refused(fs, n, name, &f.refused);
 	} else if (err != -EIO || !(n->flags & N_INVALID)) {
 		if (n->wb.err != err)
 			log_err("cannot write back %s to SOURCE: %s; it stays "
@@ -595,6 +614,7 @@ out:
 static int write_meta(struct fs *fs, struct node *n)
 {
 	struct src_ident before, now;
+	struct wb_refused refused = { 0 };
 	struct wb_meta m;
 	struct xattr *xa = NULL;
 	char *path;
@@ -635,6 +655,7 @@ static int write_meta(struct fs *fs, struct node *n)
 	 * directory's entries changed (our own write-backs do that).
 	 */
 	m.check_ctime = !S_ISDIR(n->mode) && !(n->flags & N_SRC_MOVED);
+	m.refused = &refused;
 	n->flags &= ~(unsigned)N_SRC_MOVED;
 	/* utimens changes the identity of SOURCE's file */
 	busy = S_ISREG(n->mode);
@@ -653,6 +674,8 @@ static int write_meta(struct fs *fs, struct node *n)
 	}
 	else if (!err)
 		n->ident = now; /* what the next change must find there */
+	if (!err)
+		report_refused(fs, n, path, &refused);
 	if (err == WB_OTHER) {
 		/* kept in the mount, never applied to what is there now */
 		if (!(n->flags & N_CONFLICT))

@@ -15,6 +15,7 @@ block, or stop writing back every other file.
 """
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -25,7 +26,8 @@ from pathlib import Path
 import pytest
 
 import helpers
-from acceptance import SLOWDOWN, cli, conflict_files, daemon_lines
+from acceptance import (SLOWDOWN, cli, conflict_files, daemon_lines,
+                        file_status)
 
 
 def decoy_file(tmp_path):
@@ -255,3 +257,30 @@ def test_the_default_rescue_directory_cannot_be_steered(mount, empty_source,
                     d.unlink()
                 else:
                     shutil.rmtree(d, ignore_errors=True)
+
+
+def test_an_xattr_source_refuses_never_keeps_the_data_out(mount,
+                                                          empty_source):
+    """ext4 keeps an xattr value in one block: 16000 bytes get ENOSPC.
+    The file's data, mode and other xattrs land all the same; the
+    refusal is logged and in the file's status; the mount keeps it."""
+    m = mount(empty_source, allow_stderr=True)
+    helpers.write_file(m / "f", b"data")
+    os.chmod(m / "f", 0o640)
+    os.setxattr(m / "f", "user.small", b"1")
+    os.setxattr(m / "f", "user.big", b"x" * 16000)
+    sync(m)
+    assert helpers.read_file(empty_source / "f") == b"data"
+    assert stat.S_IMODE(os.stat(empty_source / "f").st_mode) == 0o640
+    assert os.getxattr(empty_source / "f", "user.small") == b"1"
+    assert "user.big" not in os.listxattr(empty_source / "f")
+    assert os.getxattr(m / "f", "user.big") == b"x" * 16000
+    assert any("refused" in ln and "user.big" in ln
+               for ln in daemon_lines(m)), m.stderr()
+    assert "user.big" in json.dumps(file_status(m, "f"))
+    # metadata-only changes too
+    os.setxattr(m / "f", "user.big2", b"y" * 16000)
+    os.setxattr(m / "f", "user.small2", b"2")
+    sync(m)
+    assert os.getxattr(empty_source / "f", "user.small2") == b"2"
+    assert m.unmount() == 0
