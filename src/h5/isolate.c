@@ -11,7 +11,9 @@
  * the reason. The child is forked with the libhdf5 lock held (h5check.c
  * serialises every libhdf5 call under it), so no other thread is inside
  * libhdf5 when its memory is copied; glibc keeps malloc usable across
- * fork. Not the place that decides what a verdict means (src/fs/sync.c).
+ * fork. The child drops root (uid and gid 65534, no supplementary groups,
+ * no new privileges) before libhdf5 sees a byte. Not the place that
+ * decides what a verdict means (src/fs/sync.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +21,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -26,6 +30,9 @@
 #include <unistd.h>
 
 #include "h5internal.h"
+
+/* The overflow uid and gid: owns nothing. */
+#define NOBODY ((uid_t)65534)
 
 /* Room for libhdf5 beyond the image itself (metadata and chunk caches). */
 #define H5_MEMORY_MARGIN (UINT64_C(512) << 20)
@@ -85,6 +92,17 @@ static void child(int fd, uint64_t size, int wp, const struct h5_limits *lim,
 
 	/* the image and the pipe only: never /dev/fuse, never SOURCE */
 	close_others(fd, wp);
+	/*
+	 * Nothing left to be root for: the descriptors are open. A child
+	 * taken over by a crafted file is then a nobody with two pipes.
+	 */
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	if (geteuid() == 0 &&
+	    (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
+	     setresuid(NOBODY, NOBODY, NOBODY) < 0)) {
+		kill(getpid(), SIGKILL); /* never parse as root */
+		_exit(1);
+	}
 	setrlimit(RLIMIT_CPU, &cpu);
 	if (vm && lim->memory) {
 		struct rlimit as;
