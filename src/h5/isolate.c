@@ -65,27 +65,35 @@ static uint64_t vm_bytes(void)
 	return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-/* Close every descriptor but 0-2, `a` and `b`. */
+/* close_range(2) of [first, last], if not empty. 0 or -1. */
+static int close_span(unsigned first, unsigned last)
+{
+	if (first > last)
+		return 0;
+	return (int)syscall(SYS_close_range, first, last, 0);
+}
+
+/* Close every descriptor but 0-2, `a` and `b` (both 3 or more). */
 static void close_others(int a, int b)
 {
-	int lo = a < b ? a : b, hi = a < b ? b : a;
+	unsigned lo = (unsigned)(a < b ? a : b), hi = (unsigned)(a < b ? b : a);
 	long max = sysconf(_SC_OPEN_MAX);
 
-	/* close_range(2) where it exists; else one by one, bounded */
-	if (syscall(SYS_close_range, 3U, (unsigned)lo - 1, 0) < 0 ||
-	    syscall(SYS_close_range, (unsigned)lo + 1, (unsigned)hi - 1, 0) <
-		    0 ||
-	    syscall(SYS_close_range, (unsigned)hi + 1, ~0U, 0) < 0) {
-		for (long i = 3; i < (max > 0 ? max : 1024); i++)
+	if (close_span(3, lo - 1) < 0 || close_span(lo + 1, hi - 1) < 0 ||
+	    close_span(hi + 1, ~0U) < 0) {
+		/* before Linux 5.9: one by one, bounded */
+		for (long i = 3; i < (max > 0 && max < 65536 ? max : 65536);
+		     i++)
 			if (i != a && i != b)
 				close((int)i);
 	}
 }
 
 /* The child: inspect, send the report, end. Never returns. */
-static void child(int fd, uint64_t size, int wp, const struct h5_limits *lim,
-		  uint64_t vm)
+static void child(int fd, uint64_t size, int wp, const struct h5_limits *lim)
 {
+	/* measured here: what the parent's other threads mapped meanwhile */
+	uint64_t vm = vm_bytes();
 	struct rlimit cpu = { lim->cpu_seconds, lim->cpu_seconds + 1 };
 	struct h5_report r;
 	int err;
@@ -142,7 +150,6 @@ int h5_inspect_isolated(int fd, uint64_t size, const struct h5_limits *lim,
 			struct h5_report *r)
 {
 	struct h5_limits def = H5_LIMITS_DEFAULT;
-	uint64_t vm = vm_bytes();
 	size_t got = 0;
 	double deadline;
 	int pfd[2], status = 0, sig;
@@ -158,7 +165,7 @@ int h5_inspect_isolated(int fd, uint64_t size, const struct h5_limits *lim,
 	pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
-		child(fd, size, pfd[1], lim, vm);
+		child(fd, size, pfd[1], lim);
 	}
 	h5_lock_drop();
 	close(pfd[1]);
