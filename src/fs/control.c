@@ -78,10 +78,11 @@ static void hdf5_json(struct strbuf *b, struct node *n)
 	}
 	sb_printf(b, "{\"superblock_version\": %d, \"userblock\": %llu, "
 		  "\"writer_open\": %s, \"swmr_writer\": %s, \"opens\": %s, "
-		  "\"objects\": %lu, \"error\": ", r.sb_version,
+		  "\"objects\": %lu, \"unknown_to_libhdf5\": %s, "
+		  "\"error\": ", r.sb_version,
 		  (unsigned long long)r.base, r.writer_open ? "true" : "false",
 		  r.swmr ? "true" : "false", r.opens ? "true" : "false",
-		  r.objects);
+		  r.objects, r.newer ? "true" : "false");
 	if (r.opens)
 		sb_printf(b, "null}");
 	else {

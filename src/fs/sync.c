@@ -384,6 +384,13 @@ static int validate(void *arg, int fd, uint64_t size)
 	int err;
 
 	err = h5_inspect_isolated(fd, size, NULL, &r);
+	if (!err && r.is_hdf5 && !r.opens && r.newer && r.sb_sound) {
+		/* a newer format, not damage: its frame is sound */
+		log_warn("%s is unknown to this libhdf5 (%s), likely a newer "
+			 "HDF5 format; its signature and superblock are sound: "
+			 "writing it back", c->name, r.why);
+		r.opens = true;
+	}
 	if (err || !r.is_hdf5 || r.opens) {
 		pthread_mutex_lock(&fs->ns.lock);
 		n->flags &= ~(unsigned)N_INVALID;
@@ -397,11 +404,14 @@ static int validate(void *arg, int fd, uint64_t size)
 	}
 	pthread_mutex_lock(&fs->ns.lock);
 	if (!(n->flags & N_INVALID))
-		log_err("not writing back %s: libhdf5 cannot open it (%s); "
-			"SOURCE keeps its previous version", c->name, r.why);
+		log_err("not writing back %s: libhdf5 cannot open it (%s%s); "
+			"SOURCE keeps its previous version", c->name, r.why,
+			r.newer ? ": unknown to this libhdf5, and its "
+				  "superblock is not sound" : "");
 	n->flags |= N_INVALID;
 	fs->stats.invalid++;
-	set_result(n, -EIO, "invalid HDF5: %s", r.why);
+	set_result(n, -EIO, "invalid HDF5: %s%s", r.why,
+		   r.newer ? " (unknown to this libhdf5)" : "");
 	pthread_mutex_unlock(&fs->ns.lock);
 	return -EIO;
 }

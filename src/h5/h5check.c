@@ -190,6 +190,53 @@ int h5_signature(int fd, uint64_t size)
 
 static int inspect(int fd, uint64_t size, struct h5_report *r, bool held);
 
+static bool size_ok(uint8_t n)
+{
+	return n == 2 || n == 4 || n == 8 || n == 16;
+}
+
+/*
+ * A superblock of a version this libhdf5 knows (0 to 3), with sizes it
+ * can hold and, for versions 2 and 3, the checksum it carries.
+ */
+static bool superblock_sound(const uint8_t *sb, uint64_t avail)
+{
+	size_t len;
+	uint32_t stored;
+
+	if (avail < 16)
+		return false;
+	switch (sb[8]) {
+	case 0:
+	case 1:
+		return size_ok(sb[13]) && size_ok(sb[14]) && sb[13] != 16;
+	case 2:
+	case 3:
+		if (!size_ok(sb[9]) || !size_ok(sb[10]) || sb[9] == 16)
+			return false;
+		len = 12 + 4 * (size_t)sb[9];
+		if (len + 4 > avail)
+			return false;
+		stored = (uint32_t)sb[len] | (uint32_t)sb[len + 1] << 8 |
+			 (uint32_t)sb[len + 2] << 16 |
+			 (uint32_t)sb[len + 3] << 24;
+		return h5_lookup3(sb, len, 0) == stored;
+	default:
+		return false;
+	}
+}
+
+/*
+ * libhdf5 refused a version number it does not know (of the superblock,
+ * an object header, a message, a heap...): most likely a file written by
+ * a newer HDF5 in a newer format, not a damaged one.
+ */
+static bool refused_a_version(const struct h5_report *r)
+{
+	return r->sb_version > 3 ||
+	       (strcasestr(r->why, "version") && !strstr(r->why, "mismatch"));
+}
+
 int h5_inspect(int fd, uint64_t size, struct h5_report *r)
 {
 	return inspect(fd, size, r, false);
@@ -223,6 +270,7 @@ static int inspect(int fd, uint64_t size, struct h5_report *r, bool held)
 		uint8_t *sb = p + base;
 
 		r->sb_version = sb[8];
+		r->sb_sound = superblock_sound(sb, size - (uint64_t)base);
 		if (sb[8] >= 2) {
 			r->writer_open = sb[11] & 0x1;
 			r->swmr = sb[11] & 0x4;
@@ -240,6 +288,7 @@ static int inspect(int fd, uint64_t size, struct h5_report *r, bool held)
 	} else {
 		r->opens = try_open(p, size, r);
 	}
+	r->newer = !r->opens && refused_a_version(r);
 	if (!held)
 		pthread_mutex_unlock(&h5_lock);
 	munmap(p, size);

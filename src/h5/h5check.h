@@ -31,6 +31,11 @@ struct h5_report {
 	unsigned long objects;	/* objects visited */
 	bool unfinished;	/* the isolated check crashed or ran out of
 				   time or memory: not valid */
+	bool sb_sound;		/* signature, a known superblock version,
+				   sane sizes, checksum (v2, v3) */
+	bool newer;		/* not opened because libhdf5 does not know
+				   a version number in it: "unknown to this
+				   libhdf5" rather than damaged */
 	char why[256];		/* libhdf5's reason when it does not open */
 };
 

@@ -27,7 +27,7 @@ import pytest
 
 import helpers
 from acceptance import (SLOWDOWN, cli, conflict_files, daemon_lines,
-                        file_status)
+                        file_status, fsync_path)
 
 
 def decoy_file(tmp_path):
@@ -283,4 +283,59 @@ def test_an_xattr_source_refuses_never_keeps_the_data_out(mount,
     os.setxattr(m / "f", "user.small2", b"2")
     sync(m)
     assert os.getxattr(empty_source / "f", "user.small2") == b"2"
+    assert m.unmount() == 0
+
+
+def newer_format(path, sb_version=None):
+    """An HDF5 file as a newer HDF5 could write it: its datatype message
+    carries a version (15) that libhdf5 1.10 does not know; with
+    sb_version, the superblock claims that version too."""
+    import h5py
+    import numpy as np
+    import struct
+    with h5py.File(path, "w", libver="earliest") as f:
+        f.create_dataset("d", data=np.arange(100, dtype="i4"))
+    with h5py.File(path, "r") as f:
+        addr = h5py.h5o.get_info(f["d"].id).addr
+    b = bytearray(helpers.read_file(path))
+    version, _, nmesgs = struct.unpack_from("<BBH", b, addr)
+    assert version == 1, "expected a version 1 object header"
+    off = addr + 16
+    for _ in range(nmesgs):
+        mtype, size = struct.unpack_from("<HH", b, off)
+        if mtype == 3:  # datatype: class in the low, version in the high nibble
+            b[off + 8] = (b[off + 8] & 0x0F) | 0xF0
+            break
+        off += 8 + size
+    else:
+        raise AssertionError("no datatype message")
+    if sb_version is not None:
+        b[8] = sb_version
+    return bytes(b)
+
+
+def test_a_newer_format_is_unknown_to_libhdf5_not_corrupt(mount,
+                                                          empty_source,
+                                                          tmp_path):
+    """validate=strict writes back a file libhdf5 refuses only for a
+    version number it does not know, when its signature and superblock
+    are sound; status says "unknown_to_libhdf5"."""
+    helpers.write_file(empty_source / "n.h5", b"old")
+    data = newer_format(tmp_path / "newer.h5")
+    m = mount(empty_source, options=["validate=strict"], allow_stderr=True)
+    helpers.write_file(m / "n.h5", data)
+    assert fsync_path(m / "n.h5") == 0
+    assert helpers.read_file(empty_source / "n.h5") == data
+    h = file_status(m, "n.h5")["hdf5"]
+    assert h["opens"] is False and h["unknown_to_libhdf5"] is True, h
+    assert any("unknown to this libhdf5" in ln for ln in daemon_lines(m))
+    # A superblock version it does not know: its frame cannot be checked
+    bad = newer_format(tmp_path / "newer4.h5", sb_version=4)
+    helpers.write_file(m / "n.h5", bad)
+    assert fsync_path(m / "n.h5") == errno.EIO
+    assert helpers.read_file(empty_source / "n.h5") == data
+    h = file_status(m, "n.h5")["hdf5"]
+    assert h["unknown_to_libhdf5"] is True, h
+    helpers.write_file(m / "n.h5", data)  # back to what SOURCE has
+    assert fsync_path(m / "n.h5") == 0
     assert m.unmount() == 0
