@@ -209,6 +209,8 @@ int fs_discard(struct fs *fs, struct node *n)
 {
 	struct src_ident id;
 	struct stat st;
+	struct img fresh;
+	bool partial = false;
 	char *path;
 	int fd, err = 0;
 
@@ -277,13 +279,23 @@ in_place:
 		err = fd;
 		goto unlock_io;
 	}
-	/* in place: open handles and the kernel keep the same memfd */
-	err = img_truncate(&n->img, 0);
-	if (!err)
-		err = src_load_fd(fd, &n->img, &id);
+	/*
+	 * Into a fresh image first: a load that fails (SOURCE's I/O error,
+	 * no room) leaves the file as it was, changes and all.
+	 */
+	img_init(&fresh, fs->o.page_size);
+	err = src_load_fd(fd, &fresh, &id);
 	if (!err && fstat(fd, &st) < 0)
 		err = -errno;
 	close(fd);
+	if (!err) {
+		/* in place: open handles and the kernel keep the same memfd */
+		partial = true;
+		err = img_truncate(&n->img, 0);
+		if (!err)
+			err = src_copy_data(fresh.fd, n->img.fd, id.size);
+	}
+	img_destroy(&fresh);
 	pthread_mutex_lock(&fs->ns.lock);
 	if (!err) {
 		n->ident = id;
@@ -299,8 +311,14 @@ in_place:
 		img_seen_now(&n->img);
 		if (fs->o.kernel_writes)
 			img_sums_take(&n->img);
-	} else {
-		n->flags |= N_DIRTY; /* what is left is not SOURCE's */
+	} else if (partial) {
+		/*
+		 * Half copied: neither version. Never written back, and
+		 * loaded again (identity unknown) at its next open.
+		 */
+		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
+		img_clear_dirty(&n->img);
+		memset(&n->ident, 0, sizeof(n->ident));
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	goto unlock_io;

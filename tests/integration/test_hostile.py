@@ -27,7 +27,7 @@ import pytest
 
 import helpers
 from acceptance import (SLOWDOWN, cli, conflict_files, daemon_lines,
-                        file_status, fsync_path)
+                        file_status, fsync_path, mount_status)
 
 
 def decoy_file(tmp_path):
@@ -339,3 +339,30 @@ def test_a_newer_format_is_unknown_to_libhdf5_not_corrupt(mount,
     helpers.write_file(m / "n.h5", data)  # back to what SOURCE has
     assert fsync_path(m / "n.h5") == 0
     assert m.unmount() == 0
+
+
+def test_a_discard_that_cannot_load_keeps_the_file_as_it_was(mount,
+                                                            empty_source):
+    """discard loads SOURCE's version into a fresh image and only then
+    replaces the mount's: a load that fails (here: SOURCE's new version
+    does not fit in max_memory) leaves the file with its changes, never a
+    partial image that a write-back would then save."""
+    helpers.write_file(empty_source / "a.dat", b"a" * 300_000)
+    m = mount(empty_source, options=["passthrough=on", "max_memory=1M"],
+              allow_stderr=True)
+    if mount_status(m)["data_path"] != "passthrough":
+        pytest.skip("needs the passthrough data path (discard in place)")
+    with open(m / "a.dat", "r+b") as f:
+        f.write(b"OURS")
+    os.unlink(empty_source / "a.dat")
+    helpers.write_file(empty_source / "a.dat", b"b" * (2 << 20))
+    res = cli("discard", m / "a.dat")
+    assert res.returncode != 0, res.stdout
+    assert "space" in res.stderr, res.stderr
+    assert helpers.read_file(m / "a.dat") == b"OURS" + b"a" * 299_996
+    assert m.unmount() == 0
+    names = conflict_files(empty_source, "a", ".dat")
+    assert len(names) == 1, os.listdir(empty_source)
+    assert helpers.read_file(empty_source / names[0]) == \
+        b"OURS" + b"a" * 299_996
+    assert helpers.read_file(empty_source / "a.dat") == b"b" * (2 << 20)
