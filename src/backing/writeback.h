@@ -94,9 +94,9 @@ int wb_ident(const struct src *s, const char *rel, struct src_ident *id);
  * pinned (O_PATH|O_NOFOLLOW) and changed through the pin only if it is
  * what the mount knows: the type of `mode`, and the device and inode of
  * `expect` when expect.ino is set (and its ctime with check_ctime, which
- * tells a new entry from an old one whose inode number was reused). Returns 0 with *now the entry's
- * identity after the change, WB_OTHER when the name holds something else
- * (nothing is changed), or -errno.
+ * tells a new entry from an old one whose inode number was reused).
+ * Returns 0 with *now the entry's identity after the change, WB_OTHER
+ * when the name holds something else (nothing is changed), or -errno.
  */
 struct wb_meta {
 	mode_t mode;		/* with type bits */
