@@ -33,8 +33,9 @@ int pin_src(const struct src *s, const char *rel, struct stat *st);
 
 /*
  * Reopen a pinned regular file or directory with open flags `flags`
- * (O_NOCTTY, O_NOFOLLOW and O_CLOEXEC added; O_NONBLOCK is used for the
- * open only, so nothing can block on it). Refuses anything else: -EISDIR
+ * (O_NOCTTY and O_CLOEXEC added; O_NONBLOCK is used for the open only)
+ * through /proc/self/fd: the pinned inode itself, whatever its name is
+ * now. Refuses anything else: -EISDIR
  * for a directory unless O_DIRECTORY is asked, -ENOTDIR for a
  * non-directory with O_DIRECTORY, -EIO for a FIFO, socket, device or
  * symlink. The result is the pinned inode itself. fd or -errno.
