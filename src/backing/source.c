@@ -16,6 +16,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "pin.h"
+
 int src_open(struct src *s, const char *path)
 {
 	s->root = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -50,9 +52,14 @@ void src_use_openat2(bool on)
  * openat2 gives.
  * Paths of any depth work: nothing is copied but one name at a time.
  */
-static int walk_openat(int root, const char *rel, int flags, mode_t mode)
+static int walk_openat(int root, const char *rel, int flags, mode_t mode,
+		       bool same_fs)
 {
 	int dir = root, fd;
+	struct stat rst;
+
+	if (same_fs && fstat(root, &rst) < 0)
+		return -errno;
 
 	if (*rel == '/')
 		return -EXDEV; /* absolute: outside, as RESOLVE_BENEATH says */
@@ -100,6 +107,15 @@ static int walk_openat(int root, const char *rel, int flags, mode_t mode)
 				fd = -ELOOP; /* what RESOLVE_NO_SYMLINKS says */
 			break;
 		}
+		if (same_fs) {
+			struct stat st;
+
+			if (fstat(fd, &st) < 0 || st.st_dev != rst.st_dev) {
+				close(fd);
+				fd = -EXDEV; /* what RESOLVE_NO_XDEV says */
+				break;
+			}
+		}
 		if (!slash)
 			break;
 		if (dir != root)
@@ -112,12 +128,14 @@ static int walk_openat(int root, const char *rel, int flags, mode_t mode)
 	return fd;
 }
 
-static int openat2_beneath(int dirfd, const char *rel, int flags)
+static int openat2_beneath(int dirfd, const char *rel, int flags,
+			   bool same_fs)
 {
 	struct open_how how = {
 		.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-			   RESOLVE_NO_MAGICLINKS,
+			   RESOLVE_NO_MAGICLINKS |
+			   (same_fs ? RESOLVE_NO_XDEV : 0),
 	};
 	long fd = -1;
 
@@ -132,7 +150,7 @@ static int openat2_beneath(int dirfd, const char *rel, int flags)
 	if (fd < 0 && (atomic_load(&no_openat2) || errno == ENOSYS)) {
 		atomic_store(&no_openat2, true);
 		return walk_openat(dirfd, rel, (int)how.flags,
-				   (mode_t)how.mode);
+				   (mode_t)how.mode, same_fs);
 	}
 	/* RESOLVE_NO_SYMLINKS reports a symlink leaf as ELOOP, like O_NOFOLLOW */
 	return fd < 0 ? -errno : (int)fd;
@@ -163,7 +181,8 @@ int src_openat(const struct src *s, const char *rel, int flags)
 			fd = -ENOMEM;
 			goto out;
 		}
-		fd = openat2_beneath(dirfd, piece, O_PATH | O_DIRECTORY);
+		fd = openat2_beneath(dirfd, piece, O_PATH | O_DIRECTORY,
+				     false);
 		free(piece);
 		if (fd < 0)
 			goto out;
@@ -172,11 +191,16 @@ int src_openat(const struct src *s, const char *rel, int flags)
 		dirfd = fd;
 		p = cut + 1;
 	}
-	fd = openat2_beneath(dirfd, p, flags);
+	fd = openat2_beneath(dirfd, p, flags, false);
 out:
 	if (dirfd != s->root)
 		close(dirfd);
 	return fd;
+}
+
+int src_openat_beneath(int dirfd, const char *rel, int flags, bool same_fs)
+{
+	return openat2_beneath(dirfd, rel, flags, same_fs);
 }
 
 int src_parent(const struct src *s, const char *rel, const char **leaf)
@@ -374,7 +398,11 @@ int src_load_xattrs(const struct src *s, const char *rel, struct node *n)
 
 	if (!S_ISREG(n->mode) && !S_ISDIR(n->mode))
 		return 0;
-	fd = src_openat(s, rel, O_RDONLY | O_NONBLOCK);
+	/* never a FIFO or device that replaced the file behind the mount */
+	fd = src_open_data(s, rel, O_RDONLY | (S_ISDIR(n->mode) ? O_DIRECTORY : 0),
+			   NULL);
+	if (fd == -EIO || fd == -EISDIR || fd == -ENOTDIR || fd == -ELOOP)
+		return 0; /* not the file any more: none of its xattrs there */
 	if (fd < 0)
 		return fd;
 	len = flistxattr(fd, NULL, 0);

@@ -36,6 +36,15 @@ void src_close(struct src *s);
 int src_openat(const struct src *s, const char *rel, int flags);
 
 /*
+ * Open `rel` (shorter than PATH_MAX) beneath the directory `dirfd` as
+ * src_openat does: no "..", no symlink, nothing outside; with `same_fs`
+ * also nothing on another filesystem mounted beneath (RESOLVE_NO_XDEV).
+ * Allocates nothing, so a child may call it between fork and exit.
+ * Returns an fd or -errno.
+ */
+int src_openat_beneath(int dirfd, const char *rel, int flags, bool same_fs);
+
+/*
  * Use openat2(2) (the default) or walk paths one component at a time
  * with O_NOFOLLOW from SOURCE's fd, with the same guarantees: no "..",
  * no symlink on the way, nothing outside SOURCE. The walk is chosen by

@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "meta.h"
+#include "pin.h"
 
 /* Create a fresh temporary in dirfd; its name goes to name[32]. */
 static int tmp_create(int dirfd, char name[32])
@@ -33,73 +35,12 @@ static int tmp_create(int dirfd, char name[32])
 		snprintf(name, 32, SRC_TMP_PREFIX "%012llx",
 			 (unsigned long long)(r & 0xffffffffffffULL));
 		fd = openat(dirfd, name,
-			    O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
+				    O_CLOEXEC, 0600);
 		if (fd >= 0 || errno != EEXIST)
 			return fd < 0 ? -errno : fd;
 	}
 	return -EEXIST;
-}
-
-/*
- * Make the file's user.* and trusted.* xattrs exactly `want`. Without
- * CAP_SYS_ADMIN the daemon neither sees nor may set trusted.* names in
- * SOURCE: those are left alone.
- */
-static int xattrs_sync(int fd, const struct xattr *want)
-{
-	char names[65536], *p;
-	ssize_t len = flistxattr(fd, names, sizeof(names));
-	const struct xattr *x;
-
-	if (len < 0 && errno != ENOTSUP)
-		return -errno;
-	for (p = names; len > 0 && p < names + len; p += strlen(p) + 1) {
-		bool keep = false;
-
-		if (!ns_xattr_kept(p))
-			continue;
-		for (x = want; x && !keep; x = x->next)
-			keep = strcmp(x->name, p) == 0;
-		if (!keep && fremovexattr(fd, p) < 0 && errno != ENODATA)
-			return -errno;
-	}
-	for (x = want; x; x = x->next) {
-		if (!ns_xattr_kept(x->name))
-			continue;
-		if (fsetxattr(fd, x->name, x->value, x->size, 0) < 0 &&
-		    !(errno == EPERM && ns_xattr_trusted(x->name)))
-			return -errno;
-	}
-	return 0;
-}
-
-/* chown where we may: as non-root only our own ids can be given. */
-static int owner_set(int dirfd, const char *leaf, uid_t uid, gid_t gid)
-{
-	if (fchownat(dirfd, leaf, uid, gid,
-		     AT_SYMLINK_NOFOLLOW | (*leaf ? 0 : AT_EMPTY_PATH)) < 0) {
-		if (errno == EPERM && geteuid() != 0)
-			return 0;
-		return -errno;
-	}
-	return 0;
-}
-
-static int set_fd_meta(int fd, mode_t mode, uid_t uid, gid_t gid,
-		       const struct timespec *atime,
-		       const struct timespec *mtime, const struct xattr *xa)
-{
-	struct timespec ts[2] = { *atime, *mtime };
-	int err;
-
-	err = owner_set(fd, "", uid, gid);
-	if (!err && fchmod(fd, mode & 07777) < 0)
-		err = -errno;
-	if (!err)
-		err = xattrs_sync(fd, xa);
-	if (!err && futimens(fd, ts) < 0)
-		err = -errno;
-	return err;
 }
 
 static bool same_inode(int d1, const char *l1, int d2, const char *l2)
@@ -167,9 +108,9 @@ static int write_changed(int dirfd, const char *leaf, int tmp,
 	uint64_t copied, npages = (low + ps - 1) / ps;
 	int old, err = 0;
 
-	old = openat(dirfd, leaf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	old = open_data_at(dirfd, leaf, O_RDONLY, NULL);
 	if (old < 0)
-		return -errno;
+		return old == -EIO || old == -EISDIR ? -EOPNOTSUPP : old;
 	if (ioctl(tmp, FICLONE, old) < 0)
 		err = -errno;
 	close(old);
@@ -305,10 +246,22 @@ int wb_lock(const struct src *s, const char *rel, struct src_ident *id)
 
 	for (int tries = 0; tries < 300; tries++) {
 		struct stat a;
-		int fd = src_openat(s, rel, O_RDWR), dirfd;
+		int fd = src_open_data(s, rel, O_RDWR, NULL), dirfd;
 
 		if (fd == -EACCES || fd == -EROFS || fd == -ETXTBSY)
-			fd = src_openat(s, rel, O_RDONLY);
+			fd = src_open_data(s, rel, O_RDONLY, NULL);
+		if (fd == -EIO || fd == -EISDIR || fd == -ELOOP) {
+			/*
+			 * Not a regular file any more (a FIFO, a device, a
+			 * directory, a symlink): never opened, only pinned;
+			 * its identity is not the file's, so the caller saves
+			 * the data beside it.
+			 */
+			fd = pin_src(s, rel, &a);
+			if (fd >= 0)
+				src_ident_from_stat(id, &a);
+			return fd;
+		}
 		if (fd == -ESTALE) { /* replaced by another node just now */
 			usleep(100 * 1000);
 			continue;
@@ -366,6 +319,7 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 	}
 	f->written = 0;
 	f->cloned = false;
+	memset(&f->refused, 0, sizeof(f->refused));
 	err = -EOPNOTSUPP;
 	if (f->pages && f->fd >= 0 && f->pages->clean_size && !f->noreplace)
 		err = write_changed(dirfd, leaf, fd, f);
@@ -376,9 +330,11 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 			f->written = f->size;
 		}
 	}
+	if (!err && f->check)
+		err = f->check(f->check_arg, fd, f->size);
 	if (!err)
-		err = set_fd_meta(fd, f->mode, f->uid, f->gid, &f->atime,
-				  &f->mtime, f->xattrs);
+		err = wb_set_fd_meta(fd, f->mode, f->uid, f->gid, &f->atime,
+				  &f->mtime, f->xattrs, &f->refused);
 	if (!err && fsync(fd) < 0)
 		err = -errno;
 	if (!err && f->noreplace)
@@ -416,54 +372,6 @@ int wb_ident(const struct src *s, const char *rel, struct src_ident *id)
 		err = -errno;
 	else
 		src_ident_from_stat(id, &st);
-	close(dirfd);
-	return err;
-}
-
-int wb_set_meta(const struct src *s, const char *rel,
-		const struct wb_meta *m)
-{
-	const char *leaf;
-	int dirfd = src_parent(s, rel, &leaf), fd = -1, err = 0;
-	struct timespec ts[2] = { m->atime, m->mtime };
-
-	if (dirfd < 0)
-		return dirfd;
-	if (!*rel) { /* SOURCE itself */
-		close(dirfd);
-		dirfd = src_openat(s, "", O_RDONLY | O_DIRECTORY);
-		if (dirfd < 0)
-			return dirfd;
-		err = set_fd_meta(dirfd, m->mode, m->uid, m->gid, &m->atime,
-				  &m->mtime, m->xattrs);
-		if (!err && fsync(dirfd) < 0)
-			err = -errno;
-		goto out;
-	}
-	if (S_ISREG(m->mode) || S_ISDIR(m->mode)) {
-		fd = openat(dirfd, leaf,
-			    O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			err = -errno;
-			goto out;
-		}
-		err = set_fd_meta(fd, m->mode, m->uid, m->gid, &m->atime,
-				  &m->mtime, m->xattrs);
-		if (!err && fsync(fd) < 0)
-			err = -errno;
-		goto out;
-	}
-	err = owner_set(dirfd, leaf, m->uid, m->gid);
-	if (!err && !S_ISLNK(m->mode) &&
-	    fchmodat(dirfd, leaf, m->mode & 07777, 0) < 0)
-		err = -errno;
-	if (!err && utimensat(dirfd, leaf, ts, AT_SYMLINK_NOFOLLOW) < 0)
-		err = -errno;
-	if (!err && fsync(dirfd) < 0)
-		err = -errno;
-out:
-	if (fd >= 0)
-		close(fd);
 	close(dirfd);
 	return err;
 }

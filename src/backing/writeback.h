@@ -19,6 +19,17 @@
 #include "../core/node.h"
 #include "source.h"
 
+/*
+ * xattrs SOURCE would not store (EOPNOTSUPP, E2BIG, ENOSPC, ERANGE: too
+ * large for its xattr area, or none there): skipped, so that the data and
+ * the rest of the metadata still land. The caller logs and reports them.
+ */
+struct wb_refused {
+	unsigned count;
+	int err;		/* -errno of the first */
+	char name[256];		/* name of the first */
+};
+
 /* What to write for one regular file. */
 struct wb_file {
 	char **paths;		/* every name of the file, relative to SOURCE */
@@ -38,8 +49,16 @@ struct wb_file {
 	 * written. Elsewhere the whole image is written.
 	 */
 	const struct img *pages;
+	/*
+	 * Called with the temporary (readable) once its data is complete,
+	 * before fsync and rename: the bytes checked are the bytes that
+	 * land. Non-zero (-errno) abandons the write. NULL: no check.
+	 */
+	int (*check)(void *arg, int fd, uint64_t size);
+	void *check_arg;
 	uint64_t written;	/* out: bytes of data written */
 	bool cloned;		/* out: the clone path was taken */
+	struct wb_refused refused; /* out: xattrs SOURCE would not store */
 };
 
 /*
@@ -70,16 +89,28 @@ int wb_lock(const struct src *s, const char *rel, struct src_ident *id);
  */
 int wb_ident(const struct src *s, const char *rel, struct src_ident *id);
 
-/* Metadata of an existing entry, made to match; durably. 0 or -errno. */
+/*
+ * Metadata of an existing entry, made to match; durably. The entry is
+ * pinned (O_PATH|O_NOFOLLOW) and changed through the pin only if it is
+ * what the mount knows: the type of `mode`, and the device and inode of
+ * `expect` when expect.ino is set (and its ctime with check_ctime, which
+ * tells a new entry from an old one whose inode number was reused).
+ * Returns 0 with *now the entry's identity after the change, WB_OTHER
+ * when the name holds something else (nothing is changed), or -errno.
+ */
 struct wb_meta {
 	mode_t mode;		/* with type bits */
 	uid_t uid;
 	gid_t gid;
 	struct timespec atime, mtime;
 	const struct xattr *xattrs;
+	struct src_ident expect;
+	bool check_ctime;	/* expect.ctime too (no user sets it back) */
+	struct wb_refused *refused; /* out (may be NULL): xattrs skipped */
 };
+#define WB_OTHER 1
 int wb_set_meta(const struct src *s, const char *rel,
-		const struct wb_meta *m);
+		const struct wb_meta *m, struct src_ident *now);
 
 /*
  * Make one journalled namespace operation in SOURCE, durably (the

@@ -146,8 +146,10 @@ static struct {
 } so;
 
 /*
- * What libhdf5 sees in the file at `full`, read through the mount by this
- * process (not the daemon): a JSON value into b and one line of text.
+ * What libhdf5 sees in the file at `full`, read through the mount by a
+ * child of this process (not the daemon; a crafted file can only crash
+ * that child, which drops root first): a JSON value into b and one line
+ * of text.
  */
 static void hdf5_outside(const char *full, struct strbuf *b, char *text,
 			 size_t size)
@@ -158,7 +160,8 @@ static void hdf5_outside(const char *full, struct strbuf *b, char *text,
 
 	text[0] = '\0';
 	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    h5_inspect(fd, (uint64_t)st.st_size, &r) < 0 || !r.is_hdf5) {
+	    h5_inspect_isolated(fd, (uint64_t)st.st_size, NULL, &r) < 0 ||
+	    !r.is_hdf5) {
 		sb_printf(b, "null");
 		snprintf(text, size, "not HDF5");
 		if (fd >= 0)
@@ -168,10 +171,11 @@ static void hdf5_outside(const char *full, struct strbuf *b, char *text,
 	close(fd);
 	sb_printf(b, "{\"superblock_version\": %d, \"userblock\": %llu, "
 		  "\"writer_open\": %s, \"swmr_writer\": %s, \"opens\": %s, "
-		  "\"objects\": %lu, \"error\": ", r.sb_version,
+		  "\"objects\": %lu, \"unknown_to_libhdf5\": %s, "
+		  "\"error\": ", r.sb_version,
 		  (unsigned long long)r.base, r.writer_open ? "true" : "false",
 		  r.swmr ? "true" : "false", r.opens ? "true" : "false",
-		  r.objects);
+		  r.objects, r.newer ? "true" : "false");
 	if (r.opens)
 		sb_printf(b, "null}");
 	else {
@@ -420,6 +424,9 @@ static const char *why(const char *verb, const char *path, int err)
 		return "the writes the kernel still caches did not reach the "
 		       "daemon in time";
 	case ENOSPC:
+		if (!strcmp(verb, "discard"))
+			return "no space in max_memory for SOURCE's version "
+			       "(the file keeps its changes)";
 		return "SOURCE is full (the changes stay in memory; a later "
 		       "sync retries)";
 	case EROFS:

@@ -65,6 +65,9 @@ enum node_flags {
 	N_STANDIN_BUSY = 1 << 11, /* new file renamed over the file being
 				     written back now: `replaces` is set
 				     when that write-back ends */
+	N_SRC_MOVED = 1 << 12,	/* a name of it changed in SOURCE by the
+				   journal since `ident` was taken: its
+				   ctime there is not ident.ctime */
 };
 
 /* The outcome of a file's last write-back, for status and logs. */

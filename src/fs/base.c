@@ -12,10 +12,12 @@
 
 int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 	       const char *p2, mode_t mode, dev_t rdev, unsigned flags,
-	       const struct node *n)
+	       struct node *n)
 {
 	if (!fs->has_source)
 		return 0;
+	if (n)
+		n->flags |= N_SRC_MOVED; /* its replay moves SOURCE's ctime */
 	/*
 	 * A volatile mount never replays the journal, but still needs the
 	 * renames and links that move files it may load from SOURCE later:

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../backing/pin.h"
 #include "../core/strbuf.h"
 #include "internal.h"
 
@@ -266,6 +267,8 @@ int fs_discard(struct fs *fs, struct node *n)
 {
 	struct src_ident id;
 	struct stat st;
+	struct img fresh;
+	bool partial = false;
 	char *path;
 	int fd, err = 0;
 
@@ -327,20 +330,30 @@ int fs_discard(struct fs *fs, struct node *n)
 in_place:
 	path = fs_source_path_locked(fs, n);
 	pthread_mutex_unlock(&fs->ns.lock);
-	fd = path ? src_openat(&fs->src, path, O_RDONLY) : -ENOMEM;
+	fd = path ? src_open_data(&fs->src, path, O_RDONLY, NULL) : -ENOMEM;
 	free(path);
 	pthread_mutex_unlock(&fs->replay_lock);
 	if (fd < 0) {
 		err = fd;
 		goto unlock_io;
 	}
-	/* in place: open handles and the kernel keep the same memfd */
-	err = img_truncate(&n->file->img, 0);
-	if (!err)
-		err = src_load_fd(fd, &n->file->img, &id);
+	/*
+	 * Into a fresh image first: a load that fails (SOURCE's I/O error,
+	 * no room) leaves the file as it was, changes and all.
+	 */
+	img_init(&fresh, fs->o.page_size);
+	err = src_load_fd(fd, &fresh, &id);
 	if (!err && fstat(fd, &st) < 0)
 		err = -errno;
 	close(fd);
+	if (!err) {
+		/* in place: open handles and the kernel keep the same memfd */
+		partial = true;
+		err = img_truncate(&n->file->img, 0);
+		if (!err)
+			err = src_copy_data(fresh.fd, n->file->img.fd, id.size);
+	}
+	img_destroy(&fresh);
 	pthread_mutex_lock(&fs->ns.lock);
 	if (!err) {
 		n->ident = id;
@@ -355,8 +368,14 @@ in_place:
 		img_clear_dirty(&n->file->img);
 		img_seen_now(&n->file->img);
 		fs_image_loaded(fs, &n->file->img);
-	} else {
-		n->flags |= N_DIRTY; /* what is left is not SOURCE's */
+	} else if (partial) {
+		/*
+		 * Half copied: neither version. Never written back, and
+		 * loaded again (identity unknown) at its next open.
+		 */
+		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
+		img_clear_dirty(&n->file->img);
+		memset(&n->ident, 0, sizeof(n->ident));
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	goto unlock_io;

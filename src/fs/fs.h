@@ -320,6 +320,17 @@ int fs_sync_all(struct fs *fs, unsigned *failed);
 unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost);
 
 /*
+ * Make the default rescue directory and return its path (caller frees;
+ * NULL when none can be made): a fresh directory made by mkdtemp,
+ * NAME-DATE-PID-XXXXXX (NAME the last component of `mountpoint`), in a
+ * base directory only this daemon's user can write to: the 0700
+ * /var/tmp/h5memfs-rescue owned by root for root, /var/tmp/h5memfs-
+ * rescue-UID for any other user. A base another user made (or a symlink
+ * there) is never used: a fresh mkdtemp directory in /var/tmp is.
+ */
+char *fs_rescue_default(const char *mountpoint);
+
+/*
  * A write or truncate by a caller without CAP_FSETID (the kernel says
  * so): clear set-user-ID, and set-group-ID where group execute is set.
  * Returns whether the mode changed.

@@ -68,12 +68,13 @@ static inline const char *fs_named(const char *path)
 
 /*
  * Record a namespace change for SOURCE. `n` is the node the change
- * moves (renames, links), else NULL. A volatile mount keeps only what
- * finding files in SOURCE needs (jrn_source_path).
+ * moves (renames, links, unlinks), else NULL; it is marked N_SRC_MOVED.
+ * A volatile mount keeps only what finding files in SOURCE needs
+ * (jrn_source_path).
  */
 int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 	       const char *p2, mode_t mode, dev_t rdev, unsigned flags,
-	       const struct node *n);
+	       struct node *n);
 
 /* The same file in SOURCE as when loaded? (ctime left out: renames) */
 bool fs_same_file(const struct src_ident *a, const struct src_ident *b);

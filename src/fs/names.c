@@ -304,7 +304,7 @@ static int remove_name(struct fs *fs, struct node *dir, const char *name,
 	if (!path)
 		return -ENOMEM;
 	err = fs_journal(fs, want_dir ? J_RMDIR : J_UNLINK, path, NULL, 0, 0,
-			 0, NULL);
+			 0, n);
 	free(path);
 	if (err)
 		return err;
@@ -441,6 +441,8 @@ int fs_rename(struct fs *fs, struct node *dir, const char *name,
 			 flags & RENAME_EXCHANGE, src->node);
 	if (err)
 		goto out;
+	if (dst) /* its SOURCE ctime moves too (sync.c, write_meta) */
+		dst->node->flags |= N_SRC_MOVED;
 	fs_touch_mc(dir);
 	fs_touch_mc(newdir);
 	fs_touch_c(src->node);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "../backing/pin.h"
 #include "internal.h"
 
 /* Open n's file in SOURCE, where it is now. n->io held. */
@@ -25,7 +26,8 @@ static int open_source(struct fs *fs, struct node *n, char **pathp)
 	path = fs_source_path_locked(fs, n);
 	pthread_mutex_unlock(&fs->ns.lock);
 	/* Open under replay_lock (the path is right), read outside it. */
-	fd = path ? src_openat(&fs->src, path, O_RDONLY) : -ENOMEM;
+	/* never blocks, never opens a FIFO or device put in its place */
+	fd = path ? src_open_data(&fs->src, path, O_RDONLY, NULL) : -ENOMEM;
 	pthread_mutex_unlock(&fs->replay_lock);
 	if (fd == -ELOOP)
 		fd = -EIO; /* replaced by a symlink behind the mount */

@@ -3,13 +3,22 @@
  * not be written back to SOURCE are copied to a rescue directory
  * outside it, at their path in the mount, so nothing is lost with the
  * daemon.
+ *
+ * The rescue directory must not be steerable by the users of the mount:
+ * the default one is made fresh with mkdtemp inside a base directory
+ * that only the daemon's user can write to, and every file and
+ * directory in it is created exclusively (O_EXCL, O_NOFOLLOW), so no
+ * name or symlink planted there beforehand is followed or overwritten;
+ * a name taken already gets another, never loses the file.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/log.h"
@@ -65,8 +74,19 @@ static int create_at(const char *root, const char *rel)
 		close(dirfd);
 		dirfd = fd;
 	}
-	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-		    0600);
+	fd = openat(dirfd, name,
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	for (int seq = 1; fd < 0 && errno == EEXIST && seq < 100; seq++) {
+		char other[NAME_MAX + 1];
+
+		/* taken (by an earlier rescue, or planted): another name */
+		if (snprintf(other, sizeof(other), "%.200s.rescued-%d", name,
+			     seq) >= (int)sizeof(other))
+			break;
+		fd = openat(dirfd, other, O_WRONLY | O_CREAT | O_EXCL |
+						  O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+	}
 	if (fd < 0)
 		fd = -errno;
 out:
@@ -79,6 +99,21 @@ out:
 static int save(const char *root, const char *rel, int from, uint64_t size)
 {
 	int fd = create_at(root, rel), err;
+
+	/*
+	 * A directory on the way that is not one (a file or symlink planted
+	 * there) makes the file go to the top, its path flattened.
+	 */
+	if ((fd == -ENOTDIR || fd == -ELOOP) && strchr(rel, '/')) {
+		char *flat = strdup(rel);
+
+		for (char *c = flat; c && *c; c++)
+			if (*c == '/')
+				*c = '%';
+		fd = flat && strlen(flat) <= NAME_MAX ? create_at(root, flat)
+						       : fd;
+		free(flat);
+	}
 
 	if (fd < 0)
 		return fd;
@@ -129,4 +164,70 @@ unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost)
 	if (lost)
 		*lost = bad;
 	return saved;
+}
+
+/*
+ * Open `base` as a directory this process's user owns that nobody else
+ * may write to, making it if missing. fd or -errno (-EPERM when it is
+ * someone else's, -ELOOP for a symlink).
+ */
+static int own_base(const char *base)
+{
+	struct stat st;
+	int fd;
+
+	if (mkdir(base, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	fd = open(base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
+		close(fd);
+		return -EPERM;
+	}
+	/* an older h5memfs made it 01777: ours, so it can be closed */
+	if ((st.st_mode & 077) && fchmod(fd, 0700) < 0) {
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
+}
+
+char *fs_rescue_default(const char *mountpoint)
+{
+	const char *name = strrchr(mountpoint, '/');
+	char base[64], when[32], *dir = NULL;
+	time_t now = time(NULL);
+	struct tm tm;
+	int fd;
+
+	if (geteuid() == 0)
+		snprintf(base, sizeof(base), "/var/tmp/h5memfs-rescue");
+	else
+		snprintf(base, sizeof(base), "/var/tmp/h5memfs-rescue-%u",
+			 (unsigned)geteuid());
+	fd = own_base(base);
+	if (fd < 0) {
+		log_warn("%s is not this daemon's own directory (%s); "
+			 "rescuing in a new directory of /var/tmp instead",
+			 base, strerror(-fd));
+		snprintf(base, sizeof(base), "/var/tmp/h5memfs-rescue-XXXXXX");
+		if (!mkdtemp(base))
+			return NULL;
+	} else {
+		close(fd);
+	}
+	localtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
+	if (asprintf(&dir, "%s/%.100s-%s-%d-XXXXXX", base,
+		     name && name[1] ? name + 1 : "mount", when,
+		     (int)getpid()) < 0)
+		return NULL;
+	if (!mkdtemp(dir)) {
+		log_err("cannot create a rescue directory in %s: %s", base,
+			strerror(errno));
+		free(dir);
+		return NULL;
+	}
+	return dir;
 }

@@ -37,6 +37,8 @@ int fs_fsync(struct fs *fs, struct node *n)
 		err = -EIO;
 	if (!err)
 		err = fs_write_meta(fs, n);
+	if (err == FS_WB_CONFLICT)
+		err = -EIO; /* metadata kept, SOURCE's entry is not ours */
 	pthread_mutex_unlock(&fs->sync_lock);
 	return err;
 }
@@ -134,6 +136,8 @@ int fs_sync_all(struct fs *fs, unsigned *failed)
 		pthread_mutex_unlock(&fs->ns.lock);
 		for (size_t i = 0; i < count; i++) {
 			err = fs_write_meta(fs, v[i]);
+			if (err == FS_WB_CONFLICT)
+				err = 0; /* reported; SOURCE's entry is not ours */
 			if (err && !first)
 				first = err;
 			bad += err != 0;

@@ -164,17 +164,53 @@ static void set_result(struct node *n, int err, const char *fmt, ...)
 }
 
 /*
- * Under validate=strict an HDF5 image libhdf5 cannot open is not
- * written. Returns 0 to go on, -EIO to refuse. ns.lock not held.
+ * xattrs SOURCE would not store: logged and reported, never a reason to
+ * keep the data from landing. The mount keeps them. ns.lock held.
  */
-static int validate(struct fs *fs, struct node *n, const struct wb_file *f)
+static void report_refused(struct fs *fs, struct node *n, const char *path,
+			   const struct wb_refused *ref)
 {
+	if (!ref->count)
+		return;
+	log_warn("SOURCE refused %u extended attribute(s) of %s (%s: %s); "
+		 "the rest is written, the mount keeps them", ref->count,
+		 path ? fs_shown(path) : "a file", ref->name,
+		 strerror(-ref->err));
+	fs->stats.writeback_errors++;
+	set_result(n, 0, "written; SOURCE refused %u xattr(s) (%s: %s)",
+		   ref->count, ref->name, strerror(-ref->err));
+}
+
+/*
+ * Under validate=strict an HDF5 image libhdf5 cannot open is not
+ * written. It is the temporary that is checked, once its data is
+ * complete and before it is fsynced and renamed: the bytes validated are
+ * the bytes that land, whatever writers do to the image meanwhile. The
+ * check runs in a child process (h5_inspect_isolated). Returns 0 to go
+ * on, -EIO to refuse. ns.lock not held.
+ */
+struct check_ctx {
+	struct fs *fs;
+	struct node *n;
+	const char *name;
+};
+
+static int validate(void *arg, int fd, uint64_t size)
+{
+	struct check_ctx *c = arg;
+	struct fs *fs = c->fs;
+	struct node *n = c->n;
 	struct h5_report r;
 	int err;
 
-	if (fs->o.validate == VALIDATE_OFF || f->fd < 0)
-		return 0;
-	err = h5_inspect(f->fd, f->size, &r);
+	err = h5_inspect_isolated(fd, size, NULL, &r);
+	if (!err && r.is_hdf5 && !r.opens && r.newer && r.sb_sound) {
+		/* a newer format, not damage: its frame is sound */
+		log_warn("%s is unknown to this libhdf5 (%s), likely a newer "
+			 "HDF5 format; its signature and superblock are sound: "
+			 "writing it back", c->name, r.why);
+		r.opens = true;
+	}
 	if (err || !r.is_hdf5 || r.opens) {
 		pthread_mutex_lock(&fs->ns.lock);
 		n->flags &= ~(unsigned)N_INVALID;
@@ -183,17 +219,19 @@ static int validate(struct fs *fs, struct node *n, const struct wb_file *f)
 	}
 	if (fs->o.validate == VALIDATE_WARN) {
 		log_warn("%s is not valid HDF5 (%s); writing it back anyway "
-			 "(validate=warn)", f->paths[0], r.why);
+			 "(validate=warn)", c->name, r.why);
 		return 0;
 	}
 	pthread_mutex_lock(&fs->ns.lock);
 	if (!(n->flags & N_INVALID))
-		log_err("not writing back %s: libhdf5 cannot open it (%s); "
-			"SOURCE keeps its previous version", f->paths[0],
-			r.why);
+		log_err("not writing back %s: libhdf5 cannot open it (%s%s); "
+			"SOURCE keeps its previous version", c->name, r.why,
+			r.newer ? ": unknown to this libhdf5, and its "
+				  "superblock is not sound" : "");
 	n->flags |= N_INVALID;
 	fs->stats.invalid++;
-	set_result(n, -EIO, "invalid HDF5: %s", r.why);
+	set_result(n, -EIO, "invalid HDF5: %s%s", r.why,
+		   r.newer ? " (unknown to this libhdf5)" : "");
 	pthread_mutex_unlock(&fs->ns.lock);
 	return -EIO;
 }
@@ -252,6 +290,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 	uint64_t written = 0, gen = 0, snap_size = 0, *sums = NULL;
 	size_t nsums = 0;
 	int err, conflict = 0, lockfd = -1;
+	struct check_ctx vctx = { fs, n, NULL };
 
 	err = fs_load_xattrs(fs, n, false);
 	if (err) {
@@ -297,6 +336,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 	npaths = f.npaths;
 	snap_size = f.size;
 	orig = f.paths[0];
+	vctx.name = orig;
 	name = strdup(orig);
 	if (fs_kernel_writes(fs)) {
 		/*
@@ -307,8 +347,10 @@ int fs_write_file(struct fs *fs, struct node *n)
 		img_seen_now(&n->file->img);
 		err = img_sums_mark(&n->file->img, &sums, &nsums);
 	}
-	if (!err)
-		err = validate(fs, n, &f);
+	if (!err && fs->o.validate != VALIDATE_OFF) {
+		f.check = validate;
+		f.check_arg = &vctx;
+	}
 	if (!err)
 		err = conflict = check_conflict(fs, n, &f, &cname, &lockfd);
 	if (!conflict && !err) {
@@ -379,6 +421,7 @@ out:
 		fs->stats.writebacks++;
 		fs->stats.writeback_bytes += written;
 		set_result(n, 0, "written");
+		report_refused(fs, n, name, &f.refused);
 	} else if (err != -EIO || !(n->flags & N_INVALID)) {
 		if (fs_wb_result(n)->err != err)
 			log_err("cannot write back %s to SOURCE: %s; it stays "
@@ -399,7 +442,8 @@ out:
 
 int fs_write_meta(struct fs *fs, struct node *n)
 {
-	struct src_ident before;
+	struct src_ident before, now;
+	struct wb_refused refused = { 0 };
 	struct wb_meta m;
 	struct xattr *xa = NULL;
 	char *path;
@@ -431,9 +475,17 @@ int fs_write_meta(struct fs *fs, struct node *n)
 	n->flags &= ~(unsigned)N_META_DIRTY;
 	path = fs_source_path_locked(fs, n);
 	m = (struct wb_meta){ n->mode, n->uid, n->gid, n->atime, n->mtime,
-			      NULL };
+			      NULL, n->ident };
 	xa = xattrs_copy(n->xattrs);
 	m.xattrs = xa;
+	/*
+	 * SOURCE's ctime is ours to know unless a replayed rename, link or
+	 * unlink moved it (the journal is empty now: none is pending), or a
+	 * directory's entries changed (our own write-backs do that).
+	 */
+	m.check_ctime = !S_ISDIR(n->mode) && !(n->flags & N_SRC_MOVED);
+	m.refused = &refused;
+	n->flags &= ~(unsigned)N_SRC_MOVED;
 	/* utimens changes the identity of SOURCE's file */
 	busy = S_ISREG(n->mode);
 	if (busy) {
@@ -442,11 +494,30 @@ int fs_write_meta(struct fs *fs, struct node *n)
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
-	err = path ? wb_set_meta(&fs->src, path, &m) : -ENOMEM;
+	err = path ? wb_set_meta(&fs->src, path, &m, &now) : -ENOMEM;
 	pthread_mutex_lock(&fs->ns.lock);
-	if (!err && busy)
-		n->ident.mtime = m.mtime; /* our own utimens: no change
-					     behind the mount */
+	if (!err && busy) {
+		/* our own utimens and chmod: no change behind the mount */
+		n->ident.mtime = m.mtime;
+		n->ident.ctime = now.ctime;
+	}
+	else if (!err)
+		n->ident = now; /* what the next change must find there */
+	if (!err)
+		report_refused(fs, n, path, &refused);
+	if (err == WB_OTHER) {
+		/* kept in the mount, never applied to what is there now */
+		if (!(n->flags & N_CONFLICT))
+			log_warn("conflict: %s in SOURCE was replaced behind "
+				 "the mount; its mode, owner, times and xattrs "
+				 "are not applied there",
+				 fs_shown(path));
+		n->flags |= N_CONFLICT;
+		fs->stats.conflicts++;
+		set_result(n, -EIO, "SOURCE's entry was replaced behind the "
+			   "mount; metadata not applied");
+		err = FS_WB_CONFLICT;
+	}
 	if (busy)
 		standin_settle(fs, &before, err ? NULL : &n->ident);
 	if (err == -ENOENT) {
@@ -455,7 +526,7 @@ int fs_write_meta(struct fs *fs, struct node *n)
 			n->flags |= N_META_DIRTY;
 		err = 0;
 	}
-	if (err) {
+	if (err && err != FS_WB_CONFLICT) {
 		log_err("cannot set attributes of %s in SOURCE: %s",
 			path ? fs_shown(path) : "?", strerror(-err));
 		n->flags |= N_META_DIRTY;

@@ -37,11 +37,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../backing/source.h"
 #include "../core/log.h"
 #include "ll.h"
 
@@ -52,14 +54,22 @@
 #define DRAIN_TIMEOUT_S 60
 
 /*
- * open(2) of a path that may be longer than PATH_MAX (a deep tree), in
- * pieces shorter than that; no allocation (called after fork).
+ * Open the regular file `rel` beneath the mount for reading, as root may
+ * do safely on a mount that every user changes: resolved beneath the
+ * mount point with no symlink and no other filesystem on the way
+ * (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV, or the same
+ * walk by hand), pinned with O_PATH (which opens nothing) and reopened
+ * only if it is a regular file: a name swapped meanwhile for a symlink,
+ * a FIFO or a device node is never opened. Paths longer than PATH_MAX go
+ * in pieces. No allocation and no stdio: called after fork.
  */
-static int open_long(const char *path, int flags)
+static int open_beneath(int mntfd, const char *rel)
 {
-	char piece[PATH_MAX];
-	const char *p = path;
-	int dirfd = AT_FDCWD, fd;
+	char piece[PATH_MAX], proc[32] = "/proc/self/fd/", digits[12];
+	const char *p = rel;
+	int dirfd = mntfd, fd, pin;
+	size_t nd = 0, pl = strlen(proc);
+	struct stat st;
 
 	while (strlen(p) >= PATH_MAX) {
 		const char *cut = p + PATH_MAX - 1;
@@ -70,43 +80,57 @@ static int open_long(const char *path, int flags)
 		if (cut > p) {
 			memcpy(piece, p, (size_t)(cut - p));
 			piece[cut - p] = '\0';
-			fd = openat(dirfd, piece, O_PATH | O_DIRECTORY |
-						  O_NOFOLLOW | O_CLOEXEC);
+			fd = src_openat_beneath(dirfd, piece,
+						O_PATH | O_DIRECTORY, true);
 		}
-		if (dirfd != AT_FDCWD)
+		if (dirfd != mntfd)
 			close(dirfd);
 		if (fd < 0)
 			return -1;
 		dirfd = fd;
 		p = cut + 1;
 	}
-	fd = openat(dirfd, p, flags);
-	if (dirfd != AT_FDCWD)
+	pin = src_openat_beneath(dirfd, p, O_PATH, true);
+	if (dirfd != mntfd)
 		close(dirfd);
+	if (pin < 0)
+		return -1;
+	if (fstat(pin, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(pin);
+		return -1;
+	}
+	for (unsigned v = (unsigned)pin; nd == 0 || v; v /= 10)
+		digits[nd++] = (char)('0' + v % 10);
+	while (nd)
+		proc[pl++] = digits[--nd];
+	proc[pl] = '\0';
+	fd = open(proc, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	close(pin);
 	return fd;
 }
 
-/* The child: only async-signal-safe calls after fork. Never returns. */
-static void child(int fuse_fd, char *const *paths, const char *mnt)
+/*
+ * The child: only async-signal-safe calls after fork. `rels` are paths
+ * relative to the mount point `mnt`. Never returns.
+ */
+static void child(int fuse_fd, char *const *rels, const char *mnt,
+		  bool sync_all)
 {
-	int fd;
+	int fd, mntfd;
 
 #ifdef SYS_close_range
 	if (syscall(SYS_close_range, 3U, ~0U, 0) < 0)
 #endif
 		close(fuse_fd); /* all that matters: see the top of the file */
-	for (size_t i = 0; paths && paths[i]; i++) {
-		fd = open_long(paths[i], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	/* the mount point itself is the administrator's, trusted */
+	mntfd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (size_t i = 0; mntfd >= 0 && rels && rels[i]; i++) {
+		fd = open_beneath(mntfd, rels[i]);
 		if (fd >= 0)
 			close(fd);
 	}
-	if (mnt) {
-		fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd >= 0) {
-			syncfs(fd); /* starts writeback of mmap-dirtied pages */
-			close(fd);
-		}
-	}
+	if (mntfd >= 0 && sync_all)
+		syncfs(mntfd); /* starts writeback of mmap-dirtied pages */
 	/*
 	 * Not _exit: under valgrind that runs a leak check of the parent's
 	 * memory, which only the threads left behind in the parent point
@@ -152,8 +176,8 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Run the child on full paths; syncfs the mount when `mnt` is given. */
-static int run(struct h5m *m, char *const *paths, const char *mnt)
+/* Run the child on paths in the mount; syncfs it too with sync_all. */
+static int run(struct h5m *m, char *const *rels, bool sync_all)
 {
 	double deadline = now() + DRAIN_TIMEOUT_S;
 	struct timespec nap = { 0, 1000000 };
@@ -164,7 +188,7 @@ static int run(struct h5m *m, char *const *paths, const char *mnt)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0)
-		child(fuse_session_fd(m->se), paths, mnt);
+		child(fuse_session_fd(m->se), rels, m->mountpoint, sync_all);
 	for (;;) {
 		r = waitpid(pid, NULL, WNOHANG);
 		if (r == pid || (r < 0 && errno != EINTR))
@@ -203,7 +227,7 @@ bool ll_drain_needed(struct h5m *m, struct node *n)
 
 int ll_drain_node(struct h5m *m, struct node *n)
 {
-	char *paths[2] = { NULL, NULL }, *rel = NULL;
+	char *paths[2] = { NULL, NULL };
 	bool unlinked;
 	int err;
 
@@ -212,16 +236,11 @@ int ll_drain_node(struct h5m *m, struct node *n)
 	if (!ll_drain_needed(m, n))
 		return 0;
 	pthread_mutex_lock(&m->fs.ns.lock);
-	rel = ns_path(&m->fs.ns, n, &unlinked);
+	paths[0] = ns_path(&m->fs.ns, n, &unlinked);
 	pthread_mutex_unlock(&m->fs.ns.lock);
-	if (!rel)
-		return 0; /* no name: reached through handles only */
-	if (asprintf(&paths[0], "%s/%s", m->mountpoint, rel) < 0)
-		paths[0] = NULL;
-	free(rel);
 	if (!paths[0])
-		return -ENOMEM;
-	err = run(m, paths, NULL);
+		return 0; /* no name: reached through handles only */
+	err = run(m, paths, false);
 	free(paths[0]);
 	return err;
 }
@@ -229,26 +248,12 @@ int ll_drain_node(struct h5m *m, struct node *n)
 int ll_drain_all(struct h5m *m)
 {
 	char **paths;
-	int err = 0;
+	int err;
 
 	if (!m->writeback_cache)
 		return 0;
 	paths = fs_open_paths(&m->fs);
-	for (size_t i = 0; paths && paths[i]; i++) {
-		char *full;
-
-		if (asprintf(&full, "%s/%s", m->mountpoint, paths[i]) < 0) {
-			err = -ENOMEM;
-			full = NULL;
-		}
-		free(paths[i]);
-		paths[i] = full;
-		if (!full) /* keep the list whole for the frees below */
-			for (size_t j = i + 1; paths[j]; j++)
-				free(paths[j]), paths[j] = NULL;
-	}
-	if (!err)
-		err = run(m, paths, m->mountpoint);
+	err = run(m, paths, true);
 	for (size_t i = 0; paths && paths[i]; i++)
 		free(paths[i]);
 	free(paths);

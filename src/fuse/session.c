@@ -100,24 +100,6 @@ static int notify_open(const char *path)
 	return fd;
 }
 
-/* The default rescue directory: outside SOURCE, kept across reboots. */
-static char *default_rescue(const char *mountpoint)
-{
-	const char *base = strrchr(mountpoint, '/');
-	char when[32], *dir;
-	time_t now = time(NULL);
-	struct tm tm;
-
-	localtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
-	mkdir("/var/tmp/h5memfs-rescue", 01777);
-	if (asprintf(&dir, "/var/tmp/h5memfs-rescue/%s-%s-%d",
-		     base && base[1] ? base + 1 : "mount", when,
-		     (int)getpid()) < 0)
-		return NULL;
-	return dir;
-}
-
 /*
  * Write everything back; what cannot be written goes to the rescue
  * directory (*rescued: where, when it was used; caller frees). Logs the
@@ -151,9 +133,10 @@ static int final_writeback(struct h5m *m, const struct opts *o,
 				      before.writeback_bytes), failed);
 	if (!err)
 		return 0;
-	dir = o->rescue ? strdup(o->rescue) : default_rescue(o->mountpoint);
+	/* made now, fresh and unguessable: see fs_rescue_default */
+	dir = o->rescue ? strdup(o->rescue) : fs_rescue_default(o->mountpoint);
 	if (!dir) {
-		log_err("%s: out of memory: %u file(s) not written back",
+		log_err("%s: no rescue directory: %u file(s) not written back",
 			o->mountpoint, failed);
 		return 2;
 	}

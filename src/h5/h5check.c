@@ -2,6 +2,7 @@
  * h5check.c - in-place validation of HDF5 images with libhdf5.
  */
 #include "h5check.h"
+#include "h5internal.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -171,7 +172,82 @@ static uint8_t *map_image(int fd, uint64_t size)
 	return p;
 }
 
+void h5_lock_take(void)
+{
+	pthread_mutex_lock(&h5_lock);
+}
+
+void h5_lock_drop(void)
+{
+	pthread_mutex_unlock(&h5_lock);
+}
+
+int h5_signature(int fd, uint64_t size)
+{
+	return size < 8 || size > SIZE_MAX ? -1 :
+	       (int)(find_signature_fd(fd, size) >= 0 ? 1 : 0);
+}
+
+static int inspect(int fd, uint64_t size, struct h5_report *r, bool held);
+
+static bool size_ok(uint8_t n)
+{
+	return n == 2 || n == 4 || n == 8 || n == 16;
+}
+
+/*
+ * A superblock of a version this libhdf5 knows (0 to 3), with sizes it
+ * can hold and, for versions 2 and 3, the checksum it carries.
+ */
+static bool superblock_sound(const uint8_t *sb, uint64_t avail)
+{
+	size_t len;
+	uint32_t stored;
+
+	if (avail < 16)
+		return false;
+	switch (sb[8]) {
+	case 0:
+	case 1:
+		return size_ok(sb[13]) && size_ok(sb[14]) && sb[13] != 16;
+	case 2:
+	case 3:
+		if (!size_ok(sb[9]) || !size_ok(sb[10]) || sb[9] == 16)
+			return false;
+		len = 12 + 4 * (size_t)sb[9];
+		if (len + 4 > avail)
+			return false;
+		stored = (uint32_t)sb[len] | (uint32_t)sb[len + 1] << 8 |
+			 (uint32_t)sb[len + 2] << 16 |
+			 (uint32_t)sb[len + 3] << 24;
+		return h5_lookup3(sb, len, 0) == stored;
+	default:
+		return false;
+	}
+}
+
+/*
+ * libhdf5 refused a version number it does not know (of the superblock,
+ * an object header, a message, a heap...): most likely a file written by
+ * a newer HDF5 in a newer format, not a damaged one.
+ */
+static bool refused_a_version(const struct h5_report *r)
+{
+	return r->sb_version > 3 ||
+	       (strcasestr(r->why, "version") && !strstr(r->why, "mismatch"));
+}
+
 int h5_inspect(int fd, uint64_t size, struct h5_report *r)
+{
+	return inspect(fd, size, r, false);
+}
+
+int h5_inspect_held(int fd, uint64_t size, struct h5_report *r)
+{
+	return inspect(fd, size, r, true);
+}
+
+static int inspect(int fd, uint64_t size, struct h5_report *r, bool held)
 {
 	uint8_t *p;
 	int64_t base;
@@ -194,12 +270,14 @@ int h5_inspect(int fd, uint64_t size, struct h5_report *r)
 		uint8_t *sb = p + base;
 
 		r->sb_version = sb[8];
+		r->sb_sound = superblock_sound(sb, size - (uint64_t)base);
 		if (sb[8] >= 2) {
 			r->writer_open = sb[11] & 0x1;
 			r->swmr = sb[11] & 0x4;
 		}
 	}
-	pthread_mutex_lock(&h5_lock);
+	if (!held)
+		pthread_mutex_lock(&h5_lock);
 	h5_setup(); /* per thread in a thread-safe libhdf5: every time */
 	if (r->writer_open || r->swmr) {
 		if (clear_status_flags(p + base, size - (uint64_t)base))
@@ -210,7 +288,9 @@ int h5_inspect(int fd, uint64_t size, struct h5_report *r)
 	} else {
 		r->opens = try_open(p, size, r);
 	}
-	pthread_mutex_unlock(&h5_lock);
+	r->newer = !r->opens && refused_a_version(r);
+	if (!held)
+		pthread_mutex_unlock(&h5_lock);
 	munmap(p, size);
 	return 0;
 }

@@ -3,7 +3,7 @@ write-back, fsync reports the error (ENOSPC, EROFS, EPERM/EACCES), the
 image stays dirty in memory, SOURCE keeps its previous file whole (no
 temporaries left), and a later write-back succeeds once the cause is
 gone. At unmount or SIGTERM what still cannot be written goes to
-`rescue=DIR` (default /var/tmp/h5memfs-rescue/MOUNTNAME-DATE-PID) at its
+`rescue=DIR` (default /var/tmp/h5memfs-rescue/MOUNTNAME-DATE-PID-XXXXXX) at its
 path in the mount, the log names each file and where it went, and the
 daemon exits 2.
 
@@ -262,8 +262,8 @@ def test_the_default_rescue_directory_is_named_after_mount_date_and_pid(
         found = [d for d in (base.iterdir() if base.exists() else [])
                  if d.name.startswith(name + "-")]
         assert len(found) == 1, f"no {base}/{name}-DATE-PID: {m.stderr()}"
-        assert re.fullmatch(rf"{name}-\d{{8}}-\d{{6}}-{pid}", found[0].name), \
-            found[0].name
+        assert re.fullmatch(rf"{name}-\d{{8}}-\d{{6}}-{pid}-\w{{6}}",
+                            found[0].name), found[0].name
         assert helpers.read_file(found[0] / "f.bin") == b"to be rescued"
         assert any(str(found[0]) in ln for ln in daemon_lines(m)), m.stderr()
         assert rc == 2

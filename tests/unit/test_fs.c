@@ -271,34 +271,33 @@ Test(fs, volatile_never_touches_source)
 	cr_assert_str_eq(get("a"), "alpha");
 }
 
-Test(fs, a_source_that_does_not_answer_fails_an_open_with_eio_in_time)
+Test(fs, a_fifo_put_in_source_where_a_file_was_fails_an_open_at_once)
 {
 	struct node *a = look(fs.ns.root, "a"), *d;
 	char p[128];
 	struct stat st;
 	time_t t0;
-	int w;
 
-	/* an open of a FIFO without a writer blocks: a hung SOURCE */
+	/*
+	 * Opening a FIFO without a writer would block for ever: the load
+	 * pins the name (O_PATH) and never opens what is not a regular
+	 * file. (A SOURCE that really hangs is tested in test_nested.py.)
+	 */
 	snprintf(p, sizeof(p), "%s/a", src);
 	cr_assert_eq(unlink(p), 0);
 	cr_assert_eq(mkfifo(p, 0644), 0);
-	fs.o.source_timeout = 1;
+	fs.o.source_timeout = 30;
 	t0 = time(NULL);
 	cr_assert_eq(fs_open(&fs, a, O_RDONLY, NULL), -EIO);
-	cr_assert_leq(time(NULL) - t0, 3);
+	cr_assert_leq(time(NULL) - t0, 20); /* not the 30 s deadline */
 	cr_assert_not(a->flags & N_LOADED);
-	/* the tree still answers meanwhile */
+	/* the tree still answers */
 	cr_assert_eq(fs_getattr(&fs, a, &st), 0);
 	d = look(fs.ns.root, "d");
 	cr_assert(S_ISDIR(d->mode));
-	/* SOURCE answers again: the helper ends, and nothing is left */
-	w = open(p, O_WRONLY | O_NONBLOCK);
-	cr_assert_geq(w, 0);
-	close(w);
+	/* nothing is left blocked on it */
 	cr_assert(fs_jobs_end(&fs, 5000));
 	cr_assert_eq(fs.stuck_jobs, 0);
-	cr_assert_not(a->flags & N_LOADED);
 }
 
 static void no_flush(void *arg)

@@ -1,6 +1,7 @@
 /*
  * Unit tests of HDF5 validation in place: valid, truncated, scribbled,
- * not HDF5, userblock, and a file still open by its writer.
+ * not HDF5, userblock, and a file still open by its writer; the same
+ * check in a child process under a deadline and a memory limit.
  */
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -188,4 +189,86 @@ Test(h5check, lookup3_matches_the_checksum_libhdf5_wrote)
 	stored = (uint32_t)sb[44] | (uint32_t)sb[45] << 8 |
 		 (uint32_t)sb[46] << 16 | (uint32_t)sb[47] << 24;
 	cr_assert_eq(h5_lookup3(sb, 44, 0), stored);
+}
+
+/* The memfd of a copy of `path`, edited, for the isolated check. */
+static int memfd_copy(void (*edit)(char *, size_t *), size_t *sizep)
+{
+	struct stat st;
+	int in = open(path, O_RDONLY), m = memfd_create("t", 0);
+	char *buf;
+	size_t size;
+
+	cr_assert_geq(in, 0);
+	fstat(in, &st);
+	size = (size_t)st.st_size;
+	buf = malloc(size + 1);
+	cr_assert_eq(pread(in, buf, size, 0), (ssize_t)size);
+	if (edit)
+		edit(buf, &size);
+	cr_assert_eq(write(m, buf, size), (ssize_t)size);
+	free(buf);
+	close(in);
+	*sizep = size;
+	return m;
+}
+
+Test(h5check, the_isolated_check_gives_the_same_answers)
+{
+	struct h5_report r;
+	size_t size;
+	int m;
+
+	make_file(0, false, false);
+	m = memfd_copy(NULL, &size);
+	cr_assert_eq(h5_inspect_isolated(m, size, NULL, &r), 0);
+	close(m);
+	cr_assert(r.is_hdf5);
+	cr_assert(r.opens, "why: %s", r.why);
+	cr_assert_not(r.unfinished);
+	cr_assert_eq(r.objects, 3);
+	cr_assert_eq(r.sb_version, 0);
+	m = memfd_copy(scribble, &size);
+	cr_assert_eq(h5_inspect_isolated(m, size, NULL, &r), 0);
+	close(m);
+	cr_assert(r.is_hdf5);
+	cr_assert_not(r.opens);
+	cr_assert_not(r.unfinished, "libhdf5 refused it: %s", r.why);
+	cr_assert_neq(r.why[0], '\0');
+}
+
+Test(h5check, an_isolated_check_past_its_deadline_is_not_valid)
+{
+	struct h5_limits lim = { .seconds = 0, .cpu_seconds = 10,
+				 .memory = 0 };
+	struct h5_report r;
+	size_t size;
+	int m;
+
+	make_file(0, false, false);
+	m = memfd_copy(NULL, &size);
+	cr_assert_eq(h5_inspect_isolated(m, size, &lim, &r), 0);
+	close(m);
+	cr_assert(r.is_hdf5);
+	cr_assert_not(r.opens);
+	cr_assert(r.unfinished);
+	cr_assert(strstr(r.why, "took more than 0 s"), "why: %s", r.why);
+}
+
+Test(h5check, an_isolated_check_out_of_memory_is_not_valid)
+{
+	/* no room beyond the image: libhdf5 cannot allocate its caches */
+	struct h5_limits lim = { .seconds = 60, .cpu_seconds = 10,
+				 .memory = 1 };
+	struct h5_report r;
+	size_t size;
+	int m;
+
+	make_file(0, false, false);
+	m = memfd_copy(NULL, &size);
+	cr_assert_eq(h5_inspect_isolated(m, size, &lim, &r), 0);
+	close(m);
+	cr_assert(r.is_hdf5);
+	cr_assert_not(r.opens, "opened within a 1-byte margin");
+	cr_assert_neq(r.why[0], '\0');
 }
