@@ -29,7 +29,7 @@ import pytest
 import rlib
 from rlib import helpers
 
-H5MEMFS = rlib.ic.DAEMON
+H5MEMFS = rlib.DAEMON
 
 
 def cli(*args, timeout=120):
@@ -258,7 +258,7 @@ def test_crafted_files_get_an_answer_and_never_take_the_daemon_down(
               allow_stderr=True)
     for name, data in files:
         assert helpers.read_file(m / name) == data  # loaded
-        res = cli("status", m / name, "--json")
+        res = cli("status", m / name, "--json", "--hdf5")
         assert res.returncode == 0, (name, res.stderr)
         doc = json.loads(res.stdout)
         entry = doc["files"][0] if "files" in doc else doc
