@@ -74,9 +74,9 @@ uint64_t img_mem_bytes(const struct img *im);
 
 /*
  * The most memory a write of [off, off+len) can add: the bytes of the
- * memory pages it touches that are holes now (past the end included).
- * An upper bound where the memfd cannot say (no SEEK_HOLE): every
- * page touched.
+ * memory pages it touches that hold no memory now (holes, past the end,
+ * and pages swapped out). An upper bound where the kernel cannot say:
+ * every page touched. Costs the same whatever the file's size.
  */
 uint64_t img_new_bytes(const struct img *im, uint64_t off, uint64_t len);
 

@@ -117,3 +117,33 @@ Test(image, a_write_past_the_largest_offset_is_efbig)
 	cr_assert_eq(img_write(&im, "z", 1, UINT64_C(1) << 63, 1), -EFBIG);
 	cr_assert_eq(img_truncate(&im, UINT64_C(1) << 63), -EFBIG);
 }
+
+/* What a write can add to memory: only the pages that hold none yet. */
+Test(image, new_bytes_counts_the_pages_a_write_would_fill)
+{
+	const uint64_t page = 4096, mib = 1 << 20;
+
+	cr_assert_eq(img_write(&im, "a", 1, 0, 1), 0);
+	cr_assert_eq(img_write(&im, "b", 1, mib, 1), 0); /* a hole between */
+	cr_assert_eq(img_new_bytes(&im, 0, 100), 0);
+	cr_assert_eq(img_new_bytes(&im, mib + 10, 100), 0);
+	cr_assert_eq(img_new_bytes(&im, 2 * page, page), page);
+	/* across data, hole and data: the hole's pages only */
+	cr_assert_eq(img_new_bytes(&im, 0, mib + 1), mib - page);
+	/* past the end: every page touched, a part page counting whole */
+	cr_assert_eq(img_new_bytes(&im, 8 * mib + 1, 10), page);
+	cr_assert_eq(img_new_bytes(&im, 8 * mib, 3 * mib), 3 * mib);
+}
+
+/* The answer does not depend on how far the file goes on. */
+Test(image, new_bytes_of_a_small_write_into_a_large_full_file)
+{
+	static char buf[1 << 20];
+
+	memset(buf, 'x', sizeof(buf));
+	for (uint64_t off = 0; off < (64u << 20); off += sizeof(buf))
+		cr_assert_eq(img_write(&im, buf, sizeof(buf), off, 1), 0);
+	for (int i = 0; i < 10000; i++)
+		cr_assert_eq(img_new_bytes(&im, (uint64_t)i * 4096, 4096), 0);
+	cr_assert_eq(img_new_bytes(&im, 64u << 20, 4096), 4096);
+}
