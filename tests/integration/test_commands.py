@@ -8,7 +8,6 @@ import datetime
 import errno
 import json
 import os
-import pty
 import subprocess
 
 import pytest
@@ -371,28 +370,8 @@ def test_sync_of_a_file_only_read_leaves_it_untouched_in_source(mount, src):
 def test_sync_on_a_terminal_shows_progress_on_stderr(mount, src):
     m = mount(src)
     helpers.write_file(m / "a.txt", b"A3" * 100000)
-    master, slave = pty.openpty()
-    try:
-        res = subprocess.run([str(DAEMON), "sync", str(m.path)],
-                             stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=slave,
-                             timeout=60)
-        os.close(slave)
-        slave = None
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        if slave is not None:
-            os.close(slave)
-        os.close(master)
-    assert res.returncode == 0
+    rc, out, shown = helpers.run_on_terminal([DAEMON, "sync", str(m.path)])
+    assert rc == 0
     assert b"#" in shown or b"%" in shown or b"/s" in shown, shown
     assert helpers.read_file(src / "a.txt") == b"A3" * 100000
     assert m.unmount() == 0
@@ -761,28 +740,8 @@ def test_sync_of_a_mount_on_a_terminal_shows_the_daemons_progress(mount,
     m = mount(src)
     for rel in ("a.txt", "sub/deep/b.bin", "sub/new.txt"):
         helpers.write_file(m / rel, b"x" * 50000)
-    master, slave = pty.openpty()
-    try:
-        res = subprocess.run([str(DAEMON), "sync", str(m.path)],
-                             stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=slave,
-                             timeout=60 * SLOWDOWN)
-        os.close(slave)
-        slave = None
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        if slave is not None:
-            os.close(slave)
-        os.close(master)
-    assert res.returncode == 0 and res.stdout == b""
+    rc, out, shown = helpers.run_on_terminal([DAEMON, "sync", str(m.path)])
+    assert rc == 0 and out == b""
     assert b"3/3 files" in shown and b"/s" in shown, shown
     assert mount_status(m)["dirty_files"] == 0
     assert m.unmount() == 0

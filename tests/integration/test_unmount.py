@@ -4,7 +4,6 @@ exited, with its status (0 all durable, 2 some files rescued, 1 other
 errors); --lazy, --timeout, busy and dead mounts."""
 
 import os
-import pty
 import shutil
 import subprocess
 import threading
@@ -157,28 +156,9 @@ def test_progress_shows_on_a_terminal_only(mount, fs):
     top, src = fs
     m = mount(src)
     helpers.write_file(m / "f.bin", NEW)
-    master, slave = pty.openpty()
-    try:
-        res = subprocess.run([str(DAEMON), "unmount", str(m.path)],
-                             stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=slave,
-                             timeout=60 * SLOWDOWN)
-        os.close(slave)
-        slave = None
-        shown = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-    finally:
-        if slave is not None:
-            os.close(slave)
-        os.close(master)
-    assert res.returncode == 0
+    rc, out, shown = helpers.run_on_terminal(
+        [DAEMON, "unmount", str(m.path)])
+    assert rc == 0
     assert b"files" in shown and b"/s" in shown, shown
     assert m.proc.poll() == 0
 

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from h5mount import mounts_at, run  # noqa: F401  (helpers.run, ...)
+from h5mount import SLOWDOWN, mounts_at, run  # noqa: F401  (helpers.run, ...)
 
 PYTHON = sys.executable
 TMP_PREFIX = ".h5memfs-tmp."
@@ -359,3 +359,33 @@ def change_everything(root):
     os.setxattr(p("data", "sample.h5"), "user.binary", b"replaced")
     os.removexattr(p("sub"), "user.dir_attr")
     os.setxattr(p("new", "nested"), "user.on_new_dir", b"yes")
+
+
+def run_on_terminal(argv, timeout=60):
+    """Run argv with standard error on a pseudo-terminal (progress bars
+    show only there), stdout piped. Returns (returncode, stdout, what the
+    terminal showed)."""
+    import pty
+    import subprocess
+    master, slave = pty.openpty()
+    try:
+        res = subprocess.run([str(a) for a in argv],
+                             stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=slave,
+                             timeout=timeout * SLOWDOWN)
+        os.close(slave)
+        slave = None
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO once the terminal's last writer is gone
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    return res.returncode, res.stdout, shown
