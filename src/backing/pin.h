@@ -64,4 +64,10 @@ int pin_chown(int pin, uid_t uid, gid_t gid);
 int pin_chmod(int pin, const struct stat *st, mode_t mode);
 int pin_utimens(int pin, const struct stat *st, const struct timespec ts[2]);
 
+/*
+ * Read the xattrs of `rel` (regular files and directories only) into
+ * node `n`'s list. Missing support (EOPNOTSUPP) counts as none. 0/-errno.
+ */
+int src_load_xattrs(const struct src *s, const char *rel, struct node *n);
+
 #endif

@@ -16,7 +16,6 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "pin.h"
 
 int src_open(struct src *s, const char *path)
 {
@@ -390,51 +389,3 @@ int src_load_fd(int fd, struct img *im, struct src_ident *id)
 	return err;
 }
 
-int src_load_xattrs(const struct src *s, const char *rel, struct node *n)
-{
-	char *names = NULL, *p;
-	ssize_t len;
-	int fd, err = 0;
-
-	if (!S_ISREG(n->mode) && !S_ISDIR(n->mode))
-		return 0;
-	/* never a FIFO or device that replaced the file behind the mount */
-	fd = src_open_data(s, rel, O_RDONLY | (S_ISDIR(n->mode) ? O_DIRECTORY : 0),
-			   NULL);
-	if (fd == -EIO || fd == -EISDIR || fd == -ENOTDIR || fd == -ELOOP)
-		return 0; /* not the file any more: none of its xattrs there */
-	if (fd < 0)
-		return fd;
-	len = flistxattr(fd, NULL, 0);
-	if (len <= 0) {
-		err = len < 0 && errno != ENOTSUP ? -errno : 0;
-		goto out;
-	}
-	names = malloc((size_t)len);
-	if (!names) {
-		err = -ENOMEM;
-		goto out;
-	}
-	len = flistxattr(fd, names, (size_t)len);
-	if (len < 0) {
-		err = -errno;
-		goto out;
-	}
-	for (p = names; p < names + len; p += strlen(p) + 1) {
-		char val[XATTR_SIZE_MAX];
-		ssize_t vl;
-
-		if (!ns_xattr_kept(p))
-			continue; /* only user.* and trusted.* are mirrored */
-		vl = fgetxattr(fd, p, val, sizeof(val));
-		if (vl < 0)
-			continue;
-		err = ns_xattr_set(n, p, val, (size_t)vl, 0);
-		if (err)
-			break;
-	}
-out:
-	free(names);
-	close(fd);
-	return err;
-}

@@ -82,12 +82,6 @@ void src_ident_from_stat(struct src_ident *id, const struct stat *st);
 int src_load_fd(int fd, struct img *im, struct src_ident *id);
 
 /*
- * Read the xattrs of `rel` (regular files and directories only) into
- * node `n`'s list. Missing support (EOPNOTSUPP) counts as none. 0/-errno.
- */
-int src_load_xattrs(const struct src *s, const char *rel, struct node *n);
-
-/*
  * Copy the data of `from` (regions holding data only; holes stay holes)
  * to `to` at the same offsets, then set to's size to `size`. 0/-errno.
  */

@@ -10,6 +10,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "../backing/pin.h"
 #include "internal.h"
 
 /*
