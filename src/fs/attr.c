@@ -16,7 +16,8 @@ bool fs_kill_suid(struct fs *fs, struct node *n)
 
 	pthread_mutex_lock(&fs->ns.lock);
 	old = n->mode;
-	if (S_ISREG(n->mode) && (n->mode & (S_ISUID | S_ISGID))) {
+	/* every non-directory, as the kernel's own rule (chown of a FIFO) */
+	if (!S_ISDIR(n->mode) && (n->mode & (S_ISUID | S_ISGID))) {
 		n->mode &= ~(mode_t)S_ISUID;
 		if (n->mode & S_IXGRP)
 			n->mode &= ~(mode_t)S_ISGID;

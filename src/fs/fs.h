@@ -331,9 +331,10 @@ unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost);
 char *fs_rescue_default(const char *mountpoint);
 
 /*
- * A write or truncate by a caller without CAP_FSETID (the kernel says
- * so): clear set-user-ID, and set-group-ID where group execute is set.
- * Returns whether the mode changed.
+ * A write or truncate by a caller without CAP_FSETID, or a chown (the
+ * kernel says so): clear set-user-ID, and set-group-ID where group
+ * execute is set, of any non-directory (FIFOs, sockets and devices too,
+ * as ext4 and tmpfs). Returns whether the mode changed.
  */
 bool fs_kill_suid(struct fs *fs, struct node *n);
 

@@ -167,6 +167,42 @@ def test_truncate_by_another_user_clears_setuid(fsd):
     assert stat.S_IMODE(os.stat(fsd.p("f")).st_mode) == 0o0777
 
 
+@pytest.mark.parametrize("kind", ["file", "fifo", "socket", "device"])
+def test_chown_clears_setuid_and_setgid_of_every_non_directory(fsd, kind):
+    """Root's chown, and an owner's chgrp to a group of theirs, clear
+    set-user-ID, and set-group-ID where group execute is set, on every
+    non-directory; directories keep both (as ext4 and tmpfs)."""
+    import socket
+    p = fsd.p("n")
+    if kind == "file":
+        write(p, b"x", 0o644)
+    elif kind == "fifo":
+        os.mkfifo(p)
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.bind(p)
+        except OSError as e:  # a name too long for sun_path
+            pytest.skip(f"cannot bind a socket there: {e}")
+        finally:
+            s.close()
+    else:
+        os.mknod(p, stat.S_IFCHR | 0o644, os.makedev(1, 3))
+    os.chmod(p, 0o6775)
+    os.chown(p, U, G)
+    assert stat.S_IMODE(os.lstat(p).st_mode) == 0o775
+    os.chmod(p, 0o6765)  # no group execute: set-group-ID stays
+    os.chown(p, 0, 0)
+    assert stat.S_IMODE(os.lstat(p).st_mode) == 0o2765
+    os.chown(p, U, G)
+    os.chmod(p, 0o6775)
+    assert other(lambda: os.chown(p, -1, 999), groups=(999,)) == "OK"
+    assert stat.S_IMODE(os.lstat(p).st_mode) == 0o775
+    mkdir(fsd.p("d"), 0o6775)
+    os.chown(fsd.p("d"), U, G)
+    assert stat.S_IMODE(os.stat(fsd.p("d")).st_mode) == 0o6775
+
+
 def test_protected_hardlinks_refuse_links_to_files_one_cannot_use(fsd):
     with open("/proc/sys/fs/protected_hardlinks") as f:
         if f.read().strip() != "1":
