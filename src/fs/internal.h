@@ -195,7 +195,9 @@ void fs_data_changed_locked(struct fs *fs, struct node *n);
 void fs_truncated_locked(struct fs *fs, struct node *n, bool changed);
 /*
  * A write ending at `end` was refused (ENOSPC): with the writeback
- * cache, the file still takes that size, as a hole. Takes n->io.
+ * cache, a file shorter than `end` still takes that size, as a hole
+ * (the kernel counts it so); a longer one keeps its size and bytes.
+ * Takes n->io.
  */
 void fs_write_refused(struct fs *fs, struct node *n, uint64_t end);
 /* An image was just read from SOURCE (passthrough: take checksums). */

@@ -192,12 +192,16 @@ void fs_write_refused(struct fs *fs, struct node *n, uint64_t end)
 	 * The kernel's writeback cache already told the writer yes and
 	 * counts the file this long; it reports the ENOSPC at fsync or
 	 * close. Keep the sizes agreeing with a hole, which costs no
-	 * memory, so that SOURCE gets the length programs saw.
+	 * memory, so that SOURCE gets the length programs saw; but only
+	 * ever longer: a refused write inside the file changes nothing.
 	 */
+	uint64_t size;
+
 	if (!fs->o.kernel_times)
 		return;
 	pthread_mutex_lock(&n->io);
-	img_truncate(&n->file->img, end);
+	if (img_size(&n->file->img, &size) == 0 && end > size)
+		img_truncate(&n->file->img, end);
 	pthread_mutex_unlock(&n->io);
 }
 

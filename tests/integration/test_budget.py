@@ -266,6 +266,45 @@ def test_writes_past_the_budget_fail_with_enospc(mount, empty_source):
     assert os.path.getsize(empty_source / "small") == 2 * MiB
 
 
+def test_a_refused_write_into_a_hole_never_cuts_the_file(mount, empty_source):
+    """A write refused for want of room changes nothing: the file keeps its
+    size and every byte (the daemon path once cut the image back to the
+    refused write's end, and wrote the shorter file to SOURCE)."""
+    m = mount(empty_source, options=["max_memory=12M"])
+    head, tail = b"\x11" * MiB, b"\x22" * MiB
+    with open(m / "a", "wb") as f:
+        f.write(head)
+        f.truncate(8 * MiB)
+        f.seek(7 * MiB)
+        f.write(tail)
+    err, where = write_until_error(m / "fill", 16 * MiB)
+    assert err == errno.ENOSPC, (errno.errorcode.get(err), where)
+    # into the hole of `a`: needs a page the budget no longer has
+    fd = os.open(m / "a", os.O_WRONLY)
+    try:
+        with pytest.raises(OSError) as e:
+            for off in range(MiB, 7 * MiB, MiB):
+                os.pwrite(fd, b"\x33" * MiB, off)
+            os.fsync(fd)
+        assert e.value.errno == errno.ENOSPC
+    finally:
+        try:
+            os.close(fd)
+        except OSError as e:  # the writeback cache may report it here
+            assert e.errno == errno.ENOSPC
+    os.unlink(m / "fill")
+    assert os.path.getsize(m / "a") == 8 * MiB
+    with open(m / "a", "rb") as f:
+        assert f.read(MiB) == head
+        f.seek(7 * MiB)
+        assert f.read() == tail
+    assert m.unmount() == 0
+    assert os.path.getsize(empty_source / "a") == 8 * MiB
+    with open(empty_source / "a", "rb") as f:
+        f.seek(7 * MiB)
+        assert f.read() == tail
+
+
 @pytest.mark.parametrize("command", ["status", "sync"])
 def test_a_full_budget_never_kills_the_daemon(mount, empty_source, command):
     """The budget filled to the brim, then a sparse file: looking at it
