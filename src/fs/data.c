@@ -139,6 +139,13 @@ int fs_lseek(struct fs *fs, struct node *n, off_t off, int whence,
 	int err;
 
 	(void)fs;
+	if (n->file->direct_fd >= 0) { /* served from SOURCE */
+		r = lseek(n->file->direct_fd, off, whence);
+		if (r < 0)
+			return -errno;
+		*out = r;
+		return 0;
+	}
 	if (n->file->img.fd < 0) {
 		/* an empty image: all one hole of size 0 */
 		err = img_size(&n->file->img, &size);

@@ -305,6 +305,33 @@ def test_a_refused_write_into_a_hole_never_cuts_the_file(mount, empty_source):
         assert f.read() == tail
 
 
+def test_a_full_budget_still_reads_clean_files_from_source(mount,
+                                                           empty_source):
+    """With the budget full of unsaved data, a clean file opened for
+    reading is served from SOURCE (status says so), SEEK_DATA and
+    SEEK_HOLE included; opening it for writing is ENOSPC."""
+    data = random_bytes(2 * MiB)
+    helpers.write_file(empty_source / "clean.bin", data)
+    m = mount(empty_source, options=["max_memory=16M"])
+    err, where = write_until_error(m / "unsaved", 24 * MiB)
+    assert err == errno.ENOSPC, (errno.errorcode.get(err), where)
+    assert helpers.run(["cat", str(m / "clean.bin")],
+                       text=False).stdout == data
+    fd = os.open(m / "clean.bin", os.O_RDONLY)
+    try:
+        assert file_status(m, "clean.bin")["state"] == "from SOURCE"
+        assert os.lseek(fd, 0, os.SEEK_DATA) == 0
+        assert os.lseek(fd, 0, os.SEEK_HOLE) == 2 * MiB
+        with pytest.raises(OSError) as e:
+            os.open(m / "clean.bin", os.O_RDWR)
+        assert e.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    os.unlink(m / "unsaved")
+    assert m.unmount() == 0
+    assert helpers.read_file(empty_source / "clean.bin") == data
+
+
 @pytest.mark.parametrize("command", ["status", "sync"])
 def test_a_full_budget_never_kills_the_daemon(mount, empty_source, command):
     """The budget filled to the brim, then a sparse file: looking at it
