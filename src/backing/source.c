@@ -360,6 +360,68 @@ int src_copy_span(int from, int to, uint64_t start, uint64_t end,
 	return 0;
 }
 
+/*
+ * Make [start, len) of `fd` read as zeros: a hole where the filesystem
+ * punches one (the clone shares the old blocks: writing zeros would
+ * allocate), zeros written elsewhere. 0 or -errno.
+ */
+static int zero_span(int fd, uint64_t start, uint64_t len)
+{
+	static const char zeros[65536];
+
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)start, (off_t)len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP)
+		return -errno;
+	while (len) {
+		size_t n = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+		ssize_t w = pwrite(fd, zeros, n, (off_t)start);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		start += (uint64_t)w;
+		len -= (uint64_t)w;
+	}
+	return 0;
+}
+
+int src_copy_changed_span(int from, int to, uint64_t start, uint64_t end,
+			  uint64_t *copied)
+{
+	uint64_t pos = start, c;
+	int err;
+
+	*copied = 0;
+	while (pos < end) {
+		off_t data = lseek(from, (off_t)pos, SEEK_DATA);
+		uint64_t d;
+
+		if (data < 0 && errno == EINVAL) /* no SEEK_DATA: all data */
+			return src_copy_span(from, to, pos, end, copied);
+		if (data < 0 && errno != ENXIO)
+			return -errno;
+		d = data < 0 || (uint64_t)data > end ? end : (uint64_t)data;
+		if (d > pos && (err = zero_span(to, pos, d - pos)))
+			return err;
+		if (d >= end)
+			break;
+		off_t hole = lseek(from, (off_t)d, SEEK_HOLE);
+
+		if (hole < 0)
+			return -errno;
+		pos = (uint64_t)hole < end ? (uint64_t)hole : end;
+		err = src_copy_span(from, to, d, pos, &c);
+		*copied += c;
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 int src_copy_data(int from, int to, uint64_t size)
 {
 	uint64_t copied;

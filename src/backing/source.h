@@ -94,4 +94,13 @@ int src_copy_data(int from, int to, uint64_t size);
 int src_copy_span(int from, int to, uint64_t start, uint64_t end,
 		  uint64_t *copied);
 
+/*
+ * As src_copy_span for a changed span of an image onto a clone of the
+ * old file: the image's holes in [start, end) (punched through the
+ * mount, or never written) become holes in `to` as well, where the old
+ * file may have had data (zeros written where `to` cannot punch).
+ */
+int src_copy_changed_span(int from, int to, uint64_t start, uint64_t end,
+			  uint64_t *copied);
+
 #endif

@@ -128,7 +128,8 @@ static int write_changed(int dirfd, const char *leaf, int tmp,
 			q++;
 		uint64_t end = (q + 1) * ps < low ? (q + 1) * ps : low;
 
-		err = src_copy_span(f->fd, tmp, p * ps, end, &copied);
+		err = src_copy_changed_span(f->fd, tmp, p * ps, end,
+					     &copied);
 		f->written += copied;
 		p = q;
 	}

@@ -120,6 +120,31 @@ def test_scattered_small_changes_cost_only_their_pages_on_xfs(file_on_xfs):
     assert m.unmount() == 0
 
 
+def test_a_hole_punched_through_the_mount_is_a_hole_in_source_on_xfs(
+        file_on_xfs):
+    """On the reflink path the old file's blocks are shared: a range
+    punched through the mount must be punched in the clone too, not left
+    with the old bytes (and not written as zeros)."""
+    m, src, loop, data = file_on_xfs
+    helpers.run(["fallocate", "--punch-hole", "--offset", str(3 * MiB),
+                 "--length", str(2 * MiB), str(m / "big.bin")])
+    data[3 * MiB:5 * MiB] = bytes(2 * MiB)
+    assert sha(helpers.read_file(m / "big.bin")) == sha(data)
+    fd = os.open(m / "big.bin", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert sha(helpers.read_file(src / "big.bin")) == sha(data)
+    fd = os.open(src / "big.bin", os.O_RDONLY)
+    try:
+        assert os.lseek(fd, 3 * MiB, os.SEEK_HOLE) == 3 * MiB
+        assert os.lseek(fd, 3 * MiB, os.SEEK_DATA) == 5 * MiB
+    finally:
+        os.close(fd)
+    assert m.unmount() == 0
+
+
 def test_successive_write_backs_each_cost_only_their_own_change(file_on_xfs):
     m, src, loop, data = file_on_xfs
     for round_, off in enumerate([5 * MiB, 50 * MiB, 5 * MiB + 3]):
