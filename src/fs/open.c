@@ -177,6 +177,7 @@ static void load_run(struct fs_job *j)
 	struct fs *fs = j->fs;
 	char *path = NULL;
 	struct stat st;
+	uint64_t need = 0;
 	int err;
 
 	lj->fd = open_source(fs, j->node, &path);
@@ -187,7 +188,15 @@ static void load_run(struct fs_job *j)
 		goto out;
 	}
 	err = fstat(lj->fd, &st) < 0 ? -errno : 0;
-	if (!err && (uint64_t)st.st_size > fs->o.max_memory) {
+	/*
+	 * What the image will hold: the file's allocated blocks (holes stay
+	 * holes), never more than its size; its size where the filesystem
+	 * reports no blocks at all (some FUSE ones do).
+	 */
+	need = (uint64_t)st.st_blocks * 512;
+	if (!err && (need > (uint64_t)st.st_size || !st.st_blocks))
+		need = (uint64_t)st.st_size;
+	if (!err && need > fs->o.max_memory) {
 		/* larger than the whole budget: never in memory */
 		if ((lj->flags & O_ACCMODE) != O_RDONLY) {
 			log_err("%s (%llu bytes) is larger than max_memory; "
@@ -200,7 +209,7 @@ static void load_run(struct fs_job *j)
 		goto out;
 	}
 	if (!err)
-		err = fs_hold_room(fs, (uint64_t)st.st_size);
+		err = fs_hold_room(fs, need);
 	if (err == -ENOSPC && (lj->flags & O_ACCMODE) == O_RDONLY) {
 		/* the budget is full of unsaved data: read SOURCE's file */
 		log_info("no room in max_memory for %s (%llu bytes): served "
@@ -219,7 +228,7 @@ static void load_run(struct fs_job *j)
 			(unsigned long long)st.st_size);
 		goto out;
 	}
-	lj->held = (uint64_t)st.st_size;
+	lj->held = need;
 	err = src_load_fd(lj->fd, &lj->img, &lj->id);
 	if (err == -ENOSPC && (lj->flags & O_ACCMODE) == O_RDONLY) {
 		/*

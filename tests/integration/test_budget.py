@@ -305,6 +305,34 @@ def test_a_refused_write_into_a_hole_never_cuts_the_file(mount, empty_source):
         assert f.read() == tail
 
 
+def test_a_sparse_file_is_charged_its_data_not_its_length(mount,
+                                                         empty_source):
+    """A 64 MiB file of 1 MiB of data under max_memory=16M loads (for
+    writing too) and costs its data: its holes cost nothing."""
+    data = random_bytes(MiB)
+    with open(empty_source / "sparse", "wb") as f:
+        f.truncate(64 * MiB)
+        f.seek(32 * MiB)
+        f.write(data)
+    if os.stat(empty_source / "sparse").st_blocks * 512 > 2 * MiB:
+        pytest.skip("SOURCE's filesystem keeps no holes")
+    m = mount(empty_source, options=["max_memory=16M"])
+    with open(m / "sparse", "r+b") as f:
+        f.seek(32 * MiB)
+        assert f.read(MiB) == data
+        f.seek(0)
+        f.write(b"head")
+    fs = file_status(m, "sparse")
+    assert fs["state"] == "dirty", fs
+    assert fs["memory_bytes"] <= 2 * MiB, fs
+    assert m.unmount() == 0
+    with open(empty_source / "sparse", "rb") as f:
+        assert f.read(4) == b"head"
+        f.seek(32 * MiB)
+        assert f.read(MiB) == data
+    assert os.path.getsize(empty_source / "sparse") == 64 * MiB
+
+
 def test_a_full_budget_still_reads_clean_files_from_source(mount,
                                                            empty_source):
     """With the budget full of unsaved data, a clean file opened for
