@@ -12,68 +12,46 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Undo mountinfo's octal escapes (\040 for a space...) in place. */
-static void unescape(char *s)
-{
-	char *o = s;
+#include "../core/mountinfo.h"
 
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
-		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
-				      (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
+struct scan {
+	const char *real;
+	bool exact;
+	char *best;
+	size_t best_len;
+};
+
+static bool consider(const struct mountinfo_entry *e, void *arg)
+{
+	struct scan *sc = arg;
+	const char *mnt = e->mountpoint, *real = sc->real;
+	size_t l = strlen(mnt);
+
+	if (strcmp(e->fstype, "fuse.h5memfs") != 0)
+		return false;
+	if (sc->exact ? strcmp(real, mnt) != 0 :
+		        strncmp(real, mnt, l) || (real[l] && real[l] != '/' &&
+						  strcmp(mnt, "/")))
+		return false;
+	if (l >= sc->best_len) {
+		free(sc->best);
+		sc->best = strdup(mnt);
+		sc->best_len = l;
 	}
-	*o = '\0';
+	return false;
 }
 
 /*
- * The longest fuse.h5memfs mount point that holds `real`, from one read
- * of /proc/self/mountinfo. Lines of any length (getline: another mount's
- * options may be long). NULL when none (or on error).
+ * The longest fuse.h5memfs mount point that holds `real` (`exact`: that
+ * is `real`), from one read of /proc/self/mountinfo. NULL when none (or
+ * on error).
  */
 static char *scan_mountinfo(const char *real, bool exact)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL, *best = NULL;
-	size_t cap = 0, best_len = 0;
+	struct scan sc = { real, exact, NULL, 0 };
 
-	while (f && getline(&line, &cap, f) > 0) {
-		char *sep = strstr(line, " - "), *save = NULL, *mnt = NULL;
-		char *tok, *type;
-		size_t l;
-		int i = 0;
-
-		if (!sep)
-			continue;
-		*sep = '\0';
-		type = strtok_r(sep + 3, " \n", &save);
-		if (!type || strcmp(type, "fuse.h5memfs") != 0)
-			continue;
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... */
-		for (tok = strtok_r(line, " ", &save); tok && i < 4; i++)
-			tok = strtok_r(NULL, " ", &save);
-		if (!(mnt = tok))
-			continue;
-		unescape(mnt);
-		l = strlen(mnt);
-		if (exact ? strcmp(real, mnt) != 0 :
-			    strncmp(real, mnt, l) || (real[l] && real[l] != '/' &&
-						      strcmp(mnt, "/")))
-			continue;
-		if (l >= best_len) {
-			free(best);
-			best = strdup(mnt);
-			best_len = l;
-		}
-	}
-	free(line);
-	if (f)
-		fclose(f);
-	return best;
+	mountinfo_each(consider, &sc);
+	return sc.best;
 }
 
 /*

@@ -14,61 +14,33 @@
 #include "bdi.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "../core/mountinfo.h"
 
 /* What the kernel's dirty throttling allows the mount (percent). */
 #define BDI_MAX_RATIO "50"
 
-/* path as /proc/self/mountinfo writes it: \ooo for space, tab, \n, \ */
-static char *mountinfo_escape(const char *path)
+struct find {
+	const char *mountpoint;
+	char dev[32];
+	bool found;
+};
+
+/* Keep the last FUSE mount at the mount point: the newest is ours. */
+static bool consider(const struct mountinfo_entry *e, void *arg)
 {
-	char *out = malloc(strlen(path) * 4 + 1), *o = out;
+	struct find *f = arg;
 
-	if (!out)
-		return NULL;
-	for (; *path; path++) {
-		if (strchr(" \t\n\\", *path))
-			o += sprintf(o, "\\%03o", (unsigned char)*path);
-		else
-			*o++ = *path;
+	if (!strcmp(e->mountpoint, f->mountpoint) &&
+	    !strncmp(e->fstype, "fuse", 4) &&
+	    strlen(e->majmin) < sizeof(f->dev)) {
+		strcpy(f->dev, e->majmin);
+		f->found = true;
 	}
-	*o = '\0';
-	return out;
-}
-
-/*
- * The "MAJ:MIN" of the last FUSE mount listed at `escaped` (the newest
- * one there is ours), or false.
- */
-static bool find_device(const char *escaped, char dev[32])
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL, *sep;
-	size_t cap = 0;
-	bool found = false;
-
-	if (!f)
-		return false;
-	while (getline(&line, &cap, f) > 0) {
-		char majmin[32], mnt[4096 + 1];
-
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE ... */
-		if (sscanf(line, "%*u %*u %31s %*s %4096s", majmin, mnt) != 2 ||
-		    strcmp(mnt, escaped) != 0)
-			continue;
-		sep = strstr(line, " - ");
-		if (sep && strncmp(sep + 3, "fuse", 4) == 0) {
-			strcpy(dev, majmin);
-			found = true;
-		}
-	}
-	free(line);
-	fclose(f);
-	return found;
+	return false;
 }
 
 static int write_attr(const char *dev, const char *name, const char *value)
@@ -87,20 +59,17 @@ static int write_attr(const char *dev, const char *name, const char *value)
 
 void bdi_lift_dirty_limit(const char *real_mountpoint)
 {
-	char dev[32], *escaped;
+	struct find f = { real_mountpoint, "", false };
 
 	if (geteuid() != 0 || !real_mountpoint)
 		return;
-	escaped = mountinfo_escape(real_mountpoint);
-	if (!escaped)
-		return;
-	if (!find_device(escaped, dev)) {
+	mountinfo_each(consider, &f);
+	if (!f.found) {
 		log_debug("no mountinfo line for %s: dirty limit kept",
 			  real_mountpoint);
-	} else if (write_attr(dev, "max_ratio", BDI_MAX_RATIO) < 0 ||
-		   write_attr(dev, "strict_limit", "0") < 0) {
+	} else if (write_attr(f.dev, "max_ratio", BDI_MAX_RATIO) < 0 ||
+		   write_attr(f.dev, "strict_limit", "0") < 0) {
 		/* kernels without strict_limit in sysfs (before 6.2) */
-		log_debug("cannot lift the dirty limit of bdi %s: %m", dev);
+		log_debug("cannot lift the dirty limit of bdi %s: %m", f.dev);
 	}
-	free(escaped);
 }

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../core/mountinfo.h"
 #include "path.h"
 #include "proc.h"
 
@@ -63,48 +64,15 @@ static char *pick_base(const char *from)
 	return NULL;
 }
 
-/* Undo the escapes of /proc/self/mountinfo (\040 for a space...). */
-static void unescape_octal(char *s)
+static bool is_at(const struct mountinfo_entry *e, void *mnt)
 {
-	char *d = s;
-
-	for (; *s; s++, d++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
-		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-			*d = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 |
-				    (s[3] - '0'));
-			s += 3;
-		} else {
-			*d = *s;
-		}
-	}
-	*d = '\0';
+	return !strcmp(e->mountpoint, mnt);
 }
 
 /* Whether something is mounted on the canonical path mnt. */
 static bool is_mounted(const char *mnt)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char *line = NULL, *p, *save;
-	size_t cap = 0;
-	bool found = false;
-	int i;
-
-	if (!f)
-		return false;
-	while (!found && getline(&line, &cap, f) > 0) {
-		/* id parent major:minor root MOUNTPOINT ... */
-		p = strtok_r(line, " ", &save);
-		for (i = 0; p && i < 4; i++)
-			p = strtok_r(NULL, " ", &save);
-		if (!p)
-			continue;
-		unescape_octal(p);
-		found = !strcmp(p, mnt);
-	}
-	free(line);
-	fclose(f);
-	return found;
+	return mountinfo_each(is_at, (void *)mnt);
 }
 
 /* Detach whatever is mounted on mnt: directly as root, else fusermount3. */
