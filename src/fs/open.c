@@ -208,8 +208,21 @@ static void load_run(struct fs_job *j)
 		}
 		goto out;
 	}
-	if (!err)
-		err = fs_hold_room(fs, need);
+	if (!err && (err = fs_hold_room(fs, need)) == 0) {
+		lj->held = need;
+		err = src_load_fd(lj->fd, &lj->img, &lj->id);
+		if (err == -ENOSPC) {
+			/*
+			 * The private tmpfs is full though the count said
+			 * otherwise (the kernel's own writes on the
+			 * passthrough path are counted later).
+			 */
+			img_destroy(&lj->img);
+			img_init(&lj->img, fs->o.page_size);
+			fs_unreserve(fs, lj->held);
+			lj->held = 0;
+		}
+	}
 	if (err == -ENOSPC && (lj->flags & O_ACCMODE) == O_RDONLY) {
 		/* the budget is full of unsaved data: read SOURCE's file */
 		log_info("no room in max_memory for %s (%llu bytes): served "
@@ -217,40 +230,19 @@ static void load_run(struct fs_job *j)
 			 (unsigned long long)st.st_size);
 		lj->direct = true;
 		err = 0;
-		goto out;
-	}
-	if (err) {
+	} else if (err == -ENOSPC) {
 		log_err("no room in max_memory (%llu bytes) to load %s "
 			"(%llu bytes) for writing: it is held by images with "
 			"unsaved changes or open (h5memfs status lists them; "
 			"sync or close them, or raise max_memory)",
 			(unsigned long long)fs->o.max_memory, path,
 			(unsigned long long)st.st_size);
-		goto out;
-	}
-	lj->held = need;
-	err = src_load_fd(lj->fd, &lj->img, &lj->id);
-	if (err == -ENOSPC && (lj->flags & O_ACCMODE) == O_RDONLY) {
-		/*
-		 * The private tmpfs is full though the count said otherwise
-		 * (the kernel's own writes on the passthrough path are
-		 * counted later): read SOURCE's file instead.
-		 */
-		img_destroy(&lj->img);
-		img_init(&lj->img, fs->o.page_size);
-		fs_unreserve(fs, lj->held);
-		lj->held = 0;
-		log_info("no room in memory for %s: served from SOURCE, "
-			 "read-only", path);
-		lj->direct = true;
-		err = 0;
-		goto out;
-	}
-	if (!err)
-		fs_image_loaded(fs, &lj->img);
-	if (err)
+	} else if (err) {
 		log_warn("cannot load %s from SOURCE: %s", path,
 			 strerror(-err));
+	} else {
+		fs_image_loaded(fs, &lj->img);
+	}
 out:
 	if (!lj->direct && lj->fd >= 0) {
 		close(lj->fd);
