@@ -778,8 +778,8 @@ def report(b):
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
     out.append("Ratios: speed relative to the base column (higher is "
-               "faster; for h5dump, base time / time). Targets from "
-               "SPEC.md section 9 (daemon path; 'pt' = passthrough).\n")
+               "faster; for h5dump, base time / time). Targets: the "
+               "project's goals (daemon path; 'pt' = passthrough).\n")
 
     # the workloads' own tables, in their order
     for m in WORKLOADS:

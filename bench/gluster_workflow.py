@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A realistic HDF5 workflow on GlusterFS, four ways (SPEC.md section 8).
+"""A realistic HDF5 workflow on GlusterFS, four ways.
 
     gluster_workflow.py --dir GLUSTER_DIR [options]
 

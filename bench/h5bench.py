@@ -8,7 +8,10 @@ wrong data exits 3 with a message on stderr.
     h5bench.py h5write FILE MIB CHUNK_KIB     chunked dataset, written chunk by chunk
     h5bench.py h5read FILE COUNT SEED         COUNT random chunk reads, checked
     h5bench.py mkmany FILE N                  N small datasets (for h5dump -H)
-    h5bench.py meta DIR N [--cold]            create, stat, readdir, unlink of N files
+    h5bench.py meta DIR N [--cold] [--requests MNT]
+                                              create, stat, readdir, unlink of N files
+                                              (--requests: FUSE requests per file and
+                                              phase, from MNT's status)
     h5bench.py fsync FILE                     time one fsync(2) of FILE
 """
 import json
@@ -82,24 +85,46 @@ def _drop_caches():
         f.write("3\n")
 
 
-def meta(d, n, cold):
+def _requests(mnt):
+    """The h5memfs mount's request counts by kind (its status)."""
+    return json.loads(os.getxattr(mnt, "user.h5memfs.status"))["requests"]
+
+
+def meta(d, n, cold, mnt=None):
+    """Rates of each phase; with mnt (an h5memfs mount holding d), also
+    res["requests"][phase]: the FUSE requests of each kind per file."""
     names = [os.path.join(d, f"f{i:06d}") for i in range(n)]
     res = {}
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
+    counts = {}
+    last = _requests(mnt) if mnt else None
+
+    def phase(name, t0):
+        nonlocal last
+        res[name] = n / (time.perf_counter() - t0)
+        if mnt:
+            now = _requests(mnt)
+            counts[name] = {k: round((v - last.get(k, 0)) / n, 2)
+                            for k, v in now.items()
+                            if (v - last.get(k, 0)) / n >= 0.01}
+            last = now
+
     t0 = time.perf_counter()
     for p in names:
         os.close(os.open(p, flags, 0o644))
-    res["create"] = n / (time.perf_counter() - t0)
+    phase("create", t0)
     t0 = time.perf_counter()
     for p in names:
         os.stat(p)
-    res["stat"] = n / (time.perf_counter() - t0)
+    phase("stat", t0)
     if cold:
         _drop_caches()
+        if mnt:
+            last = _requests(mnt)
         t0 = time.perf_counter()
         for p in names:
             os.stat(p)
-        res["stat_cold"] = n / (time.perf_counter() - t0)
+        phase("stat_cold", t0)
     best = None
     for _ in range(3):
         t0 = time.perf_counter()
@@ -112,14 +137,22 @@ def meta(d, n, cold):
             sys.exit(3)
         best = t if best is None else sorted([best, t])[0]
     res["readdir"] = n / best
+    if mnt:  # three listings: requests of one, per entry
+        now = _requests(mnt)
+        counts["readdir"] = {k: round((v - last.get(k, 0)) / 3 / n, 3)
+                             for k, v in now.items()
+                             if (v - last.get(k, 0)) / 3 / n >= 0.001}
+        last = now
     t0 = time.perf_counter()
     for p in names:
         os.unlink(p)
-    res["unlink"] = n / (time.perf_counter() - t0)
+    phase("unlink", t0)
     left = os.listdir(d)
     if left:
         print(f"{len(left)} entries left in {d} after unlink", file=sys.stderr)
         sys.exit(3)
+    if mnt:
+        res["requests"] = counts
     return res
 
 
@@ -141,7 +174,8 @@ def main():
         sys.exit(2)
     cmd = a[0]
     if cmd == "meta":
-        r = meta(a[1], int(a[2]), "--cold" in a[3:])
+        mnt = a[a.index("--requests") + 1] if "--requests" in a else None
+        r = meta(a[1], int(a[2]), "--cold" in a[3:], mnt)
     elif cmd == "fsync":
         r = fsync(a[1])
     elif cmd == "h5write":

@@ -1,6 +1,8 @@
 """Metadata: create, stat (cached and after drop_caches), readdir and
 unlink of meta_n empty files in one directory (bench/h5bench.py meta).
-Base: ext4.
+Base: ext4. For each h5memfs mount, also the FUSE requests each phase
+cost per file (the mount's status counts them by kind), so that the
+report shows where the round trips go.
 """
 import os
 
@@ -23,6 +25,7 @@ def run(b):
     phases = ("create", "stat", "stat_cold", "readdir", "unlink")
     vals = {t: {p: [] for p in phases} for t in b.targets}
     dead = set()
+    reqs = b.results.setdefault("meta_requests", {})
     log(f"metadata: {n} files")
     for rep in range(b.cfg["reps"]):
         for t in b.targets:
@@ -32,8 +35,12 @@ def run(b):
             try:
                 os.mkdir(d)
                 sh(["sync", "-f", b.ext4], 300)
+                extra = (["--requests", b.root(t)] if t in b.variants
+                         else [])
                 r = pyjson([os.path.join(BENCH, "h5bench.py"), "meta",
-                            d, str(n), "--cold"], 900)
+                            d, str(n), "--cold"] + extra, 900)
+                if "requests" in r:
+                    reqs[t] = r["requests"]
                 os.rmdir(d)
                 sh(["sync", "-f", b.ext4], 300)
                 for p in phases:
@@ -48,3 +55,20 @@ def run(b):
         for p in phases:
             b.record(f"meta_{p}", t, median(vals[t][p]),
                         runs=vals[t][p])
+
+
+def report(b, out, summary):
+    reqs = b.results.get("meta_requests", {})
+    if not reqs:
+        return
+    out.append("")
+    out.append("### FUSE requests per file, by phase (status \"requests\"; "
+               "readdir: per entry listed)")
+    out.append("")
+    out.append("| mount | phase | requests |")
+    out.append("|---|---|---|")
+    for t, phases in sorted(reqs.items()):
+        for phase, kinds in phases.items():
+            txt = ", ".join(f"{k} {v:g}" for k, v in
+                            sorted(kinds.items(), key=lambda kv: -kv[1]))
+            out.append(f"| {t} | {phase} | {txt or 'none'} |")

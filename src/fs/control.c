@@ -175,6 +175,25 @@ int fs_status_files(struct fs *fs, uint64_t start, size_t max, char **json)
 	return *json ? 0 : -ENOMEM;
 }
 
+/* ", \"requests\": {\"lookup\": N, ...}": the kinds seen so far. */
+static void status_requests(struct fs *fs, struct strbuf *b)
+{
+	const char *sep = "";
+
+	sb_printf(b, ", \"requests\": {");
+	for (int i = 0; i < FS_REQUEST_KINDS; i++) {
+		uint64_t n = __atomic_load_n(&fs->stats.requests[i],
+					     __ATOMIC_RELAXED);
+
+		if (!n || !fs->request_names || !fs->request_names[i])
+			continue;
+		sb_printf(b, "%s\"%s\": %llu", sep, fs->request_names[i],
+			  (unsigned long long)n);
+		sep = ", ";
+	}
+	sb_printf(b, "}");
+}
+
 int fs_status_mount(struct fs *fs, char **json)
 {
 	uint64_t used = 0, dirty = 0, loaded = 0, ndirty = 0, nodes;
@@ -213,7 +232,7 @@ int fs_status_mount(struct fs *fs, char **json)
 		  "\"loads\": %llu, \"load_bytes\": %llu, "
 		  "\"read_requests\": %llu, \"write_requests\": %llu, "
 		  "\"readdir_requests\": %llu, \"evictions\": %llu, \"preload\": {\"state\": \"%s\", "
-		  "\"files\": %llu, \"bytes\": %llu, \"skipped\": %llu}}",
+		  "\"files\": %llu, \"bytes\": %llu, \"skipped\": %llu}",
 		  fs->o.volatile_ || !fs->has_source ? "true" : "false",
 		  fs_kernel_writes(fs) ? "passthrough" : "daemon",
 		  (unsigned long long)fs->o.max_memory,
@@ -237,6 +256,8 @@ int fs_status_mount(struct fs *fs, char **json)
 		  (unsigned long long)fs->preload.files,
 		  (unsigned long long)fs->preload.bytes,
 		  (unsigned long long)fs->preload.skipped);
+	status_requests(fs, &b);
+	sb_printf(&b, "}");
 	*json = sb_take(&b);
 	return *json ? 0 : -ENOMEM;
 }

@@ -49,8 +49,18 @@ struct fs_opts {
 	enum fs_atime atime;
 };
 
+/* Request kinds counted by kind (the FUSE opcode, below this). */
+#define FS_REQUEST_KINDS 64
+
 struct fs_stats {
 	uint64_t reads, writes, readdirs; /* requests the daemon served */
+	/*
+	 * Every request the kernel sent, by kind, counted by the FUSE layer;
+	 * status shows those with a name in request_names (set by that
+	 * layer) and a non-zero count, so that a benchmark can see how many
+	 * round trips an operation took.
+	 */
+	uint64_t requests[FS_REQUEST_KINDS];
 	uint64_t writebacks, writeback_bytes, writeback_errors;
 	uint64_t conflicts, invalid, commits, evictions;
 	uint64_t loads, load_bytes;
@@ -65,6 +75,7 @@ struct fs {
 	pthread_mutex_t replay_lock;	/* held while SOURCE's namespace moves */
 	pthread_mutex_t sync_lock;	/* one write-back pass at a time */
 	struct fs_stats stats;
+	const char *const *request_names; /* FS_REQUEST_KINDS, NULL gaps */
 	/*
 	 * The file a write-back is replacing in SOURCE now (sync_lock makes
 	 * it one at a time), and whether a new file was renamed over it

@@ -16,6 +16,7 @@
 #define KABI_OP_OPEN 14
 #define KABI_OP_INIT 26
 #define KABI_OP_CREATE 35
+#define KABI_OP_STATX 52 /* Linux 6.6+ */
 
 /* struct fuse_init_in: flags u32 @12, flags2 u32 @16 (with INIT_EXT) */
 #define KABI_INIT_IN_FLAGS 12

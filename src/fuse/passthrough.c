@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <linux/capability.h>
+#include <linux/fuse.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -128,6 +129,39 @@ static bool kills_privileges(const void *buf, size_t n, uint32_t op)
 	}
 }
 
+/* Status names of the request kinds (struct fs_stats.requests). */
+static const char *const request_names[FS_REQUEST_KINDS] = {
+	[FUSE_LOOKUP] = "lookup", [FUSE_FORGET] = "forget",
+	[FUSE_GETATTR] = "getattr", [FUSE_SETATTR] = "setattr",
+	[FUSE_READLINK] = "readlink", [FUSE_SYMLINK] = "symlink",
+	[FUSE_MKNOD] = "mknod", [FUSE_MKDIR] = "mkdir",
+	[FUSE_UNLINK] = "unlink", [FUSE_RMDIR] = "rmdir",
+	[FUSE_RENAME] = "rename", [FUSE_LINK] = "link", [FUSE_OPEN] = "open",
+	[FUSE_READ] = "read", [FUSE_WRITE] = "write",
+	[FUSE_STATFS] = "statfs", [FUSE_RELEASE] = "release",
+	[FUSE_FSYNC] = "fsync", [FUSE_SETXATTR] = "setxattr",
+	[FUSE_GETXATTR] = "getxattr", [FUSE_LISTXATTR] = "listxattr",
+	[FUSE_REMOVEXATTR] = "removexattr", [FUSE_FLUSH] = "flush",
+	[FUSE_INIT] = "init", [FUSE_OPENDIR] = "opendir",
+	[FUSE_READDIR] = "readdir", [FUSE_RELEASEDIR] = "releasedir",
+	[FUSE_FSYNCDIR] = "fsyncdir", [FUSE_GETLK] = "getlk",
+	[FUSE_SETLK] = "setlk", [FUSE_SETLKW] = "setlkw",
+	[FUSE_ACCESS] = "access", [FUSE_CREATE] = "create",
+	[FUSE_INTERRUPT] = "interrupt", [FUSE_BMAP] = "bmap",
+	[FUSE_DESTROY] = "destroy", [FUSE_IOCTL] = "ioctl",
+	[FUSE_POLL] = "poll", [FUSE_NOTIFY_REPLY] = "notify_reply",
+	[FUSE_BATCH_FORGET] = "batch_forget", [FUSE_FALLOCATE] = "fallocate",
+	[FUSE_READDIRPLUS] = "readdirplus", [FUSE_RENAME2] = "rename2",
+	[FUSE_LSEEK] = "lseek", [FUSE_COPY_FILE_RANGE] = "copy_file_range",
+	[FUSE_SYNCFS] = "syncfs", [FUSE_TMPFILE] = "tmpfile",
+	[KABI_OP_STATX] = "statx",
+};
+
+const char *const *pt_request_names(void)
+{
+	return request_names;
+}
+
 static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct h5m *m = userdata;
@@ -139,6 +173,9 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 		return n;
 	op = get32(buf, 4);
 	memcpy(&unique, (char *)buf + 8, sizeof(unique));
+	if (op < FS_REQUEST_KINDS)
+		__atomic_add_fetch(&m->fs.stats.requests[op], 1,
+				   __ATOMIC_RELAXED);
 	if (op == KABI_OP_INIT && n >= 40 + 20) {
 		const char *in = (const char *)buf + 40; /* after in_header */
 		uint32_t flags = get32(in, KABI_INIT_IN_FLAGS);

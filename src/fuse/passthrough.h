@@ -17,7 +17,10 @@
 /* Why passthrough cannot work here, or NULL when it may. */
 const char *pt_unavailable_reason(void);
 
-/* Install the hooks on the mounted session. 0 or -errno. */
+/*
+ * Install the hooks on the mounted session. 0 or -errno. The read hook
+ * also counts every request by kind (fs.stats.requests), on both paths.
+ */
 int pt_install(struct h5m *m, struct fuse_session *se);
 
 /*
@@ -27,6 +30,9 @@ int pt_install(struct h5m *m, struct fuse_session *se);
  * and fi->fh carries the id to the reply hook. 0 or -errno.
  */
 int pt_prepare_open(struct h5m *m, struct node *n, struct fuse_file_info *fi);
+
+/* Status names of the request kinds, indexed by FUSE opcode. */
+const char *const *pt_request_names(void);
 
 /* Drop a backing id returned by fs_close (0: nothing to do). */
 void pt_release(int id);

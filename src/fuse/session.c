@@ -215,6 +215,7 @@ int session_run(struct opts *o)
 			o->source, strerror(-err));
 		goto out_free;
 	}
+	m->fs.request_names = pt_request_names();
 	se = fuse_session_new(&o->fuse_args, &ll_ops, sizeof(ll_ops), m);
 	if (!se)
 		goto out_fs; /* libfuse printed why */

@@ -8,8 +8,8 @@
  * every object header is read. A superblock whose status flags say a
  * writer has the file open (HDF5 1.10+ writers, SWMR writers) is
  * validated as if closed: the flags are cleared in a private copy-on-
- * write page, with the superblock checksum recomputed, because SPEC
- * section 3 judges structure, not whether the writer has closed it.
+ * write page, with the superblock checksum recomputed, because validation
+ * judges structure, not whether the writer has closed it.
  *
  * libhdf5 is not thread-safe here: calls are serialised inside. The
  * daemon calls only h5_inspect_isolated (isolate.c).

@@ -1,4 +1,4 @@
-"""h5memfs over a shared filesystem (SPEC.md section 8), on GlusterFS: one
+"""h5memfs over a shared filesystem on GlusterFS: one
 volume mounted twice on this machine stands for two nodes, A and B, each
 with its own h5memfs over the same directory.
 

@@ -27,7 +27,7 @@ def load(path):
 
 # A conflict needs changes in the mount that are not yet written back (or
 # a handle open across the change): a clean image nobody has open is
-# simply loaded again from SOURCE when it is next opened (SPEC 8), as
+# simply loaded again from SOURCE when it is next opened (docs/design.md), as
 # test_a_clean_image_is_reloaded_instead_of_conflicting checks.
 
 def behind(path, data):

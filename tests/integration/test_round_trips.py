@@ -4,6 +4,7 @@ logs with -o debug (libfuse prints each one's opcode)."""
 import os
 
 import helpers
+from acceptance import mount_status
 
 
 def opcodes(m, name):
@@ -32,4 +33,34 @@ def test_sync_on_close_still_gets_every_flush(mount, empty_source):
         # written back at the close itself, before the unmount
         assert helpers.read_file(empty_source / f"f{i}") == b"data"
     assert opcodes(m, "FLUSH") >= 5
+    assert m.unmount() == 0
+
+
+def test_status_counts_every_request_by_kind(mount, empty_source):
+    """status's "requests" counts what the kernel sent, kind by kind, as
+    libfuse's own debug log (one line per request) does."""
+    m = mount(empty_source, options=["debug"], allow_stderr=True)
+    before = mount_status(m)["requests"]
+    for i in range(10):
+        os.close(os.open(m / f"f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                         0o644))
+    for i in range(3):
+        os.mkdir(m / f"d{i}")
+    for i in range(10):
+        os.unlink(m / f"f{i}")
+    after = mount_status(m)["requests"]
+
+    def delta(kind):
+        return after.get(kind, 0) - before.get(kind, 0)
+
+    assert delta("create") == 10
+    assert delta("mkdir") == 3
+    assert delta("unlink") == 10
+    assert after["init"] == 1
+    logged = {k: opcodes(m, k.upper()) for k in ("create", "mkdir",
+                                                  "unlink", "lookup")}
+    assert logged["create"] == after["create"]
+    assert logged["mkdir"] == after["mkdir"]
+    assert logged["unlink"] == after["unlink"]
+    assert logged["lookup"] == after.get("lookup", 0)
     assert m.unmount() == 0
