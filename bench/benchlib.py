@@ -194,8 +194,9 @@ def median(xs):
 class FuseDaemon:
     """A FUSE daemon we started (h5memfs or slowfs), mounted at mnt."""
 
-    def __init__(self, name, argv, mnt, logdir, notify=None):
+    def __init__(self, name, argv, mnt, logdir, notify=None, uid=None):
         self.name, self.argv, self.mnt = name, argv, mnt
+        self.uid = uid  # the daemon's user, when not root
         self.logpath = os.path.join(logdir, f"{name}.log")
         self.notify = notify
         self.proc = None
@@ -213,6 +214,8 @@ class FuseDaemon:
             if os.path.exists(self.notify):
                 os.unlink(self.notify)
             os.mkfifo(self.notify, 0o600)
+            if self.uid is not None:
+                os.chown(self.notify, self.uid, self.uid)
             fifo_fd = os.open(self.notify, os.O_RDONLY | os.O_NONBLOCK)
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=logf, stderr=logf,
@@ -380,6 +383,7 @@ class Registry:
         self.mounts = []     # kernel mounts (tmpfs, ext4)
         self.loops = []
         self.files = []
+        self.restore = []    # callables that undo machine settings
 
     def cleanup(self):
         for d in list(self.daemons)[::-1]:
@@ -413,9 +417,50 @@ class Registry:
                     os.unlink(f)
             except OSError:
                 pass
+        for undo in self.restore[::-1]:
+            try:
+                undo()
+            except OSError as e:
+                log(f"cleanup: {e}")
+        self.restore = []
 
 
 REG = Registry()
+
+
+NOBODY = 65534
+
+
+def allow_user_mounts():
+    """Let a user other than root mount with allow_other, as a Debian
+    machine with fuse3 installed does (/dev/fuse 0666; user_allow_other
+    in /etc/fuse.conf, which the bench's own root processes need to reach
+    the mount); both undone at cleanup."""
+    mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+    if mode & 0o006 != 0o006:
+        os.chmod("/dev/fuse", 0o666)
+        REG.restore.append(lambda: os.chmod("/dev/fuse", mode))
+    conf = "/etc/fuse.conf"
+    try:
+        with open(conf) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = None
+    lines = (text or "").splitlines()
+    if "user_allow_other" in [ln.strip() for ln in lines]:
+        return
+
+    def undo():
+        if text is None:
+            os.unlink(conf)
+        else:
+            with open(conf, "w") as f:
+                f.write(text)
+    with open(conf, "a") as f:
+        if text and not text.endswith("\n"):
+            f.write("\n")
+        f.write("user_allow_other\n")
+    REG.restore.append(undo)
 
 
 def clean_stale():
@@ -473,6 +518,7 @@ class Bench:
         self.tmpfs = os.path.join(BASE, "tmpfs")
         self.ext4 = os.path.join(BASE, "ext4")
         self.variants = {}    # target name -> extra h5memfs -o options
+        self.users = {}       # target name -> uid its daemon runs as
         self.targets = []
         self.mounts = {}      # target -> FuseDaemon (data mounts)
         self.nmount = 0
@@ -498,6 +544,13 @@ class Bench:
             self.variants = {"h5memfs": ""}
             self.notes.append("h5memfs --help lists no passthrough option: "
                               "daemon data path only")
+        if not getattr(self.args, "no_user", False) and \
+                shutil.which("setpriv"):
+            # what users without root get: the daemon path, memfd images,
+            # the kernel's own dirty limits for the mount
+            allow_user_mounts()
+            self.variants["h5memfs-user"] = "passthrough=off,allow_other"
+            self.users["h5memfs-user"] = NOBODY
         self.targets = ["tmpfs", "ext4"] + list(self.variants)
         self.slowfs = self.build_slowfs()
         # fusectl: to abort a hung connection (mounted if it is not)
@@ -561,9 +614,17 @@ class Bench:
         o = f"notify_pipe={BASE}/notify-{self.nmount}"
         if opts:
             o += "," + opts
-        d = FuseDaemon(f"{name}-{self.nmount}",
-                       [self.h5memfs, "-f", "-o", o, src, mnt], mnt,
-                       self.logdir, notify=f"{BASE}/notify-{self.nmount}")
+        argv = [self.h5memfs, "-f", "-o", o, src, mnt]
+        uid = self.users.get(name)
+        if uid is not None:
+            # the user's own SOURCE and mount point, as for a user mount
+            os.makedirs(mnt, exist_ok=True)
+            for path in (src, mnt):
+                sh(["chown", "-R", f"{uid}:{uid}", path], 300)
+            argv = ["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                    "--clear-groups"] + argv
+        d = FuseDaemon(f"{name}-{self.nmount}", argv, mnt, self.logdir,
+                       notify=f"{BASE}/notify-{self.nmount}", uid=uid)
         d.start()
         return d
 

@@ -74,7 +74,9 @@ def run(b):
         return secs
 
     parts = {"staging": []}
-    parts.update({v: [] for v in b.variants})
+    # a user's daemon cannot reach root's slowfs mount: root mounts only
+    mine = [v for v in b.variants if v not in b.users]
+    parts.update({v: [] for v in mine})
 
     def direct():
         return run_wf(smnt)
@@ -118,7 +120,7 @@ def run(b):
 
     ways = [("direct", direct, ""), ("core driver", core, ""),
             ("staging", staging, "")]
-    for v in b.variants:
+    for v in mine:
         ways.append((v, h5m(v), ""))
     ways.append(("direct, auto_cache", direct, "auto_cache"))
     runs = {w[0]: [] for w in ways}

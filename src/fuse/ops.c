@@ -36,8 +36,9 @@ static void ll_op_init(void *userdata, struct fuse_conn_info *conn)
 	choose_data_path(m);
 	conn->max_write = 1 << 20;
 	conn->max_readahead = 1 << 20;
+	/* READ replies spliced from the image; never moved (passthrough.c) */
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)

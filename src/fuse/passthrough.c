@@ -11,6 +11,7 @@
 #include "passthrough.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/fuse.h>
 #include <pthread.h>
@@ -262,11 +263,29 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 	return writev(fd, iov, count);
 }
 
+/*
+ * READ replies, spliced from the image through a pipe (libfuse does so
+ * only when the custom I/O has this hook: without it, every read was
+ * copied into a freshly mapped buffer, a page fault per page, and the
+ * daemon path read a cold file at a tenth of the speed). Nothing in a
+ * READ reply needs patching, so the data goes as it is.
+ */
+static ssize_t pt_splice_send(int fdin, off_t *offin, int fdout,
+			      off_t *offout, size_t len, unsigned int flags,
+			      void *userdata)
+{
+	(void)userdata;
+	/* never SPLICE_F_MOVE: the kernel could take the image's own page */
+	return splice(fdin, offin, fdout, offout, len,
+		      flags & ~(unsigned int)SPLICE_F_MOVE);
+}
+
 int pt_install(struct h5m *m, struct fuse_session *se)
 {
 	static const struct fuse_custom_io io = {
 		.read = pt_read,
 		.writev = pt_writev,
+		.splice_send = pt_splice_send,
 	};
 
 	(void)m;
