@@ -72,3 +72,4 @@ def report(b, out, summary):
             txt = ", ".join(f"{k} {v:g}" for k, v in
                             sorted(kinds.items(), key=lambda kv: -kv[1]))
             out.append(f"| {t} | {phase} | {txt or 'none'} |")
+    out.append("")
