@@ -60,8 +60,7 @@ struct cmd_req {
 #define SLACK 4096		/* room for header + first argument */
 #define PAYLOAD ((1u << 20) + 4096) /* >= max_write and max_pages */
 #define MAX_QUEUES 32		/* more CPUs: /dev/fuse instead */
-#define THREADS 16		/* at start, at least 2 per queue */
-#define MAX_THREADS 96		/* with the spares (see spare()) */
+#define THREADS 16		/* in all, at least 2 per queue */
 
 struct ring {
 	int fd;
@@ -76,6 +75,7 @@ struct worker {
 	pthread_t thread;
 	struct ring ring;
 	uint16_t qid;
+	bool started;
 	/* the entry */
 	struct req_header hdr __attribute__((aligned(64)));
 	struct iovec iov[2];
@@ -92,15 +92,11 @@ struct worker {
 static struct {
 	struct h5m *m;
 	int devfd;
-	struct worker *w[MAX_THREADS];
-	_Atomic int n;		/* w[0..n) are set up */
-	pthread_mutex_t lock;	/* spawning, and the counts below */
-	int threads[MAX_QUEUES], waiting[MAX_QUEUES];
+	struct worker *w;
+	int n;
 	atomic_bool stop;
 	atomic_bool refused;	/* a registration failed: /dev/fuse it is */
-} U = { .devfd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static void *worker_main(void *arg);
+} U = { .devfd = -1 };
 
 static __thread struct worker *self;
 
@@ -200,59 +196,6 @@ static void reply_error(struct worker *w, uint64_t unique, int err)
 	w->hdr.ent.payload_sz = 0;
 }
 
-/* A new thread with its entry for queue qid. U.lock held. 0/-errno. */
-static int spawn_locked(uint16_t qid)
-{
-	int n = atomic_load(&U.n), err;
-	struct worker *w;
-
-	if (n >= MAX_THREADS)
-		return -EAGAIN;
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	w->qid = qid;
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->cond, NULL);
-	w->buf = aligned_alloc(4096, SLACK + PAYLOAD);
-	err = w->buf ? ring_setup(&w->ring, 4) : -ENOMEM;
-	if (err) {
-		free(w->buf);
-		free(w);
-		return err;
-	}
-	w->iov[0] = (struct iovec){ &w->hdr, sizeof(w->hdr) };
-	w->iov[1] = (struct iovec){ w->buf + SLACK, PAYLOAD };
-	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-		close(w->ring.fd);
-		free(w->buf);
-		free(w);
-		return -EAGAIN;
-	}
-	U.w[n] = w;
-	U.threads[qid]++;
-	atomic_store(&U.n, n + 1);
-	return 0;
-}
-
-/*
- * w's request is answered by another thread (a write-back thread, the
- * control thread): w waits for that answer, holding its entry. Another
- * request of the queue may be what lets the answer come (a sync drains
- * the kernel's cached writes of the file first), so a queue whose every
- * thread waits so gets one more (up to MAX_THREADS in all; /dev/fuse's
- * pool does not wait at all, its threads move on).
- */
-static void spare(struct worker *w, int delta)
-{
-	pthread_mutex_lock(&U.lock);
-	U.waiting[w->qid] += delta;
-	if (delta > 0 && U.threads[w->qid] - U.waiting[w->qid] < 1 &&
-	    !atomic_load(&U.stop) && spawn_locked(w->qid) < 0)
-		log_warn("io_uring: no spare thread for queue %u", w->qid);
-	pthread_mutex_unlock(&U.lock);
-}
-
 /* Serve the request the entry holds; its reply is then in the entry. */
 static void serve(struct worker *w)
 {
@@ -285,16 +228,8 @@ static void serve(struct worker *w)
 	self = NULL;
 	/* a reply made by another thread (after a wait, say) */
 	pthread_mutex_lock(&w->lock);
-	if (!w->replied) {
-		pthread_mutex_unlock(&w->lock);
-		spare(w, 1);
-		pthread_mutex_lock(&w->lock);
-		while (!w->replied)
-			pthread_cond_wait(&w->cond, &w->lock);
-		pthread_mutex_unlock(&w->lock);
-		spare(w, -1);
-		pthread_mutex_lock(&w->lock);
-	}
+	while (!w->replied)
+		pthread_cond_wait(&w->cond, &w->lock);
 	atomic_store(&w->unique, 0);
 	if (w->side) {
 		memcpy(w->hdr.in_out, w->side, OUT_HEADER);
@@ -330,7 +265,7 @@ static void *worker_main(void *arg)
 			if (res < 0) {
 				/* ENOTCONN, ECANCELED: unmounted */
 				if (res != -ENOTCONN && res != -ECANCELED &&
-				    res != -ENODEV && res != -ECONNABORTED &&
+				    res != -ENODEV &&
 				    !atomic_exchange(&U.refused, true))
 					log_warn("io_uring refused: %s; requests "
 						 "go through /dev/fuse",
@@ -416,7 +351,7 @@ int uring_start(struct h5m *m, int devfd)
 {
 	int nq = possible_cpus(), per, err = 0;
 
-	if (atomic_load(&U.n))
+	if (U.w)
 		return 0;
 	U.devfd = devfd;
 	if (nq <= 0 || nq > MAX_QUEUES) {
@@ -425,32 +360,54 @@ int uring_start(struct h5m *m, int devfd)
 	}
 	per = THREADS / nq < 2 ? 2 : THREADS / nq;
 	U.m = m;
-	pthread_mutex_lock(&U.lock);
-	for (int i = 0; i < nq * per && !err; i++)
-		err = spawn_locked((uint16_t)(i % nq));
-	pthread_mutex_unlock(&U.lock);
-	if (err) {
+	U.n = nq * per;
+	U.w = calloc((size_t)U.n, sizeof(*U.w));
+	if (!U.w) {
+		fall_back();
+		return -ENOMEM;
+	}
+	for (int i = 0; i < U.n; i++) {
+		struct worker *w = &U.w[i];
+
+		w->qid = (uint16_t)(i % nq);
+		pthread_mutex_init(&w->lock, NULL);
+		pthread_cond_init(&w->cond, NULL);
+		w->buf = aligned_alloc(4096, SLACK + PAYLOAD);
+		if (!w->buf || (err = ring_setup(&w->ring, 4)) < 0) {
+			err = err ? err : -ENOMEM;
+			break;
+		}
+		w->iov[0] = (struct iovec){ &w->hdr, sizeof(w->hdr) };
+		w->iov[1] = (struct iovec){ w->buf + SLACK, PAYLOAD };
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+			close(w->ring.fd);
+			err = -EAGAIN;
+			break;
+		}
+		w->started = true;
+	}
+	if (err)
 		log_warn("io_uring: cannot set up the rings: %s", strerror(-err));
+	else
+		log_info("requests over io_uring: %d queues, %d threads", nq,
+			 U.n);
+	if (err) {
 		/* some queue may lack an entry: /dev/fuse for all */
 		uring_stop();
 		fall_back();
-		return err;
 	}
-	log_info("requests over io_uring: %d queues, %d threads", nq, nq * per);
-	return 0;
+	return err;
 }
 
 static struct worker *owner(uint64_t unique)
 {
-	int n = atomic_load(&U.n);
-
-	if (!unique)
+	if (!U.w || !unique)
 		return NULL;
 	if (self && atomic_load(&self->unique) == unique)
 		return self;
-	for (int i = 0; i < n; i++)
-		if (atomic_load(&U.w[i]->unique) == unique)
-			return U.w[i];
+	for (int i = 0; i < U.n; i++)
+		if (atomic_load(&U.w[i].unique) == unique)
+			return &U.w[i];
 	return NULL;
 }
 
@@ -493,7 +450,7 @@ bool uring_take_reply(const struct iovec *iov, int count, ssize_t *ret)
 	uint64_t unique;
 	struct worker *w;
 
-	if (!atomic_load(&U.n) || count < 1 || iov[0].iov_len != OUT_HEADER)
+	if (!U.w || count < 1 || iov[0].iov_len != OUT_HEADER)
 		return false;
 	memcpy(&unique, (const char *)iov[0].iov_base + 8, 8);
 	w = owner(unique);
@@ -555,24 +512,16 @@ bool uring_take_spliced_reply(int fdin, size_t len, ssize_t *ret)
 
 void uring_stop(void)
 {
-	int n;
-
+	if (!U.w)
+		return;
 	atomic_store(&U.stop, true);
-	/* no thread is spawned once stop is set (spare() checks it) */
-	pthread_mutex_lock(&U.lock);
-	n = atomic_load(&U.n);
-	pthread_mutex_unlock(&U.lock);
-	for (int i = 0; i < n; i++) {
-		struct worker *w = U.w[i];
+	for (int i = 0; i < U.n; i++) {
+		struct worker *w = &U.w[i];
 
+		if (!w->started)
+			continue;
 		pthread_join(w->thread, NULL);
+		w->started = false;
 		close(w->ring.fd);
-		free(w->buf);
-		free(w->side);
-		pthread_mutex_destroy(&w->lock);
-		pthread_cond_destroy(&w->cond);
-		free(w);
-		U.w[i] = NULL;
 	}
-	atomic_store(&U.n, 0);
 }
