@@ -40,7 +40,6 @@ static const struct fuse_opt opt_table[] = {
 	OPT("max_memory=%s", max_memory_s, 0),
 	OPT("preload", preload, 1),
 	OPT("sync_on_close", sync_on_close, 1),
-	OPT("io_uring", io_uring, 1),
 	OPT("ro", ro, 1),
 	FUSE_OPT_KEY("ro", FUSE_OPT_KEY_KEEP),
 	FUSE_OPT_KEY("-h", KEY_HELP),
@@ -527,9 +526,6 @@ void opts_print_help(const char *prog)
 "                           and mmap from the images itself (Linux 6.9+,\n"
 "                           root); off: the daemon serves them with the\n"
 "                           kernel's writeback cache (default auto)\n"
-"    -o io_uring            take requests over io_uring (Linux 6.14+, the\n"
-"                           fuse module's enable_uring=Y): fewer system\n"
-"                           calls per request; /dev/fuse otherwise\n"
 "    -o notify_pipe=PATH    write \"ready\" to the FIFO at PATH once the\n"
 "                           mount serves requests\n"
 "    -o log_level=error|warn|info|debug\n"

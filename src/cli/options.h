@@ -25,7 +25,6 @@ struct opts {
 	char *log_level_s;
 	int preload;
 	int sync_on_close;
-	int io_uring;
 	int foreground, debug, single_thread;
 	int show_help, show_version;
 	int ro;

@@ -175,10 +175,7 @@ int fs_status_files(struct fs *fs, uint64_t start, size_t max, char **json)
 	return *json ? 0 : -ENOMEM;
 }
 
-/*
- * ", \"requests\": {\"lookup\": N, ...}": the kinds seen so far; then
- * how many came over io_uring.
- */
+/* ", \"requests\": {\"lookup\": N, ...}": the kinds seen so far. */
 static void status_requests(struct fs *fs, struct strbuf *b)
 {
 	const char *sep = "";
@@ -194,9 +191,7 @@ static void status_requests(struct fs *fs, struct strbuf *b)
 			  (unsigned long long)n);
 		sep = ", ";
 	}
-	sb_printf(b, "}, \"io_uring_requests\": %llu",
-		  (unsigned long long)__atomic_load_n(&fs->stats.uring_requests,
-						      __ATOMIC_RELAXED));
+	sb_printf(b, "}");
 }
 
 int fs_status_mount(struct fs *fs, char **json)

@@ -61,7 +61,6 @@ struct fs_stats {
 	 * round trips an operation took.
 	 */
 	uint64_t requests[FS_REQUEST_KINDS];
-	uint64_t uring_requests;	/* of those, over io_uring */
 	uint64_t writebacks, writeback_bytes, writeback_errors;
 	uint64_t conflicts, invalid, commits, evictions;
 	uint64_t loads, load_bytes;

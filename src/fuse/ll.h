@@ -25,9 +25,6 @@ struct h5m {
 	bool pt_offered;	/* the kernel offered it at INIT */
 	bool killpriv_offered;	/* HANDLE_KILLPRIV_V2 offered at INIT */
 	bool pt_warned;		/* a registration failure was logged */
-	bool uring_wanted;	/* -o io_uring */
-	bool uring_offered;	/* the kernel offered FUSE_OVER_IO_URING */
-	bool uring_on;		/* requests may come over io_uring */
 	bool single_thread;	/* -s: a handler must not wait for another */
 	const char *mountpoint;
 	struct fuse_session *se;

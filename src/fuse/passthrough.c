@@ -24,7 +24,6 @@
 
 #include "../core/log.h"
 #include "kernel_abi.h"
-#include "uring.h"
 
 #define PT_MAGIC UINT64_C(0x5048000000000000)
 #define PT_SLOTS 128
@@ -164,34 +163,34 @@ const char *const *pt_request_names(void)
 	return request_names;
 }
 
-void pt_inspect_request(struct h5m *m, const void *buf, size_t n)
+static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 {
+	struct h5m *m = userdata;
+	ssize_t n = read(fd, buf, len);
 	uint32_t op;
 	uint64_t unique;
 
 	if (n < 16)
-		return;
+		return n;
 	op = get32(buf, 4);
-	memcpy(&unique, (const char *)buf + 8, sizeof(unique));
+	memcpy(&unique, (char *)buf + 8, sizeof(unique));
 	if (op < FS_REQUEST_KINDS)
 		__atomic_add_fetch(&m->fs.stats.requests[op], 1,
 				   __ATOMIC_RELAXED);
 	if (op == KABI_OP_INIT && n >= 40 + 20) {
 		const char *in = (const char *)buf + 40; /* after in_header */
 		uint32_t flags = get32(in, KABI_INIT_IN_FLAGS);
-		uint32_t flags2 = flags & KABI_INIT_EXT ?
-				  get32(in, KABI_INIT_IN_FLAGS2) : 0;
 
-		m->pt_offered = flags2 & KABI_PASSTHROUGH2;
-		m->uring_offered = flags2 & URING_INIT_FLAG2;
+		m->pt_offered = (flags & KABI_INIT_EXT) &&
+				(get32(in, KABI_INIT_IN_FLAGS2) &
+				 KABI_PASSTHROUGH2);
 		m->killpriv_offered = flags & KABI_HANDLE_KILLPRIV_V2;
 		remember(unique, op);
-	} else if (kills_privileges(buf, n, op)) {
+	} else if (kills_privileges(buf, (size_t)n, op)) {
 		uint64_t nodeid;
 
 		/* libfuse 3.14 drops these flags: act on them here */
-		memcpy(&nodeid, (const char *)buf + KABI_IN_NODEID,
-		       sizeof(nodeid));
+		memcpy(&nodeid, (char *)buf + KABI_IN_NODEID, sizeof(nodeid));
 		if (fs_kill_suid(&m->fs, nodeid == FUSE_ROOT_ID ?
 						 m->fs.ns.root :
 						 (struct node *)(uintptr_t)nodeid) &&
@@ -204,14 +203,6 @@ void pt_inspect_request(struct h5m *m, const void *buf, size_t n)
 	} else if (op == KABI_OP_OPEN || op == KABI_OP_CREATE) {
 		remember(unique, op);
 	}
-}
-
-static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
-{
-	ssize_t n = read(fd, buf, len);
-
-	if (n > 0)
-		pt_inspect_request(userdata, buf, (size_t)n);
 	return n;
 }
 
@@ -241,9 +232,7 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 	const char *hdr = iov[0].iov_base;
 	uint64_t unique;
 	int32_t error;
-	bool init_uring = false;
 	uint32_t op;
-	ssize_t ret;
 	char *b;
 
 	memcpy(&error, hdr + 4, sizeof(error));
@@ -264,14 +253,6 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 				      KABI_PASSTHROUGH2);
 			put32(b, KABI_INIT_OUT_STACK_DEPTH, 1);
 		}
-		if (m->uring_wanted && m->uring_offered && uring_possible()) {
-			put32(b, KABI_INIT_OUT_FLAGS,
-			      get32(b, KABI_INIT_OUT_FLAGS) | KABI_INIT_EXT);
-			put32(b, KABI_INIT_OUT_FLAGS2,
-			      get32(b, KABI_INIT_OUT_FLAGS2) |
-				      URING_INIT_FLAG2);
-			init_uring = true;
-		}
 	} else if (!error && op == KABI_OP_OPEN &&
 		   (b = body(iov, count, 16))) {
 		patch_open(b);
@@ -279,16 +260,7 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 		   (b = body(iov, count, KABI_ENTRY_OUT_SIZE + 16))) {
 		patch_open(b + KABI_ENTRY_OUT_SIZE);
 	}
-	if (m->uring_on && uring_take_reply(iov, count, &ret))
-		return ret;
-	ret = writev(fd, iov, count);
-	if (init_uring && ret > 0) {
-		/* the kernel takes registrations from now on */
-		m->uring_on = true;
-		if (uring_start(m, fd) < 0)
-			m->uring_on = false;
-	}
-	return ret;
+	return writev(fd, iov, count);
 }
 
 /*
@@ -302,11 +274,7 @@ static ssize_t pt_splice_send(int fdin, off_t *offin, int fdout,
 			      off_t *offout, size_t len, unsigned int flags,
 			      void *userdata)
 {
-	struct h5m *m = userdata;
-	ssize_t ret;
-
-	if (m->uring_on && uring_take_spliced_reply(fdin, len, &ret))
-		return ret;
+	(void)userdata;
 	/* never SPLICE_F_MOVE: the kernel could take the image's own page */
 	return splice(fdin, offin, fdout, offout, len,
 		      flags & ~(unsigned int)SPLICE_F_MOVE);

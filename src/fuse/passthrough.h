@@ -31,14 +31,6 @@ int pt_install(struct h5m *m, struct fuse_session *se);
  */
 int pt_prepare_open(struct h5m *m, struct node *n, struct fuse_file_info *fi);
 
-/*
- * What the daemon notes about each request before libfuse handles it:
- * its kind (status counts), what INIT offers, set-user-ID clearing that
- * libfuse 3.14 drops, and which replies need patching. For requests
- * read from /dev/fuse and those that came over io_uring (uring.c).
- */
-void pt_inspect_request(struct h5m *m, const void *buf, size_t n);
-
 /* Status names of the request kinds, indexed by FUSE opcode. */
 const char *const *pt_request_names(void);
 

@@ -27,7 +27,6 @@
 #include "ll.h"
 #include "notify.h"
 #include "passthrough.h"
-#include "uring.h"
 
 struct sigctx {
 	struct fuse_session *se;
@@ -223,8 +222,6 @@ int session_run(struct opts *o)
 	m->se = se;
 	m->mountpoint = o->mountpoint;
 	m->single_thread = o->single_thread;
-	/* a ring thread serves its request itself: -s would be a lie */
-	m->uring_wanted = o->io_uring && !o->single_thread;
 	/*
 	 * Block the signals before the mount exists: one arriving before the
 	 * signal thread runs stays pending for it, instead of killing the
@@ -278,7 +275,6 @@ int session_run(struct opts *o)
 	err = serve(se, o);
 	if (err < 0 && err != -EINTR)
 		log_warn("request loop ended: %s", strerror(-err));
-	uring_stop();
 	notify_systemd("STOPPING=1\nSTATUS=Writing back");
 	fs_preload_stop(&m->fs);
 	fs_commit_stop(&m->fs);
