@@ -128,25 +128,6 @@ static void parents_touched(struct node *n)
 		d->dir->flags |= N_META_DIRTY;
 }
 
-/* "dir/data.h5" -> "dir/data.conflict-HOST-20261126-054500.h5" */
-static char *conflict_name(const struct fs *fs, const char *path, int seq)
-{
-	const char *slash = strrchr(path, '/'), *leaf = slash ? slash + 1 : path;
-	const char *dot = strrchr(leaf, '.');
-	size_t stem = dot && dot != leaf ? (size_t)(dot - path) : strlen(path);
-	char when[32], *out;
-	time_t now = time(NULL);
-	struct tm tm;
-
-	localtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
-	if (asprintf(&out, "%.*s.conflict-%s-%s%s%.0d%s", (int)stem, path,
-		     fs->host, when, seq ? "-" : "", seq,
-		     dot && dot != leaf ? dot : "") < 0)
-		return NULL;
-	return out;
-}
-
 static void set_result(struct node *n, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -269,9 +250,11 @@ static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
 	 * renamed over. A new file meeting anything else (another node made
 	 * the same name) is a conflict too.
 	 */
-	if (fs_same_file(&now, source ? &n->ident : &n->replaces))
+	/* a stand-in's ctime moved with the replays that made it one */
+	if (fs_same_file(&now, source ? &n->ident : &n->replaces,
+			 source && !(n->flags & N_SRC_MOVED)))
 		return 0;
-	*cname = conflict_name(fs, f->paths[0], 0);
+	*cname = fs_conflict_name(fs, f->paths[0], 0);
 	if (!*cname)
 		return -ENOMEM;
 	f->paths[0] = *cname;	/* the caller keeps the original to free */
@@ -362,7 +345,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 				  f.cloned ? " (changed pages on a clone)" : "");
 		if (err == -EEXIST && f.noreplace) {
 			/* the name was made behind us since the check */
-			cname = conflict_name(fs, orig, 0);
+			cname = fs_conflict_name(fs, orig, 0);
 			f.paths[0] = cname;
 			f.npaths = 1;
 			err = cname ? 0 : -ENOMEM;
@@ -374,7 +357,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 		if (err != -EEXIST)
 			break;
 		free(cname);
-		cname = conflict_name(fs, orig, seq);
+		cname = fs_conflict_name(fs, orig, seq);
 		f.paths[0] = cname;
 		err = cname ? 0 : -ENOMEM;
 	}
