@@ -38,14 +38,16 @@ static bool expected(const struct stat *st, const struct jop *op)
 		ts_equal(st->st_mtim, w->mtime));
 }
 
-/* The target d/leaf: 1 someone else's, 0 ours to replace, -ENOENT none. */
-static int foreign(int d, const char *leaf, const struct jop *op)
+/*
+ * The target d/leaf (its stat to *st): 1 someone else's, 0 ours to
+ * replace, -ENOENT none.
+ */
+static int foreign(int d, const char *leaf, const struct jop *op,
+		   struct stat *st)
 {
-	struct stat st;
-
-	if (fstatat(d, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0)
+	if (fstatat(d, leaf, st, AT_SYMLINK_NOFOLLOW) < 0)
 		return -errno;
-	return !expected(&st, op);
+	return !expected(st, op);
 }
 
 /* renameat2(RENAME_NOREPLACE) across directories; see wb_rename_noreplace */
@@ -143,6 +145,37 @@ static int replay_exchange(int d1, const char *l1, int d2, const char *l2)
 	return errno == ENOENT ? 0 : -errno;
 }
 
+/*
+ * Rename d1/l1 over d2/l2, whose entry `was` (just checked) is what the
+ * mount replaced, with no moment at which an entry someone else made
+ * meanwhile could be replaced: exchange the two names, check that what
+ * came out is still that inode, remove it; otherwise exchange back and
+ * put the mount's entry beside. A directory someone filled meanwhile
+ * cannot be removed: it is put back the same way. Where exchanges are
+ * refused (NFS, GlusterFS), a plain rename.
+ */
+static int replace(const struct jop *op, const struct stat *was, int d1,
+		   const char *l1, int d2, const char *l2,
+		   struct wb_aside *a)
+{
+	struct mover m = { d1, l1 };
+	struct stat st;
+
+	if (renameat2(d1, l1, d2, l2, RENAME_EXCHANGE) < 0) {
+		if (errno != EINVAL && errno != ENOSYS)
+			return errno == ENOENT ? -EAGAIN : -errno;
+		return renameat(d1, l1, d2, l2) < 0 ? -errno : 0;
+	}
+	/* the exchange moved both ctimes: the inode tells */
+	if (fstatat(d1, l1, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_dev == was->st_dev && st.st_ino == was->st_ino &&
+	    unlinkat(d1, l1, S_ISDIR(st.st_mode) ? AT_REMOVEDIR : 0) == 0)
+		return 0;
+	if (renameat2(d1, l1, d2, l2, RENAME_EXCHANGE) < 0)
+		return -errno;
+	return put_aside(d2, op->p2, a, make_moved, &m);
+}
+
 static int replay_rename(const struct jop *op, int d1, const char *l1,
 			 int d2, const char *l2, struct wb_aside *a)
 {
@@ -162,16 +195,18 @@ static int replay_rename(const struct jop *op, int d1, const char *l1,
 	if (wb_same_inode(d1, l1, d2, l2))
 		return unlinkat(d1, l1, 0) < 0 && errno != ENOENT ? -errno : 0;
 	for (int tries = 0; tries < 100; tries++) {
-		int f = foreign(d2, l2, op), err;
+		int f = foreign(d2, l2, op, &st), err;
 
 		if (f == 1)
 			return put_aside(d2, op->p2, a, make_moved, &m);
 		if (f == 0) /* what the mount replaced: replace it too */
-			return renameat(d1, l1, d2, l2) < 0 ? -errno : 0;
-		if (f != -ENOENT)
+			err = replace(op, &st, d1, l1, d2, l2, a);
+		else if (f == -ENOENT)
+			err = move_noreplace(d1, l1, d2, l2);
+		else
 			return f;
-		err = move_noreplace(d1, l1, d2, l2);
-		if (err != -EEXIST) /* else: made meanwhile, look at it */
+		/* else the target changed meanwhile: look at it again */
+		if (err != -EEXIST && err != -EAGAIN)
 			return err == -ENOENT ? 0 : err;
 	}
 	return -EBUSY;
@@ -182,6 +217,7 @@ static int replay_link(const struct src *s, const struct jop *op, int d1,
 		       struct wb_aside *a)
 {
 	struct mover m = { d1, l1 };
+	struct stat st;
 
 	if (linkat(d1, l1, d2, l2, 0) == 0)
 		return 0;
@@ -189,7 +225,7 @@ static int replay_link(const struct src *s, const struct jop *op, int d1,
 		return errno == ENOENT ? 0 : -errno;
 	if (wb_same_inode(d1, l1, d2, l2))
 		return 0;
-	if (foreign(d2, l2, op) == 0)
+	if (foreign(d2, l2, op, &st) == 0)
 		return wb_link_over(s, d1, l1, op->p2);
 	return put_aside(d2, op->p2, a, make_linked, &m);
 }

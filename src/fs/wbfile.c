@@ -218,14 +218,14 @@ static int validate(void *arg, int fd, uint64_t size)
 }
 
 /*
- * If SOURCE's file changed since it was loaded, point the write at a
- * conflict name beside it. Returns 1 when redirected, 0 when not, or
+ * If SOURCE's file changed since it was loaded (with `ctime`, its ctime
+ * too), point the write at a conflict name beside it. Returns 1 when redirected, 0 when not, or
  * -errno. SOURCE's file stays locked (*lockfd) against other mounts
  * until the caller has replaced it. ns.lock not held; sync_lock held,
  * so this mount's names hold still.
  */
 static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
-			  char **cname, int *lockfd)
+			  bool ctime, char **cname, int *lockfd)
 {
 	struct src_ident now;
 	int fd;
@@ -252,7 +252,7 @@ static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
 	 */
 	/* a stand-in's ctime moved with the replays that made it one */
 	if (fs_same_file(&now, source ? &n->ident : &n->replaces,
-			 source && !(n->flags & N_SRC_MOVED)))
+			 source && ctime))
 		return 0;
 	*cname = fs_conflict_name(fs, f->paths[0], 0);
 	if (!*cname)
@@ -273,6 +273,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 	uint64_t written = 0, gen = 0, snap_size = 0, *sums = NULL;
 	size_t nsums = 0;
 	int err, conflict = 0, lockfd = -1;
+	bool ctime = false;
 	struct check_ctx vctx = { fs, n, NULL };
 
 	err = fs_load_xattrs(fs, n, false);
@@ -311,6 +312,8 @@ int fs_write_file(struct fs *fs, struct node *n)
 	err = snapshot_file(fs, n, &f);
 	gen = n->file->wgen;
 	before = n->flags & N_FROM_SOURCE ? n->ident : n->replaces;
+	/* ctime is SOURCE's still unless a replay moved it */
+	ctime = !(n->flags & N_SRC_MOVED);
 	fs->wb_busy = n;
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
@@ -335,7 +338,8 @@ int fs_write_file(struct fs *fs, struct node *n)
 		f.check_arg = &vctx;
 	}
 	if (!err)
-		err = conflict = check_conflict(fs, n, &f, &cname, &lockfd);
+		err = conflict = check_conflict(fs, n, &f, ctime, &cname,
+						&lockfd);
 	if (!conflict && !err) {
 		err = wb_write_file(&fs->src, &f, &id);
 		written = f.written;

@@ -110,6 +110,29 @@ def test_a_rename_over_what_the_mount_saw_replaces_it(mount, src):
     assert m.unmount() == 0
 
 
+def test_a_directory_renamed_over_one_another_node_filled_keeps_both(
+        mount, src):
+    """The mount replaced an empty directory; another node put a file in
+    it meanwhile: same inode, so it is exchanged, found not empty, and
+    put back, the mount's directory beside it."""
+    os.mkdir(src / "x")
+    m = mount(src, allow_stderr=True)
+    assert os.listdir(m / "x") == []
+    os.mkdir(m / "a")
+    helpers.write_file(m / "a/mine.txt", b"mine")
+    sync(m)
+    os.rename(m / "a", m / "x")
+    helpers.write_file(src / "x/theirs.txt", THEIRS)
+    sync(m)
+    assert os.listdir(src / "x") == ["theirs.txt"]
+    names = conflict_files(src, "x", "")
+    assert len(names) == 1, os.listdir(src)
+    assert helpers.read_file(src / names[0] / "mine.txt") == b"mine"
+    assert not (src / "a").exists()
+    assert mount_status(m)["namespace_conflicts"] == 1
+    assert m.unmount() == 0
+
+
 def test_later_changes_follow_the_file_put_beside(mount, src):
     """Operations journalled after the one that conflicted act on the
     mount's file where it went, never on the other node's."""
