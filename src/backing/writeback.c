@@ -43,7 +43,7 @@ static int tmp_create(int dirfd, char name[32])
 	return -EEXIST;
 }
 
-static bool same_inode(int d1, const char *l1, int d2, const char *l2)
+bool wb_same_inode(int d1, const char *l1, int d2, const char *l2)
 {
 	struct stat a, b;
 
@@ -53,12 +53,8 @@ static bool same_inode(int d1, const char *l1, int d2, const char *l2)
 	       a.st_ino == b.st_ino;
 }
 
-/*
- * Give an extra name to the file at dirfd/leaf, replacing atomically;
- * nothing to do when the name already holds that file.
- */
-static int link_over(const struct src *s, int dirfd, const char *leaf,
-		     const char *path)
+int wb_link_over(const struct src *s, int dirfd, const char *leaf,
+		 const char *path)
 {
 	const char *leaf2;
 	int d2 = src_parent(s, path, &leaf2), err = 0;
@@ -66,7 +62,7 @@ static int link_over(const struct src *s, int dirfd, const char *leaf,
 
 	if (d2 < 0)
 		return d2;
-	if (same_inode(dirfd, leaf, d2, leaf2))
+	if (wb_same_inode(dirfd, leaf, d2, leaf2))
 		goto out; /* rename(2) would leave the temporary behind */
 	for (int tries = 0; tries < 100; tries++) {
 		uint64_t r = 0;
@@ -142,12 +138,7 @@ static int write_changed(int dirfd, const char *leaf, int tmp,
 	return err;
 }
 
-/*
- * Rename that never replaces. Network filesystems (NFS, the GlusterFS
- * FUSE client) refuse RENAME_NOREPLACE with EINVAL: there a hard link,
- * which fails with EEXIST just as atomically, does the same.
- */
-static int rename_noreplace(int dirfd, const char *tmp, const char *leaf)
+int wb_rename_noreplace(int dirfd, const char *tmp, const char *leaf)
 {
 	if (renameat2(dirfd, tmp, dirfd, leaf, RENAME_NOREPLACE) == 0)
 		return 0;
@@ -339,7 +330,7 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 	if (!err && fsync(fd) < 0)
 		err = -errno;
 	if (!err && f->noreplace)
-		err = rename_noreplace(dirfd, tmp, leaf);
+		err = wb_rename_noreplace(dirfd, tmp, leaf);
 	else if (!err && renameat(dirfd, tmp, dirfd, leaf) < 0)
 		err = -errno;
 	if (err) {
@@ -351,7 +342,7 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 		goto out;
 	}
 	for (size_t i = 1; i < f->npaths && !err; i++)
-		err = link_over(s, dirfd, leaf, f->paths[i]);
+		err = wb_link_over(s, dirfd, leaf, f->paths[i]);
 	if (!err && fstat(fd, &st) == 0)
 		src_ident_from_stat(id, &st);
 out:
@@ -374,113 +365,5 @@ int wb_ident(const struct src *s, const char *rel, struct src_ident *id)
 	else
 		src_ident_from_stat(id, &st);
 	close(dirfd);
-	return err;
-}
-
-/* renameat2 with a fallback for an exchange with one side missing. */
-static int replay_rename(int d1, const char *l1, int d2, const char *l2,
-			 unsigned flags)
-{
-	if (flags & RENAME_EXCHANGE) {
-		if (renameat2(d1, l1, d2, l2, RENAME_EXCHANGE) == 0)
-			return 0;
-		if (errno != ENOENT)
-			return -errno;
-		/* One side is a file not yet written: move the other over. */
-		if (renameat(d1, l1, d2, l2) == 0 ||
-		    (errno == ENOENT && renameat(d2, l2, d1, l1) == 0))
-			return 0;
-		return errno == ENOENT ? 0 : -errno;
-	}
-	/*
-	 * Two names of one file in SOURCE that were two files in the mount
-	 * (a new file not yet written back leaves, at its name, the file
-	 * it replaced, and that may be a hard link of the target): rename(2)
-	 * would do nothing, but the old name must go.
-	 */
-	if (same_inode(d1, l1, d2, l2))
-		return unlinkat(d1, l1, 0) < 0 && errno != ENOENT ? -errno : 0;
-	if (renameat(d1, l1, d2, l2) == 0)
-		return 0;
-	return errno == ENOENT ? 0 : -errno;
-}
-
-static int replay_two(const struct src *s, const struct jop *op)
-{
-	const char *l1, *l2;
-	int d1 = src_parent(s, op->p1, &l1), d2 = -1, err = 0;
-
-	if (d1 < 0)
-		return d1 == -ENOENT ? 0 : d1;
-	d2 = src_parent(s, op->p2, &l2);
-	if (d2 < 0) {
-		err = d2;
-		goto out;
-	}
-	if (op->kind == J_RENAME) {
-		err = replay_rename(d1, l1, d2, l2, op->flags);
-	} else if (linkat(d1, l1, d2, l2, 0) < 0) {
-		err = errno == ENOENT ? 0 : -errno;
-		if (errno == EEXIST)
-			err = link_over(s, d1, l1, op->p2);
-	}
-	if (!err && fsync(d2) < 0)
-		err = -errno;
-	if (!err && fsync(d1) < 0)
-		err = -errno;
-out:
-	if (d2 >= 0)
-		close(d2);
-	close(d1);
-	return err;
-}
-
-int wb_replay(const struct src *s, const struct jop *op)
-{
-	const char *leaf;
-	int dirfd, err = 0;
-	struct stat st;
-
-	if (op->kind == J_RENAME || op->kind == J_LINK)
-		return replay_two(s, op);
-	dirfd = src_parent(s, op->p1, &leaf);
-	if (dirfd < 0)
-		return dirfd;
-	switch (op->kind) {
-	case J_MKDIR:
-		if (mkdirat(dirfd, leaf, op->mode & 07777) < 0 &&
-		    !(errno == EEXIST && fstatat(dirfd, leaf, &st,
-						 AT_SYMLINK_NOFOLLOW) == 0 &&
-		      S_ISDIR(st.st_mode)))
-			err = -errno;
-		break;
-	case J_RMDIR:
-		if (unlinkat(dirfd, leaf, AT_REMOVEDIR) < 0 && errno != ENOENT)
-			err = -errno;
-		break;
-	case J_UNLINK:
-		if (unlinkat(dirfd, leaf, 0) < 0 && errno != ENOENT)
-			err = -errno;
-		break;
-	case J_SYMLINK:
-		if (symlinkat(op->p2, dirfd, leaf) < 0) {
-			err = -errno;
-			if (errno == EEXIST && unlinkat(dirfd, leaf, 0) == 0)
-				err = symlinkat(op->p2, dirfd, leaf) < 0 ?
-					      -errno : 0;
-		}
-		break;
-	case J_MKNOD:
-		if (mknodat(dirfd, leaf, op->mode, op->rdev) < 0)
-			err = -errno;
-		break;
-	default:
-		err = -EINVAL;
-	}
-	if (!err && fsync(dirfd) < 0)
-		err = -errno;
-	close(dirfd);
-	if (err)
-		log_debug("replay of %s failed: %s", op->p1, strerror(-err));
 	return err;
 }

@@ -116,8 +116,26 @@ int wb_set_meta(const struct src *s, const char *rel,
  * Make one journalled namespace operation in SOURCE, durably (the
  * directories involved are fsynced). A missing source of a rename, link
  * or unlink is not an error: it names a file not yet written back, which
- * the data write-back creates. 0 or -errno.
+ * the data write-back creates.
+ *
+ * The target name (p2 of a rename or link, p1 of a creation) is replaced
+ * only when it holds what the journal expects there (op->expect: device,
+ * inode, type, and ctime where known); anything else someone else put
+ * there is kept, and the mount's object is put beside it under a name
+ * from aside->name (RENAME_NOREPLACE, linkat, symlinkat, mknodat and
+ * mkdirat, which never replace, so that a name made meanwhile is not
+ * replaced either). Then WB_OTHER is returned and aside->put is that
+ * SOURCE path (the caller frees it). An existing directory where the
+ * mount made one is used as it is. Exchanges are not checked. 0,
+ * WB_OTHER or -errno.
  */
-int wb_replay(const struct src *s, const struct jop *op);
+struct wb_aside {
+	/* a free name beside `path`, try `seq` (0, 1, ...); NULL: ENOMEM */
+	char *(*name)(void *arg, const char *path, int seq);
+	void *arg;
+	char *put;		/* out */
+};
+int wb_replay(const struct src *s, const struct jop *op,
+	      struct wb_aside *aside);
 
 #endif

@@ -335,8 +335,10 @@ static void status_table_head(const char *mnt, const char *json)
 	printf("  write-backs %s", jget(json, "writebacks", v, sizeof(v)));
 	printf(" (%s errors,", jget(json, "writeback_errors", v, sizeof(v)));
 	printf(" %s conflicts,", jget(json, "conflicts", v, sizeof(v)));
-	printf(" %s refused as invalid HDF5)\n\n",
+	printf(" %s refused as invalid HDF5,",
 	       jget(json, "invalid", v, sizeof(v)));
+	printf(" %s namespace changes refused by SOURCE)\n\n",
+	       jget(json, "namespace_errors", v, sizeof(v)));
 	printf("%-13s %8s %8s %8s  %-20s %s\n", "STATE", "SIZE", "MEMORY",
 	       "DIRTY", "LAST WRITE-BACK", "PATH");
 }

@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "node.h" /* struct src_ident */
+
 enum jop_kind {
 	J_MKDIR,	/* p1, mode */
 	J_RMDIR,	/* p1 */
@@ -31,12 +33,29 @@ enum jop_kind {
 	J_MKNOD,	/* p1, mode, rdev */
 };
 
+/*
+ * What the replay may find at the operation's target name in SOURCE (p2
+ * of a rename or link, p1 of a creation) and still go on: what the mount
+ * had there when the operation was made. Anything else was put there by
+ * someone else since, and is never replaced (see replay.c).
+ */
+enum jop_expect {
+	JX_NOTHING,	/* the mount had no entry there (jrn_add's default) */
+	JX_IDENT,	/* the entry `was`, of type was_mode */
+	JX_TYPE,	/* an entry of type was_mode the mount made, whose
+			   identity it has not recorded yet */
+};
+
 struct jop {
 	enum jop_kind kind;
 	char *p1, *p2;
 	mode_t mode;
 	dev_t rdev;
 	unsigned flags;
+	enum jop_expect expect;
+	mode_t was_mode;	/* type bits */
+	struct src_ident was;	/* JX_IDENT: device, inode (and ctime: */
+	bool was_ctime;		/* when known to be SOURCE's still) */
 	struct jop *next;
 };
 
@@ -54,6 +73,21 @@ void jrn_destroy(struct journal *j);
  */
 int jrn_add(struct journal *j, enum jop_kind kind, const char *p1,
 	    const char *p2, mode_t mode, dev_t rdev, unsigned flags);
+
+/*
+ * The replay put the object operation `done` (still in the journal) left
+ * at SOURCE path `from` under the new name `to` (a sibling: a conflict
+ * name), because `from` holds someone else's entry. Rewrites the later
+ * operations so that they act on `to` where they meant the mount's
+ * object at `from` (its renamed parents followed). When a name of the
+ * mount still holds that object after the last operation, *mount_from
+ * gets that mount path and *mount_to the one to give it instead (the
+ * caller moves it in the namespace); otherwise both are NULL (a later
+ * operation moved or removed it). 0 or -ENOMEM (then the journal may
+ * be partly rewritten: *mount_from is NULL).
+ */
+int jrn_redirect(struct journal *j, const struct jop *done, const char *from,
+		 const char *to, char **mount_from, char **mount_to);
 
 /* Remove and free the oldest operation (after it was replayed). */
 void jrn_pop(struct journal *j);

@@ -4,16 +4,50 @@
  * clocks and time stamps). Nothing here calls another file of src/fs;
  * nothing here does I/O on SOURCE.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "../core/ts.h"
 #include "internal.h"
 
+/*
+ * What the replay may find at the target name: what `was` is in SOURCE
+ * as far as the mount knows (nothing when `was` is NULL). ns.lock held.
+ */
+static void expect(struct jop *op, const struct node *was)
+{
+	if (!was)
+		return; /* JX_NOTHING */
+	op->was_mode = was->mode & S_IFMT;
+	if ((was->flags & N_FROM_SOURCE) && was->ident.ino) {
+		op->expect = JX_IDENT;
+		op->was = was->ident;
+		/* moved by a replay since its ctime was taken: not known */
+		op->was_ctime = !S_ISDIR(was->mode) &&
+				!(was->flags & N_SRC_MOVED);
+	} else if (S_ISREG(was->mode) && was->replaces.ino) {
+		/* a new file: in SOURCE, the file it was renamed over */
+		op->expect = JX_IDENT;
+		op->was = was->replaces;
+	} else if (S_ISREG(was->mode)) {
+		op->was_mode = 0; /* new, not written back: nothing there */
+	} else if (was->ident.ino) {
+		op->expect = JX_IDENT; /* made here, its identity recorded */
+		op->was = was->ident;
+	} else {
+		op->expect = JX_TYPE;
+	}
+}
+
 int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 	       const char *p2, mode_t mode, dev_t rdev, unsigned flags,
-	       struct node *n)
+	       struct node *n, const struct node *was)
 {
+	int err;
+
 	if (!fs->has_source)
 		return 0;
 	if (n)
@@ -28,7 +62,10 @@ int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 	     (!(n->flags & N_FROM_SOURCE) && !S_ISDIR(n->mode) &&
 	      !(flags & RENAME_EXCHANGE))))
 		return 0;
-	return jrn_add(&fs->jrn, kind, p1, p2, mode, rdev, flags);
+	err = jrn_add(&fs->jrn, kind, p1, p2, mode, rdev, flags);
+	if (!err)
+		expect(fs->jrn.tail, was);
+	return err;
 }
 
 char *fs_log_path_locked(struct fs *fs, struct node *n)
@@ -50,10 +87,12 @@ char *fs_source_path_locked(struct fs *fs, const struct node *n)
 	return s;
 }
 
-bool fs_same_file(const struct src_ident *a, const struct src_ident *b)
+bool fs_same_file(const struct src_ident *a, const struct src_ident *b,
+		  bool ctime)
 {
 	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-	       ts_equal(a->mtime, b->mtime);
+	       ts_equal(a->mtime, b->mtime) &&
+	       (!ctime || ts_equal(a->ctime, b->ctime));
 }
 
 uint64_t fs_now_ms(void)
@@ -81,4 +120,23 @@ void fs_touch_c(struct node *n)
 {
 	n->ctime = ns_now();
 	n->flags |= N_META_DIRTY;
+}
+
+/* "dir/data.h5" -> "dir/data.conflict-HOST-20261126-054500.h5" */
+char *fs_conflict_name(const struct fs *fs, const char *path, int seq)
+{
+	const char *slash = strrchr(path, '/'), *leaf = slash ? slash + 1 : path;
+	const char *dot = strrchr(leaf, '.');
+	size_t stem = dot && dot != leaf ? (size_t)(dot - path) : strlen(path);
+	char when[32], *out;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	localtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
+	if (asprintf(&out, "%.*s.conflict-%s-%s%s%.0d%s", (int)stem, path,
+		     fs->host, when, seq ? "-" : "", seq,
+		     dot && dot != leaf ? dot : "") < 0)
+		return NULL;
+	return out;
 }

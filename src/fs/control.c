@@ -228,7 +228,9 @@ int fs_status_mount(struct fs *fs, char **json)
 		  "\"dirty_bytes\": %llu, \"nodes\": %llu, "
 		  "\"journal_pending\": %lu, \"writebacks\": %llu, "
 		  "\"writeback_bytes\": %llu, \"writeback_errors\": %llu, "
-		  "\"conflicts\": %llu, \"invalid\": %llu, \"commits\": %llu, "
+		  "\"conflicts\": %llu, \"namespace_conflicts\": %llu, "
+		  "\"namespace_errors\": %llu, "
+		  "\"invalid\": %llu, \"commits\": %llu, "
 		  "\"loads\": %llu, \"load_bytes\": %llu, "
 		  "\"read_requests\": %llu, \"write_requests\": %llu, "
 		  "\"readdir_requests\": %llu, \"evictions\": %llu, \"preload\": {\"state\": \"%s\", "
@@ -243,6 +245,8 @@ int fs_status_mount(struct fs *fs, char **json)
 		  (unsigned long long)st.writeback_bytes,
 		  (unsigned long long)st.writeback_errors,
 		  (unsigned long long)st.conflicts,
+		  (unsigned long long)st.namespace_conflicts,
+		  (unsigned long long)st.namespace_errors,
 		  (unsigned long long)st.invalid,
 		  (unsigned long long)st.commits,
 		  (unsigned long long)st.loads,

@@ -64,6 +64,11 @@ struct fs_stats {
 	uint64_t writebacks, writeback_bytes, writeback_errors;
 	uint64_t conflicts, invalid, commits, evictions;
 	uint64_t loads, load_bytes;
+	/*
+	 * Namespace changes replayed beside someone else's entry (also
+	 * counted in conflicts), and refused by SOURCE for good (dropped).
+	 */
+	uint64_t namespace_conflicts, namespace_errors;
 };
 
 struct fs {

@@ -69,15 +69,32 @@ static inline const char *fs_named(const char *path)
 /*
  * Record a namespace change for SOURCE. `n` is the node the change
  * moves (renames, links, unlinks), else NULL; it is marked N_SRC_MOVED.
+ * `was` is the node the mount had at the target name, replaced by the
+ * change (NULL: none): the replay replaces in SOURCE only that
+ * (enum jop_expect), and keeps anything else there.
  * A volatile mount keeps only what finding files in SOURCE needs
  * (jrn_source_path).
  */
 int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 	       const char *p2, mode_t mode, dev_t rdev, unsigned flags,
-	       struct node *n);
+	       struct node *n, const struct node *was);
 
-/* The same file in SOURCE as when loaded? (ctime left out: renames) */
-bool fs_same_file(const struct src_ident *a, const struct src_ident *b);
+/*
+ * A conflict name beside `path`, try `seq` (0: none):
+ * "dir/data.h5" -> "dir/data.conflict-HOST-20261126-054500[-SEQ].h5".
+ * NULL on ENOMEM.
+ */
+char *fs_conflict_name(const struct fs *fs, const char *path, int seq);
+
+/*
+ * The same file in SOURCE as when loaded: device, inode, size, mtime,
+ * and with `ctime` its ctime, which nobody can set back (a file edited
+ * and given its old mtime with touch -d still differs). Leave ctime out
+ * where the journal moved it (N_SRC_MOVED: a replayed rename or link
+ * changes it) until the next write-back records it again.
+ */
+bool fs_same_file(const struct src_ident *a, const struct src_ident *b,
+		  bool ctime);
 
 /* n's last write-back (all zero before the first). ns.lock held. */
 const struct wb_result *fs_wb_result(const struct node *n);

@@ -177,7 +177,8 @@ int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 		return 0;
 	}
 	path = ns_child_path(&fs->ns, dir, name);
-	err = path ? fs_journal(fs, J_MKNOD, path, NULL, mode, rdev, 0, NULL) :
+	err = path ? fs_journal(fs, J_MKNOD, path, NULL, mode, rdev, 0, NULL,
+				 NULL) :
 		     -ENOMEM;
 	free(path);
 	if (err)
@@ -198,7 +199,8 @@ int fs_mkdir(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 	if (err)
 		return err;
 	path = ns_child_path(&fs->ns, dir, name);
-	err = path ? fs_journal(fs, J_MKDIR, path, NULL, n->mode, 0, 0, NULL) :
+	err = path ? fs_journal(fs, J_MKDIR, path, NULL, n->mode, 0, 0, NULL,
+				 NULL) :
 		     -ENOMEM;
 	free(path);
 	if (err)
@@ -225,7 +227,8 @@ int fs_symlink(struct fs *fs, struct node *dir, const char *name,
 	n->target = strdup(target);
 	path = ns_child_path(&fs->ns, dir, name);
 	err = n->target && path ?
-		      fs_journal(fs, J_SYMLINK, path, target, 0, 0, 0, NULL) :
+		      fs_journal(fs, J_SYMLINK, path, target, 0, 0, 0,
+				 NULL, NULL) :
 		      -ENOMEM;
 	free(path);
 	if (err)
@@ -267,7 +270,7 @@ int fs_link(struct fs *fs, struct node *n, struct node *dir,
 	err = ns_link(&fs->ns, dir, name, n);
 	if (err)
 		goto out;
-	err = fs_journal(fs, J_LINK, from, to, 0, 0, 0, n);
+	err = fs_journal(fs, J_LINK, from, to, 0, 0, 0, n, NULL);
 	if (err) {
 		ns_unlink(&fs->ns, ns_find(&fs->ns, dir, name));
 		goto out;
@@ -304,7 +307,7 @@ static int remove_name(struct fs *fs, struct node *dir, const char *name,
 	if (!path)
 		return -ENOMEM;
 	err = fs_journal(fs, want_dir ? J_RMDIR : J_UNLINK, path, NULL, 0, 0,
-			 0, n);
+			 0, n, NULL);
 	free(path);
 	if (err)
 		return err;
@@ -438,7 +441,8 @@ int fs_rename(struct fs *fs, struct node *dir, const char *name,
 		goto out;
 	}
 	err = fs_journal(fs, J_RENAME, from, to, 0, 0,
-			 flags & RENAME_EXCHANGE, src->node);
+			 flags & RENAME_EXCHANGE, src->node,
+			 dst ? dst->node : NULL);
 	if (err)
 		goto out;
 	if (dst) /* its SOURCE ctime moves too (sync.c, write_meta) */

@@ -121,7 +121,7 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 		pthread_mutex_unlock(&fs->ns.lock);
 		return err; /* gone: dropped, or the mount's own to keep */
 	}
-	if (err || fs_same_file(&now, &n->ident))
+	if (err || fs_same_file(&now, &n->ident, !(n->flags & N_SRC_MOVED)))
 		return 0; /* unanswered, or unchanged: keep ours */
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);

@@ -128,25 +128,6 @@ static void parents_touched(struct node *n)
 		d->dir->flags |= N_META_DIRTY;
 }
 
-/* "dir/data.h5" -> "dir/data.conflict-HOST-20261126-054500.h5" */
-static char *conflict_name(const struct fs *fs, const char *path, int seq)
-{
-	const char *slash = strrchr(path, '/'), *leaf = slash ? slash + 1 : path;
-	const char *dot = strrchr(leaf, '.');
-	size_t stem = dot && dot != leaf ? (size_t)(dot - path) : strlen(path);
-	char when[32], *out;
-	time_t now = time(NULL);
-	struct tm tm;
-
-	localtime_r(&now, &tm);
-	strftime(when, sizeof(when), "%Y%m%d-%H%M%S", &tm);
-	if (asprintf(&out, "%.*s.conflict-%s-%s%s%.0d%s", (int)stem, path,
-		     fs->host, when, seq ? "-" : "", seq,
-		     dot && dot != leaf ? dot : "") < 0)
-		return NULL;
-	return out;
-}
-
 static void set_result(struct node *n, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -237,14 +218,14 @@ static int validate(void *arg, int fd, uint64_t size)
 }
 
 /*
- * If SOURCE's file changed since it was loaded, point the write at a
- * conflict name beside it. Returns 1 when redirected, 0 when not, or
+ * If SOURCE's file changed since it was loaded (with `ctime`, its ctime
+ * too), point the write at a conflict name beside it. Returns 1 when redirected, 0 when not, or
  * -errno. SOURCE's file stays locked (*lockfd) against other mounts
  * until the caller has replaced it. ns.lock not held; sync_lock held,
  * so this mount's names hold still.
  */
 static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
-			  char **cname, int *lockfd)
+			  bool ctime, char **cname, int *lockfd)
 {
 	struct src_ident now;
 	int fd;
@@ -269,9 +250,11 @@ static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
 	 * renamed over. A new file meeting anything else (another node made
 	 * the same name) is a conflict too.
 	 */
-	if (fs_same_file(&now, source ? &n->ident : &n->replaces))
+	/* a stand-in's ctime moved with the replays that made it one */
+	if (fs_same_file(&now, source ? &n->ident : &n->replaces,
+			 source && ctime))
 		return 0;
-	*cname = conflict_name(fs, f->paths[0], 0);
+	*cname = fs_conflict_name(fs, f->paths[0], 0);
 	if (!*cname)
 		return -ENOMEM;
 	f->paths[0] = *cname;	/* the caller keeps the original to free */
@@ -290,6 +273,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 	uint64_t written = 0, gen = 0, snap_size = 0, *sums = NULL;
 	size_t nsums = 0;
 	int err, conflict = 0, lockfd = -1;
+	bool ctime = false;
 	struct check_ctx vctx = { fs, n, NULL };
 
 	err = fs_load_xattrs(fs, n, false);
@@ -328,6 +312,8 @@ int fs_write_file(struct fs *fs, struct node *n)
 	err = snapshot_file(fs, n, &f);
 	gen = n->file->wgen;
 	before = n->flags & N_FROM_SOURCE ? n->ident : n->replaces;
+	/* ctime is SOURCE's still unless a replay moved it */
+	ctime = !(n->flags & N_SRC_MOVED);
 	fs->wb_busy = n;
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
@@ -352,7 +338,8 @@ int fs_write_file(struct fs *fs, struct node *n)
 		f.check_arg = &vctx;
 	}
 	if (!err)
-		err = conflict = check_conflict(fs, n, &f, &cname, &lockfd);
+		err = conflict = check_conflict(fs, n, &f, ctime, &cname,
+						&lockfd);
 	if (!conflict && !err) {
 		err = wb_write_file(&fs->src, &f, &id);
 		written = f.written;
@@ -362,7 +349,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 				  f.cloned ? " (changed pages on a clone)" : "");
 		if (err == -EEXIST && f.noreplace) {
 			/* the name was made behind us since the check */
-			cname = conflict_name(fs, orig, 0);
+			cname = fs_conflict_name(fs, orig, 0);
 			f.paths[0] = cname;
 			f.npaths = 1;
 			err = cname ? 0 : -ENOMEM;
@@ -374,7 +361,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 		if (err != -EEXIST)
 			break;
 		free(cname);
-		cname = conflict_name(fs, orig, seq);
+		cname = fs_conflict_name(fs, orig, seq);
 		f.paths[0] = cname;
 		err = cname ? 0 : -ENOMEM;
 	}
