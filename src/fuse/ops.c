@@ -49,6 +49,14 @@ static void ll_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 		m->fs.o.kernel_times = true;
 	}
+	/*
+	 * POSIX ACLs as SOURCE has them: the kernel checks them (it asks
+	 * for system.posix_acl_* and caches the answer), and leaves the
+	 * umask and default ACL inheritance of new nodes to us (fs_mknod).
+	 */
+	if ((conn->capable & FUSE_CAP_POSIX_ACL) &&
+	    (conn->capable & FUSE_CAP_DONT_MASK))
+		conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
 	/* locks stay in the kernel: correct for one mount, and fast */
 	conn->want &= ~(unsigned)(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	if (m->notify_fd >= 0) {

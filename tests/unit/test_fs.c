@@ -196,9 +196,9 @@ Test(fs, sync_all_mirrors_new_files_dirs_symlinks_and_deletions)
 	char p[256], t[64];
 	ssize_t l;
 
-	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "new", 0700, getuid(),
+	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "new", 0700, 0, getuid(),
 			      getgid(), &dir, &st), 0);
-	cr_assert_eq(fs_mknod(&fs, dir, "f", S_IFREG | 0640, 0, getuid(),
+	cr_assert_eq(fs_mknod(&fs, dir, "f", S_IFREG | 0640, 0, 0, getuid(),
 			      getgid(), &n, &st), 0);
 	cr_assert_eq(fs_open(&fs, n, O_RDWR, NULL), 0);
 	cr_assert_eq(write_at(n, "fresh", 0), 0);
@@ -242,7 +242,7 @@ Test(fs, names_errors_are_precise)
 	struct stat st;
 
 	cr_assert_eq(fs_lookup(&fs, fs.ns.root, "nope", &n, &st), -ENOENT);
-	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "d", 0755, 0, 0, &n, &st),
+	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "d", 0755, 0, 0, 0, &n, &st),
 		     -EEXIST);
 	cr_assert_eq(fs_rmdir(&fs, fs.ns.root, "d"), -ENOTEMPTY);
 	cr_assert_eq(fs_unlink(&fs, fs.ns.root, "d"), -EISDIR);
