@@ -285,6 +285,12 @@ void fs_ref(struct fs *fs, struct node *n, struct stat *st);
 
 int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 		size_t size, size_t *len);
+/*
+ * flags: XATTR_CREATE, XATTR_REPLACE, and FS_XATTR_KILL_SGID for an
+ * access ACL set by a caller outside the file's group without
+ * CAP_FSETID (the mode loses set-group-ID, as on ext4).
+ */
+#define FS_XATTR_KILL_SGID 0x100
 int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 		const void *value, size_t size, int flags);
 /*

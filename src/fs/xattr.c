@@ -119,6 +119,9 @@ static int acl_access_set_locked(struct node *n, const char *name,
 	kept = acl_to_mode(value, size, &mode);
 	if (kept < 0)
 		return kept;
+	if (flags & FS_XATTR_KILL_SGID)
+		mode &= ~(mode_t)S_ISGID;
+	flags &= ~FS_XATTR_KILL_SGID;
 	if (kept) {
 		int err = ns_xattr_set(n, name, value, size, flags);
 
@@ -138,9 +141,11 @@ static int acl_access_set_locked(struct node *n, const char *name,
 int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 		const void *value, size_t size, int flags)
 {
-	int err = volatile_set(fs, n, name, value, size, flags);
+	int err, kill = flags & FS_XATTR_KILL_SGID;
 	bool acl = !strncmp(name, "system.", 7);
 
+	flags &= ~FS_XATTR_KILL_SGID;
+	err = volatile_set(fs, n, name, value, size, flags);
 	if (err <= 0)
 		return err;
 	err = xattr_name_ok(name, true);
@@ -156,7 +161,7 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
-	err = acl_access_set_locked(n, name, value, size, flags);
+	err = acl_access_set_locked(n, name, value, size, flags | kill);
 	if (err == 1)
 		err = ns_xattr_set(n, name, value, size, flags);
 	if (!err)

@@ -209,6 +209,31 @@ def test_acls_are_enforced_through_the_mount_as_in_source(shared):
     assert outcomes(m)[1:3] == ["OK", "OK"]
 
 
+def test_an_acl_set_from_outside_the_group_clears_set_group_id(shared):
+    start, src, ref = shared
+    for d in (src, ref):
+        for name, gid in (("theirs", helpers.OTHER_GID), ("not", 0)):
+            helpers.write_file(d / name, b"x")
+            os.chown(d / name, OTHER, gid)
+            os.chmod(d / name, 0o2750)
+    m = start()
+    for d in (m, ref):
+        for name in ("theirs", "not"):
+            helpers.run(["setpriv", f"--reuid={OTHER}",
+                         f"--regid={helpers.OTHER_GID}", "--clear-groups",
+                         "setfacl", "-m", f"u:{NOBODY}:r", d / name],
+                        timeout=30)
+    assert mode(ref / "theirs") == 0o2750
+    assert mode(ref / "not") == 0o750
+    for name in ("theirs", "not"):
+        assert mode(m / name) == mode(ref / name)
+        assert facl(m / name) == facl(ref / name)
+    m.sync(check=True)
+    for name in ("theirs", "not"):
+        assert mode(src / name) == mode(ref / name)
+        assert facl(src / name) == facl(ref / name)
+
+
 def test_security_labels_survive_a_write_back(shared):
     start, src, _ = shared
     helpers.write_file(src / "f", b"a")
