@@ -20,15 +20,29 @@
 #include "pin.h"
 
 /* SOURCE cannot hold this xattr (size, room, support): not fatal. */
-static bool refusable(int e)
+static bool refusable(int e, const char *name)
 {
-	return e == EOPNOTSUPP || e == E2BIG || e == ENOSPC || e == ERANGE;
+	/* security.*: a daemon without CAP_SYS_ADMIN may not set them */
+	return e == EOPNOTSUPP || e == E2BIG || e == ENOSPC || e == ERANGE ||
+	       (e == EPERM && ns_xattr_security(name));
+}
+
+static int refuse(struct wb_refused *ref, const char *name, int e)
+{
+	if (!ref || !refusable(e, name))
+		return -e;
+	if (!ref->count++) {
+		ref->err = -e;
+		snprintf(ref->name, sizeof(ref->name), "%.255s", name);
+	}
+	return 0;
 }
 
 /*
- * Make the file's user.* and trusted.* xattrs exactly `want`. Without
- * CAP_SYS_ADMIN the daemon neither sees nor may set trusted.* names in
- * SOURCE: those are left alone.
+ * Make the file's kept xattrs (ns_xattr_kept: user.*, trusted.*,
+ * security.*, the POSIX ACLs) exactly `want`. Without CAP_SYS_ADMIN the
+ * daemon neither sees nor may set trusted.* names in SOURCE: those are
+ * left alone.
  */
 static int xattrs_sync(int fd, const struct xattr *want,
 		       struct wb_refused *ref)
@@ -36,6 +50,7 @@ static int xattrs_sync(int fd, const struct xattr *want,
 	char names[65536], *p;
 	ssize_t len = flistxattr(fd, names, sizeof(names));
 	const struct xattr *x;
+	int err;
 
 	if (len < 0 && errno != ENOTSUP)
 		return -errno;
@@ -46,8 +61,9 @@ static int xattrs_sync(int fd, const struct xattr *want,
 			continue;
 		for (x = want; x && !keep; x = x->next)
 			keep = strcmp(x->name, p) == 0;
-		if (!keep && fremovexattr(fd, p) < 0 && errno != ENODATA)
-			return -errno;
+		if (!keep && fremovexattr(fd, p) < 0 && errno != ENODATA &&
+		    (err = refuse(ref, p, errno)))
+			return err;
 	}
 	for (x = want; x; x = x->next) {
 		if (!ns_xattr_kept(x->name))
@@ -55,12 +71,9 @@ static int xattrs_sync(int fd, const struct xattr *want,
 		if (fsetxattr(fd, x->name, x->value, x->size, 0) == 0 ||
 		    (errno == EPERM && ns_xattr_trusted(x->name)))
 			continue;
-		if (!ref || !refusable(errno))
-			return -errno;
-		if (!ref->count++) {
-			ref->err = -errno;
-			snprintf(ref->name, sizeof(ref->name), "%s", x->name);
-		}
+		err = refuse(ref, x->name, errno);
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -85,11 +98,15 @@ int wb_set_fd_meta(int fd, mode_t mode, uid_t uid, gid_t gid,
 	struct timespec ts[2] = { *atime, *mtime };
 	int err;
 
+	/*
+	 * The mode after the ACLs: setting an access ACL sets the mode's
+	 * permission bits from it, and may clear set-group-ID.
+	 */
 	err = owner_set(fd, "", uid, gid);
-	if (!err && fchmod(fd, mode & 07777) < 0)
-		err = -errno;
 	if (!err)
 		err = xattrs_sync(fd, xa, ref);
+	if (!err && fchmod(fd, mode & 07777) < 0)
+		err = -errno;
 	if (!err && futimens(fd, ts) < 0)
 		err = -errno;
 	return err;

@@ -8,7 +8,7 @@
 #include "writeback.h"
 
 /*
- * Owner, mode, user.* and trusted.* xattrs, then times, on the open
+ * Owner, the kept xattrs (ns_xattr_kept), mode, then times, on the open
  * descriptor fd. xattrs SOURCE refuses go to *ref (may be NULL: then
  * they fail the call). 0 or -errno.
  */

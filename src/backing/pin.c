@@ -205,7 +205,7 @@ int src_load_xattrs(const struct src *s, const char *rel, struct node *n)
 		ssize_t vl;
 
 		if (!ns_xattr_kept(p))
-			continue; /* only user.* and trusted.* are mirrored */
+			continue; /* only what ns_xattr_kept says is mirrored */
 		vl = fgetxattr(fd, p, val, sizeof(val));
 		if (vl < 0)
 			continue;

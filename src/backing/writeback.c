@@ -288,6 +288,52 @@ int wb_lock(const struct src *s, const char *rel, struct src_ident *id)
 	return -EBUSY;
 }
 
+/*
+ * The chattr flags a new version takes over from the file it replaces,
+ * where SOURCE's filesystem has them: those that only say how to store
+ * or back up the file (no dump, no atime, synchronous, compression, no
+ * copy-on-write, data journalling...). Immutable and append-only are
+ * not among them: a file that has either cannot be replaced at all
+ * (rename over it fails with EPERM, and so does the write-back).
+ */
+#define KEPT_FLAGS (FS_SECRM_FL | FS_UNRM_FL | FS_COMPR_FL | FS_SYNC_FL | \
+		    FS_NODUMP_FL | FS_NOATIME_FL | FS_JOURNAL_DATA_FL |     \
+		    FS_NOTAIL_FL | FS_NOCOW_FL | FS_NOCOMP_FL)
+
+/*
+ * Give the temporary the kept flags of the file at dirfd/leaf, while it
+ * is still empty (btrfs takes no-copy-on-write only then). Where a flag
+ * is refused (a filesystem without it, data journalling without
+ * CAP_SYS_RESOURCE) the others are still set; nothing here fails the
+ * write-back.
+ */
+static void flags_copy(int dirfd, const char *leaf, int tmp)
+{
+	int old = open_data_at(dirfd, leaf, O_RDONLY, NULL), want = 0, have;
+
+	if (old < 0)
+		return; /* a new file: nothing to keep */
+	if (ioctl(old, FS_IOC_GETFLAGS, &want) < 0)
+		want = 0;
+	close(old);
+	want &= KEPT_FLAGS;
+	if (!want || ioctl(tmp, FS_IOC_GETFLAGS, &have) < 0)
+		return;
+	if ((have & want) == want)
+		return;
+	if (ioctl(tmp, FS_IOC_SETFLAGS, &(int){ have | want }) == 0)
+		return;
+	for (int bit = 1; bit; bit <<= 1) {
+		int one = have | bit;
+
+		if ((want & bit) && ioctl(tmp, FS_IOC_SETFLAGS, &one) == 0)
+			have = one;
+		else if (want & bit)
+			log_debug("flag %#x of %s not kept: %s", bit, leaf,
+				  strerror(errno));
+	}
+}
+
 static bool cannot_clone(int err)
 {
 	return err == -EOPNOTSUPP || err == -EXDEV || err == -EINVAL ||
@@ -312,6 +358,8 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 	f->written = 0;
 	f->cloned = false;
 	memset(&f->refused, 0, sizeof(f->refused));
+	if (!f->noreplace)
+		flags_copy(dirfd, leaf, fd);
 	err = -EOPNOTSUPP;
 	if (f->pages && f->fd >= 0 && f->pages->clean_size && !f->noreplace)
 		err = write_changed(dirfd, leaf, fd, f);

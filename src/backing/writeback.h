@@ -3,9 +3,11 @@
  * and replay of journalled namespace operations.
  *
  * A file's new version is written to a temporary `.h5memfs-tmp.XXXXXX`
- * (O_EXCL, mode 0600) in the same directory, given its owner, mode,
- * xattrs and times, fsynced, renamed over the old name, and the directory
- * is fsynced. At every moment the name holds the old or the new version
+ * (O_EXCL, mode 0600) in the same directory, given the old file's
+ * chattr flags that say how to store it (no dump, no copy-on-write...),
+ * its owner, xattrs (POSIX ACLs and security labels included), mode and
+ * times, fsynced, renamed over the old name, and the directory is
+ * fsynced. At every moment the name holds the old or the new version
  * whole. Everything goes through struct src, so nothing escapes SOURCE.
  */
 #ifndef H5M_WRITEBACK_H
@@ -21,8 +23,9 @@
 
 /*
  * xattrs SOURCE would not store (EOPNOTSUPP, E2BIG, ENOSPC, ERANGE: too
- * large for its xattr area, or none there): skipped, so that the data and
- * the rest of the metadata still land. The caller logs and reports them.
+ * large for its xattr area, or none there; EPERM for security.* when the
+ * daemon lacks CAP_SYS_ADMIN): skipped, so that the data and the rest of
+ * the metadata still land. The caller logs and reports them.
  */
 struct wb_refused {
 	unsigned count;

@@ -460,7 +460,7 @@ void ns_stat(const struct node *n, struct stat *st)
 	}
 }
 
-static struct xattr *xattr_find(const struct node *n, const char *name)
+struct xattr *ns_xattr_find(const struct node *n, const char *name)
 {
 	struct xattr *x;
 
@@ -473,7 +473,7 @@ static struct xattr *xattr_find(const struct node *n, const char *name)
 int ns_xattr_get(const struct node *n, const char *name, void *buf,
 		 size_t size, size_t *len)
 {
-	struct xattr *x = xattr_find(n, name);
+	struct xattr *x = ns_xattr_find(n, name);
 
 	if (!x)
 		return -ENODATA;
@@ -489,7 +489,7 @@ int ns_xattr_get(const struct node *n, const char *name, void *buf,
 int ns_xattr_set(struct node *n, const char *name, const void *value,
 		 size_t size, int flags)
 {
-	struct xattr *x = xattr_find(n, name);
+	struct xattr *x = ns_xattr_find(n, name);
 	void *v;
 
 	if (x && (flags & 0x1 /* XATTR_CREATE */))
@@ -538,9 +538,18 @@ bool ns_xattr_trusted(const char *name)
 	return strncmp(name, "trusted.", 8) == 0;
 }
 
+bool ns_xattr_security(const char *name)
+{
+	return strncmp(name, "security.", 9) == 0;
+}
+
 bool ns_xattr_kept(const char *name)
 {
-	return strncmp(name, "user.", 5) == 0 || ns_xattr_trusted(name);
+	return strncmp(name, "user.", 5) == 0 || ns_xattr_trusted(name) ||
+	       (ns_xattr_security(name) &&
+		strcmp(name, "security.capability") != 0) ||
+	       strcmp(name, "system.posix_acl_access") == 0 ||
+	       strcmp(name, "system.posix_acl_default") == 0;
 }
 
 int ns_xattr_list(const struct node *n, bool trusted, char *buf,

@@ -233,9 +233,18 @@ int ns_xattr_remove(struct node *n, const char *name);
  */
 int ns_xattr_list(const struct node *n, bool trusted, char *buf,
 		  size_t size, size_t *len);
-/* The namespaces kept and mirrored to SOURCE: user.* and trusted.*. */
+/*
+ * The names kept and mirrored to SOURCE: user.*, trusted.*, security.*
+ * but security.capability (the mount is nosuid, and a write takes a
+ * file's capabilities away on any filesystem: a write-back of new data
+ * must not carry them over), and the POSIX ACLs system.posix_acl_access
+ * and system.posix_acl_default.
+ */
 bool ns_xattr_kept(const char *name);
 bool ns_xattr_trusted(const char *name);
+bool ns_xattr_security(const char *name);
+/* The node's attribute `name`, or NULL. */
+struct xattr *ns_xattr_find(const struct node *n, const char *name);
 void ns_xattr_free_all(struct node *n);
 
 #endif

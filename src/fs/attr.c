@@ -121,8 +121,10 @@ int fs_setattr(struct fs *fs, struct node *n, const struct stat *attr,
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
 	was = kept_meta(n);
-	if (to_set & FS_SET_MODE)
+	if (to_set & FS_SET_MODE) {
 		n->mode = (n->mode & S_IFMT) | (attr->st_mode & 07777);
+		fs_acl_follow_mode_locked(n); /* not loaded: done at load */
+	}
 	if (to_set & FS_SET_UID)
 		n->uid = attr->st_uid;
 	if (to_set & FS_SET_GID)

@@ -155,12 +155,18 @@ int fs_getattr(struct fs *fs, struct node *n, struct stat *st);
 int fs_setattr(struct fs *fs, struct node *n, const struct stat *attr,
 	       int to_set, struct stat *st);
 
-/* Make a regular file, fifo, socket or device (S_IFMT in mode). */
+/*
+ * Make a regular file, fifo, socket or device (S_IFMT in mode), or a
+ * directory. `umask` is the creator's: it limits `mode` unless `dir`
+ * has a default ACL, which then gives the new node its ACL and limits
+ * the mode instead (with POSIX ACLs the kernel leaves both to us).
+ */
 int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
-	     dev_t rdev, uid_t uid, gid_t gid, struct node **out,
-	     struct stat *st);
+	     mode_t umask, dev_t rdev, uid_t uid, gid_t gid,
+	     struct node **out, struct stat *st);
 int fs_mkdir(struct fs *fs, struct node *dir, const char *name, mode_t mode,
-	     uid_t uid, gid_t gid, struct node **out, struct stat *st);
+	     mode_t umask, uid_t uid, gid_t gid, struct node **out,
+	     struct stat *st);
 int fs_symlink(struct fs *fs, struct node *dir, const char *name,
 	       const char *target, uid_t uid, gid_t gid, struct node **out,
 	       struct stat *st);
@@ -295,13 +301,24 @@ void fs_ref(struct fs *fs, struct node *n, struct stat *st);
 
 int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 		size_t size, size_t *len);
+/*
+ * flags: XATTR_CREATE, XATTR_REPLACE, and FS_XATTR_KILL_SGID for an
+ * access ACL set by a caller outside the file's group without
+ * CAP_FSETID (the mode loses set-group-ID, as on ext4).
+ */
+#define FS_XATTR_KILL_SGID 0x100
 int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 		const void *value, size_t size, int flags);
 /*
- * xattrs: user.* and trusted.* are kept (the kernel checks CAP_SYS_ADMIN
- * for trusted.* reads and writes); other namespaces EOPNOTSUPP, but
- * security.* reads and removals ENODATA. listxattr shows trusted.* only
- * when `trusted` (the caller has CAP_SYS_ADMIN), as tmpfs does.
+ * xattrs: user.*, trusted.*, security.* (but security.capability) and
+ * the POSIX ACLs are kept (the kernel checks CAP_SYS_ADMIN for trusted.*
+ * reads and writes and for security.* writes); other namespaces
+ * EOPNOTSUPP, but security.capability reads and removals ENODATA.
+ * Setting an access ACL sets the mode's permission bits from it (an ACL
+ * the mode says all of is not kept); a malformed ACL is EINVAL, a
+ * default ACL on a non-directory EACCES, ACLs and security.* on special
+ * files and symlinks EOPNOTSUPP. listxattr shows trusted.* only when
+ * `trusted` (the caller has CAP_SYS_ADMIN), as tmpfs does.
  */
 int fs_listxattr(struct fs *fs, struct node *n, bool trusted, char *buf,
 		 size_t size, size_t *len);

@@ -279,6 +279,23 @@ int fs_dir_mtime(struct fs *fs, const char *path, struct timespec *mtime);
  */
 int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline);
 
+/*
+ * After a chmod, or once SOURCE's ACL is read: n's access ACL, if it
+ * has one, takes the permission bits of its mode (as posix_acl_chmod),
+ * so that the mode the kernel checks and the ACL agree. ns.lock held.
+ */
+void fs_acl_follow_mode_locked(struct node *n);
+
+/*
+ * A node `n` made in `dir` with the permission bits asked for, *mode:
+ * where dir has a default ACL (dir's xattrs loaded), n's access ACL
+ * (and, for a directory, its default ACL) comes from it and *mode is
+ * limited by it, as on a disk filesystem (posix_acl_create); elsewhere
+ * *mode loses the creator's `umask`. ns.lock held; 0 or -ENOMEM.
+ */
+int fs_acl_inherit_locked(struct node *dir, struct node *n, mode_t *mode,
+			  mode_t umask);
+
 /* 4: refresh.c, wbfile.c */
 
 /*

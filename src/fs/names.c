@@ -94,15 +94,18 @@ void fs_forget(struct fs *fs, struct node *n, uint64_t nlookup)
  * On failure returns -errno with no lock held.
  */
 static int create_node_and_lock(struct fs *fs, struct node *dir,
-				const char *name, mode_t mode, uid_t uid,
-				gid_t gid, struct node **out, struct stat *st,
-				struct node **made)
+				const char *name, mode_t mode, mode_t umask,
+				uid_t uid, gid_t gid, struct node **out,
+				struct stat *st, struct node **made)
 {
 	struct node *n;
 	int err = check_name(name, S_ISREG(mode));
 
 	if (!err)
 		err = fs_scan(fs, dir);
+	/* its default ACL, if any, decides the new node's permissions */
+	if (!err && !S_ISLNK(mode))
+		err = fs_load_xattrs(fs, dir, true);
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
@@ -125,7 +128,10 @@ static int create_node_and_lock(struct fs *fs, struct node *dir,
 		goto out;
 	}
 	n->flags |= N_META_DIRTY; /* its owner and times go to SOURCE too */
-	err = ns_link(&fs->ns, dir, name, n);
+	err = S_ISLNK(mode) ? 0 : fs_acl_inherit_locked(dir, n, &n->mode,
+							 umask);
+	if (!err)
+		err = ns_link(&fs->ns, dir, name, n);
 	if (err) {
 		ns_maybe_free(&fs->ns, n);
 		goto out;
@@ -154,8 +160,8 @@ static int create_undo_and_unlock(struct fs *fs, struct node *dir,
 }
 
 int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
-	     dev_t rdev, uid_t uid, gid_t gid, struct node **out,
-	     struct stat *st)
+	     mode_t umask, dev_t rdev, uid_t uid, gid_t gid,
+	     struct node **out, struct stat *st)
 {
 	struct node *n;
 	char *path;
@@ -164,8 +170,8 @@ int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 	if (!S_ISREG(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode) &&
 	    !S_ISCHR(mode) && !S_ISBLK(mode))
 		return -EINVAL;
-	err = create_node_and_lock(fs, dir, name, mode, uid, gid, out, st,
-				   &n);
+	err = create_node_and_lock(fs, dir, name, mode, umask, uid, gid, out,
+				   st, &n);
 	if (err)
 		return err;
 	n->rdev = rdev;
@@ -177,8 +183,8 @@ int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 		return 0;
 	}
 	path = ns_child_path(&fs->ns, dir, name);
-	err = path ? fs_journal(fs, J_MKNOD, path, NULL, mode, rdev, 0, NULL,
-				 NULL) :
+	err = path ? fs_journal(fs, J_MKNOD, path, NULL, n->mode, rdev, 0,
+				NULL, NULL) :
 		     -ENOMEM;
 	free(path);
 	if (err)
@@ -188,14 +194,15 @@ int fs_mknod(struct fs *fs, struct node *dir, const char *name, mode_t mode,
 }
 
 int fs_mkdir(struct fs *fs, struct node *dir, const char *name, mode_t mode,
-	     uid_t uid, gid_t gid, struct node **out, struct stat *st)
+	     mode_t umask, uid_t uid, gid_t gid, struct node **out,
+	     struct stat *st)
 {
 	struct node *n;
 	char *path;
 	int err;
 
 	err = create_node_and_lock(fs, dir, name, S_IFDIR | (mode & 07777),
-				   uid, gid, out, st, &n);
+				   umask, uid, gid, out, st, &n);
 	if (err)
 		return err;
 	path = ns_child_path(&fs->ns, dir, name);
@@ -220,7 +227,7 @@ int fs_symlink(struct fs *fs, struct node *dir, const char *name,
 
 	if (strlen(target) >= PATH_MAX)
 		return -ENAMETOOLONG;
-	err = create_node_and_lock(fs, dir, name, S_IFLNK | 0777, uid, gid,
+	err = create_node_and_lock(fs, dir, name, S_IFLNK | 0777, 0, uid, gid,
 				   out, st, &n);
 	if (err)
 		return err;

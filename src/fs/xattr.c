@@ -11,14 +11,16 @@
 #include <unistd.h>
 
 #include "../backing/pin.h"
+#include "../core/acl.h"
 #include "internal.h"
 
 /*
- * Only user.* and trusted.* names are kept: they are what SOURCE can
- * take back (the kernel lets only CAP_SYS_ADMIN near trusted.*). Other
- * namespaces: EOPNOTSUPP, except security.*, which tmpfs and ext4 know:
- * reading or removing a name there finds nothing (ENODATA), setting one
- * is not supported. Returns 0, or -ENODATA / -EOPNOTSUPP / -ERANGE.
+ * Only the names ns_xattr_kept says are kept: they are what SOURCE can
+ * take back (the kernel lets only CAP_SYS_ADMIN near trusted.* and set
+ * security.*). Other namespaces: EOPNOTSUPP, except
+ * security.capability, which tmpfs and ext4 know: reading or removing
+ * it finds nothing (ENODATA), setting it is not supported. Returns 0,
+ * or -ENODATA / -EOPNOTSUPP / -ERANGE.
  */
 static int xattr_name_ok(const char *name, bool set)
 {
@@ -99,23 +101,69 @@ int fs_getxattr(struct fs *fs, struct node *n, const char *name, void *buf,
 	return err;
 }
 
+/*
+ * Setting an access ACL sets the mode's permission bits from it (the
+ * kernel leaves that to a FUSE server with POSIX ACLs), and an ACL the
+ * mode says all of is not kept, as disk filesystems do
+ * (posix_acl_update_mode). 1 when `name` is not the access ACL, 0 or
+ * -errno when done. ns.lock held.
+ */
+static int acl_access_set_locked(struct node *n, const char *name,
+				 const void *value, size_t size, int flags)
+{
+	mode_t mode = n->mode;
+	int kept;
+
+	if (strcmp(name, ACL_XATTR_ACCESS) != 0)
+		return 1;
+	kept = acl_to_mode(value, size, &mode);
+	if (kept < 0)
+		return kept;
+	if (flags & FS_XATTR_KILL_SGID)
+		mode &= ~(mode_t)S_ISGID;
+	flags &= ~FS_XATTR_KILL_SGID;
+	if (kept) {
+		int err = ns_xattr_set(n, name, value, size, flags);
+
+		if (err)
+			return err;
+	} else if (ns_xattr_find(n, name)) {
+		if (flags & XATTR_CREATE)
+			return -EEXIST;
+		ns_xattr_remove(n, name);
+	} else if (flags & XATTR_REPLACE) {
+		return -ENODATA;
+	}
+	n->mode = mode;
+	return 0;
+}
+
 int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 		const void *value, size_t size, int flags)
 {
-	int err = volatile_set(fs, n, name, value, size, flags);
+	int err, kill = flags & FS_XATTR_KILL_SGID;
+	bool acl = !strncmp(name, "system.", 7);
 
+	flags &= ~FS_XATTR_KILL_SGID;
+	err = volatile_set(fs, n, name, value, size, flags);
 	if (err <= 0)
 		return err;
 	err = xattr_name_ok(name, true);
 	if (!err && !S_ISREG(n->mode) && !S_ISDIR(n->mode))
-		/* as the kernel says for user.*; trusted.* not kept there */
-		err = ns_xattr_trusted(name) ? -EOPNOTSUPP : -EPERM;
+		/* as the kernel says for user.*; others not kept there */
+		err = !strncmp(name, "user.", 5) ? -EPERM : -EOPNOTSUPP;
+	if (!err && acl && !acl_valid(value, size))
+		err = -EINVAL;
+	if (!err && !strcmp(name, ACL_XATTR_DEFAULT) && !S_ISDIR(n->mode))
+		err = -EACCES; /* as set_posix_acl says */
 	if (!err)
 		err = fs_load_xattrs(fs, n, true);
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
-	err = ns_xattr_set(n, name, value, size, flags);
+	err = acl_access_set_locked(n, name, value, size, flags | kill);
+	if (err == 1)
+		err = ns_xattr_set(n, name, value, size, flags);
 	if (!err)
 		fs_touch_c(n);
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -166,6 +214,39 @@ int fs_removexattr(struct fs *fs, struct node *n, const char *name)
 	if (!err)
 		fs_touch_c(n);
 	pthread_mutex_unlock(&fs->ns.lock);
+	return err;
+}
+
+void fs_acl_follow_mode_locked(struct node *n)
+{
+	struct xattr *x = ns_xattr_find(n, ACL_XATTR_ACCESS);
+
+	if (x)
+		acl_chmod(x->value, x->size, n->mode);
+}
+
+int fs_acl_inherit_locked(struct node *dir, struct node *n, mode_t *mode,
+			  mode_t umask)
+{
+	struct xattr *def = ns_xattr_find(dir, ACL_XATTR_DEFAULT);
+	void *acl;
+	int err = 0, kept;
+
+	if (!def || !acl_valid(def->value, def->size)) {
+		*mode &= ~(umask & 0777);
+		return 0;
+	}
+	if (S_ISDIR(*mode))
+		err = ns_xattr_set(n, ACL_XATTR_DEFAULT, def->value,
+				   def->size, 0);
+	acl = malloc(def->size);
+	if (!acl)
+		return -ENOMEM;
+	memcpy(acl, def->value, def->size);
+	kept = acl_create_masq(acl, def->size, mode);
+	if (!err && kept > 0)
+		err = ns_xattr_set(n, ACL_XATTR_ACCESS, acl, def->size, 0);
+	free(acl);
 	return err;
 }
 
@@ -223,6 +304,7 @@ static void xattr_run(struct fs_job *j)
 		n->xattrs = xj->tmp.xattrs;
 		xj->tmp.xattrs = NULL;
 		n->flags |= N_XATTRS;
+		fs_acl_follow_mode_locked(n);
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
 out:

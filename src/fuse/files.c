@@ -54,8 +54,8 @@ void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct node *n = NULL;
 	int err;
 
-	err = fs_mknod(&m->fs, ll_node(req, parent), name, S_IFREG | mode, 0,
-		       c->uid, c->gid, &n, &e.attr);
+	err = fs_mknod(&m->fs, ll_node(req, parent), name, S_IFREG | mode,
+		       c->umask, 0, c->uid, c->gid, &n, &e.attr);
 	if (!err) {
 		err = fs_open(&m->fs, n, O_RDWR, NULL);
 		if (err)

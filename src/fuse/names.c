@@ -129,7 +129,7 @@ void ll_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct node *n = NULL;
 	struct stat st;
 	int err = fs_mknod(&ll_ctx(req)->fs, ll_node(req, parent), name, mode,
-			   rdev, c->uid, c->gid, &n, &st);
+			   c->umask, rdev, c->uid, c->gid, &n, &st);
 
 	ll_reply_entry(req, err, n, &st);
 }
@@ -141,7 +141,7 @@ void ll_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct node *n = NULL;
 	struct stat st;
 	int err = fs_mkdir(&ll_ctx(req)->fs, ll_node(req, parent), name, mode,
-			   c->uid, c->gid, &n, &st);
+			   c->umask, c->uid, c->gid, &n, &st);
 
 	ll_reply_entry(req, err, n, &st);
 }

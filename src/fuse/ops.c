@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/acl.h"
 #include "../core/log.h"
 #include "ll.h"
 #include "notify.h"
@@ -50,6 +51,14 @@ static void ll_op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_WRITEBACK_CACHE;
 		m->fs.o.kernel_times = true;
 	}
+	/*
+	 * POSIX ACLs as SOURCE has them: the kernel checks them (it asks
+	 * for system.posix_acl_* and caches the answer), and leaves the
+	 * umask and default ACL inheritance of new nodes to us (fs_mknod).
+	 */
+	if ((conn->capable & FUSE_CAP_POSIX_ACL) &&
+	    (conn->capable & FUSE_CAP_DONT_MASK))
+		conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
 	/* locks stay in the kernel: correct for one mount, and fast */
 	conn->want &= ~(unsigned)(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
 	if (m->notify_fd >= 0) {
@@ -76,14 +85,6 @@ void ll_op_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &sv);
 }
 
-void ll_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-		    const char *value, size_t size, int flags)
-{
-	if (ll_control_set(req, ino, name, value, size))
-		return;
-	fuse_reply_err(req, -fs_setxattr(&ll_ctx(req)->fs, ll_node(req, ino),
-					 name, value, size, flags));
-}
 
 /* getxattr and listxattr share the size-probe protocol. */
 static void reply_xattr(fuse_req_t req, int err, const char *buf,
@@ -116,11 +117,11 @@ void ll_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 }
 
 /*
- * Whether the caller has CAP_SYS_ADMIN (may see trusted.* names): its
- * effective set in /proc, or, where that cannot be read (a pid from
- * another namespace), whether it is root.
+ * Whether the caller has capability `cap` (CAP_SYS_ADMIN: may see
+ * trusted.* names): its effective set in /proc, or, where that cannot be
+ * read (a pid from another namespace), whether it is root.
  */
-static bool caller_is_admin(fuse_req_t req)
+static bool caller_has(fuse_req_t req, int cap)
 {
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	unsigned long long eff;
@@ -137,7 +138,46 @@ static bool caller_is_admin(fuse_req_t req)
 	fclose(f);
 	if (!found)
 		return c->uid == 0;
-	return (eff >> CAP_SYS_ADMIN) & 1;
+	return (eff >> cap) & 1;
+}
+
+/* Whether the caller is in group `gid`, as the kernel's in_group_p. */
+static bool caller_in_group(fuse_req_t req, gid_t gid)
+{
+	gid_t groups[64], *list = groups;
+	int n = fuse_req_getgroups(req, 64, groups);
+	bool in = fuse_req_ctx(req)->gid == gid;
+
+	if (n > 64 && (list = malloc((size_t)n * sizeof(*list))))
+		n = fuse_req_getgroups(req, n, list);
+	for (int i = 0; !in && list && i < n; i++)
+		in = list[i] == gid;
+	if (list != groups)
+		free(list);
+	return in;
+}
+
+void ll_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+		    const char *value, size_t size, int flags)
+{
+	struct h5m *m = ll_ctx(req);
+	struct node *n = ll_node(req, ino);
+	struct stat st;
+
+	if (ll_control_set(req, ino, name, value, size))
+		return;
+	/*
+	 * An access ACL set by a caller outside the file's group without
+	 * CAP_FSETID clears set-group-ID, as posix_acl_update_mode does:
+	 * the kernel says so only with FUSE_SETXATTR_EXT, which libfuse
+	 * 3.14 does not offer, so ask here.
+	 */
+	if (!strcmp(name, ACL_XATTR_ACCESS) && !fs_getattr(&m->fs, n, &st) &&
+	    (st.st_mode & S_ISGID) && !caller_in_group(req, st.st_gid) &&
+	    !caller_has(req, CAP_FSETID))
+		flags |= FS_XATTR_KILL_SGID;
+	fuse_reply_err(req, -fs_setxattr(&m->fs, n, name, value, size,
+					 flags));
 }
 
 void ll_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
@@ -146,7 +186,8 @@ void ll_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	size_t len = 0;
 	int err = size && !buf ? -ENOMEM :
 		fs_listxattr(&ll_ctx(req)->fs, ll_node(req, ino),
-			     caller_is_admin(req), buf, size, &len);
+			     caller_has(req, CAP_SYS_ADMIN), buf,
+			     size, &len);
 
 	reply_xattr(req, err, buf, size, len);
 	free(buf);

@@ -104,8 +104,8 @@ static uint32_t forget(uint64_t unique)
  * file_remove_privs() of a passthrough write (backing_file_write_iter):
  * it drops ATTR_KILL_SUID/SGID and ATTR_MODE, leaving only ATTR_FORCE.
  * Nothing else sends an empty SETATTR here: the other source,
- * ATTR_KILL_PRIV for security.capability, needs a security.* xattr,
- * which the mount does not keep.
+ * ATTR_KILL_PRIV for security.capability, needs that xattr, which the
+ * mount never keeps (ns_xattr_kept).
  */
 static bool kills_privileges(const void *buf, size_t n, uint32_t op)
 {

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "core/acl.h"
 #include "fs/fs.h"
 #include "fs/internal.h"
 
@@ -196,9 +198,9 @@ Test(fs, sync_all_mirrors_new_files_dirs_symlinks_and_deletions)
 	char p[256], t[64];
 	ssize_t l;
 
-	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "new", 0700, getuid(),
+	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "new", 0700, 0, getuid(),
 			      getgid(), &dir, &st), 0);
-	cr_assert_eq(fs_mknod(&fs, dir, "f", S_IFREG | 0640, 0, getuid(),
+	cr_assert_eq(fs_mknod(&fs, dir, "f", S_IFREG | 0640, 0, 0, getuid(),
 			      getgid(), &n, &st), 0);
 	cr_assert_eq(fs_open(&fs, n, O_RDWR, NULL), 0);
 	cr_assert_eq(write_at(n, "fresh", 0), 0);
@@ -217,6 +219,85 @@ Test(fs, sync_all_mirrors_new_files_dirs_symlinks_and_deletions)
 	cr_assert_eq(l, 5);
 	t[l] = '\0';
 	cr_assert_str_eq(t, "new/f");
+}
+
+/* An ACL value: version 2, then {tag, perm, id} entries (little-endian). */
+static size_t acl_value(unsigned char *buf, const uint16_t (*es)[2],
+			const uint32_t *ids, size_t n)
+{
+	uint32_t v = 2;
+
+	memcpy(buf, &v, 4);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(buf + 4 + 8 * i, es[i], 4);
+		memcpy(buf + 8 + 8 * i, &ids[i], 4);
+	}
+	return 4 + 8 * n;
+}
+
+Test(fs, a_default_acl_gives_new_nodes_their_acl_and_mode_in_source_too)
+{
+	/* setfacl -d -m u:65534:rx: u::rwx u:65534:r-x g::r-x m::r-x o::r-x */
+	static const uint16_t def[][2] = { { 1, 7 }, { 2, 5 }, { 4, 5 },
+					   { 0x10, 5 }, { 0x20, 5 } };
+	static const uint16_t base[][2] = { { 1, 6 }, { 4, 4 }, { 0x20, 0 } };
+	static const uint32_t ids[] = { -1u, 65534, -1u, -1u, -1u };
+	unsigned char v[64], got[64], ondisk[64];
+	size_t n = acl_value(v, def, ids, 5), len;
+	struct node *dir, *f, *sub, *plain;
+	struct stat st, set = { 0 };
+	char p[256];
+
+	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "acl", 0755, 0, getuid(),
+			      getgid(), &dir, &st), 0);
+	cr_assert_eq(fs_setxattr(&fs, dir, ACL_XATTR_DEFAULT, v, n, 0), 0);
+	/* umask 077 does not apply under a default ACL */
+	cr_assert_eq(fs_mknod(&fs, dir, "f", S_IFREG | 0666, 077, 0, getuid(),
+			      getgid(), &f, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0644);
+	cr_assert_eq(fs_getxattr(&fs, f, ACL_XATTR_ACCESS, got, sizeof(got),
+				 &len), 0);
+	cr_assert_eq(len, n);
+	cr_assert_eq(got[4 + 8 * 3 + 2], 4); /* mask r-- */
+	cr_assert_eq(fs_getxattr(&fs, f, ACL_XATTR_DEFAULT, got, sizeof(got),
+				 &len), -ENODATA);
+	cr_assert_eq(fs_mkdir(&fs, dir, "sub", 0777, 077, getuid(), getgid(),
+			      &sub, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0755);
+	cr_assert_eq(fs_getxattr(&fs, sub, ACL_XATTR_DEFAULT, got, sizeof(got),
+				 &len), 0);
+	cr_assert_eq(fs_mknod(&fs, fs.ns.root, "plain", S_IFREG | 0666, 077, 0,
+			      getuid(), getgid(), &plain, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+	/* chmod sets the mask */
+	set.st_mode = 0604;
+	cr_assert_eq(fs_setattr(&fs, f, &set, FS_SET_MODE, &st), 0);
+	cr_assert_eq(fs_getxattr(&fs, f, ACL_XATTR_ACCESS, got, sizeof(got),
+				 &len), 0);
+	cr_assert_eq(got[4 + 8 * 3 + 2], 0);
+	cr_assert_eq(fs_sync_all(&fs, NULL), 0);
+	snprintf(p, sizeof(p), "%s/acl/f", src);
+	cr_assert_eq(getxattr(p, ACL_XATTR_ACCESS, ondisk, sizeof(ondisk)),
+		     (ssize_t)n);
+	cr_assert_eq(memcmp(ondisk, got, n), 0);
+	cr_assert_eq(stat(p, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0604);
+	/* an ACL the mode says all of is not kept, and sets the mode */
+	n = acl_value(v, base, ids, 3);
+	cr_assert_eq(fs_setxattr(&fs, f, ACL_XATTR_ACCESS, v, n, 0), 0);
+	cr_assert_eq(fs_getattr(&fs, f, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0640);
+	cr_assert_eq(fs_getxattr(&fs, f, ACL_XATTR_ACCESS, got, sizeof(got),
+				 &len), -ENODATA);
+	cr_assert_eq(fs_setxattr(&fs, f, ACL_XATTR_DEFAULT, v, n, 0), -EACCES);
+	v[0] = 1;
+	cr_assert_eq(fs_setxattr(&fs, dir, ACL_XATTR_DEFAULT, v, n, 0),
+		     -EINVAL);
+	cr_assert_eq(fs_sync_all(&fs, NULL), 0);
+	cr_assert_eq(getxattr(p, ACL_XATTR_ACCESS, ondisk, sizeof(ondisk)), -1);
+	cr_assert_eq(errno, ENODATA);
+	cr_assert_eq(stat(p, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0640);
 }
 
 Test(fs, no_temporary_remains_after_a_write_back)
@@ -242,7 +323,7 @@ Test(fs, names_errors_are_precise)
 	struct stat st;
 
 	cr_assert_eq(fs_lookup(&fs, fs.ns.root, "nope", &n, &st), -ENOENT);
-	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "d", 0755, 0, 0, &n, &st),
+	cr_assert_eq(fs_mkdir(&fs, fs.ns.root, "d", 0755, 0, 0, 0, &n, &st),
 		     -EEXIST);
 	cr_assert_eq(fs_rmdir(&fs, fs.ns.root, "d"), -ENOTEMPTY);
 	cr_assert_eq(fs_unlink(&fs, fs.ns.root, "d"), -EISDIR);
