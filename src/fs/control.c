@@ -398,10 +398,10 @@ int fs_evict(struct fs *fs, struct node *n)
 	fs_notice_kernel_writes(fs, n);
 	if (!(n->flags & N_LOADED)) {
 		err = 0;
-	} else if (n->flags & N_DIRTY) {
-		err = -EBUSY; /* unsaved changes: sync or discard first */
 	} else if (n->nopen || !(n->flags & N_FROM_SOURCE)) {
 		err = -EBUSY;
+	} else if (!fs_image_clean_locked(fs, n)) {
+		err = -EBUSY; /* unsaved changes: sync or discard first */
 	} else {
 		fs_unload_locked(fs, n);
 	}

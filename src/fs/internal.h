@@ -186,6 +186,16 @@ void fs_find_mapped_writes(struct fs *fs);
 /* The same for one file. Takes the locks. */
 void fs_find_mapped_writes_in(struct fs *fs, struct node *n);
 /*
+ * May n's image be unloaded (evicted, dropped as stale or gone), that
+ * is, does it hold what SOURCE holds? Not when n is dirty. Passthrough:
+ * not either when the kernel changed it without a trace: its size
+ * differs from clean_size, or a page's checksum from the one taken
+ * when it was last clean (n is then marked dirty), or it has no
+ * checksums to tell. Reads the image's data (not its holes) with
+ * ns.lock held. n->io and ns.lock held.
+ */
+bool fs_image_clean_locked(struct fs *fs, struct node *n);
+/*
  * n's data changed through the daemon (a write, fallocate): mark it
  * dirty, and stamp mtime and ctime unless the kernel keeps them.
  * ns.lock held.
@@ -277,7 +287,8 @@ void fs_refresh(struct fs *fs, struct node *dir);
  * n's file is gone from SOURCE (open found ENOENT): when nothing of it
  * is the mount's own (clean, from SOURCE, no pending namespace change),
  * drop its names and return true: the caller fails with ESTALE, so the
- * kernel looks the name up again and finds it gone. ns.lock held.
+ * kernel looks the name up again and finds it gone. n->io and ns.lock
+ * held.
  */
 bool fs_drop_gone_locked(struct fs *fs, struct node *n);
 

@@ -47,8 +47,7 @@ int fs_make_room_locked(struct fs *fs, uint64_t need)
 		/* lock order is io, then ns: only take an idle image */
 		if (pthread_mutex_trylock(&v[i]->io) != 0)
 			continue;
-		fs_notice_kernel_writes(fs, v[i]);
-		if (!(v[i]->flags & N_DIRTY)) {
+		if (fs_image_clean_locked(fs, v[i])) {
 			log_debug("evicting a clean image of %llu bytes",
 				  (unsigned long long)
 					  v[i]->file->img.accounted);

@@ -121,7 +121,7 @@ static int final_writeback(struct h5m *m, const struct opts *o,
 	log_info("final write-back of %s: %llu dirty file(s), %llu bytes",
 		 o->mountpoint, (unsigned long long)before.dirty_files,
 		 (unsigned long long)before.dirty_bytes);
-	err = fs_sync_all(&m->fs, &failed);
+	err = fs_sync_last(&m->fs, &failed);
 	fs_progress(&m->fs, &after);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	log_info("final write-back of %s ended in %.3f s: %llu file(s), "
