@@ -77,7 +77,32 @@ struct node *ns_node_new(struct ns *ns, mode_t mode, uid_t uid, gid_t gid)
 		ns->all->all_prev = n;
 	ns->all = n;
 	ns->nodes++;
+	ns_meta_account(ns, n);
 	return n;
+}
+
+uint64_t ns_node_cost(bool reg)
+{
+	return sizeof(struct node) + (reg ? sizeof(struct node_file) : 0);
+}
+
+uint64_t ns_name_cost(const char *name)
+{
+	return sizeof(struct dentry) + strlen(name) + 1;
+}
+
+uint64_t ns_xattr_cost(const char *name, size_t size)
+{
+	return sizeof(struct xattr) + strlen(name) + 1 + size;
+}
+
+void ns_meta_account(struct ns *ns, struct node *n)
+{
+	uint64_t now = ns_node_cost(n->file != NULL) + n->xattr_bytes +
+		       (n->target ? strlen(n->target) + 1 : 0);
+
+	ns->meta_used += now - n->meta;
+	n->meta = now;
 }
 
 int ns_init(struct ns *ns, mode_t root_mode, uint64_t page_size)
@@ -126,6 +151,7 @@ static void node_free(struct ns *ns, struct node *n)
 		ns->all = n->all_next;
 	if (n->all_next)
 		n->all_next->all_prev = n->all_prev;
+	ns->meta_used -= n->meta;
 	free(n);
 	ns->nodes--;
 }
@@ -247,6 +273,7 @@ int ns_link(struct ns *ns, struct node *dir, const char *name,
 	hash_insert(ns, d);
 	dir_append(dir, d);
 	links_add(node, d);
+	ns->meta_used += ns_name_cost(name);
 	return 0;
 }
 
@@ -264,6 +291,7 @@ void ns_unlink(struct ns *ns, struct dentry *d)
 	hash_remove(ns, d);
 	dir_remove(d->dir, d);
 	links_remove(n, d);
+	ns->meta_used -= ns_name_cost(d->name);
 	free(d->name);
 	free(d);
 	ns_maybe_free(ns, n);
@@ -284,6 +312,7 @@ int ns_move(struct ns *ns, struct dentry *d, struct node *dir,
 		ns_unlink(ns, old);
 	hash_remove(ns, d);
 	dir_remove(d->dir, d);
+	ns->meta_used += ns_name_cost(copy) - ns_name_cost(d->name);
 	free(d->name);
 	d->name = copy;
 	d->dir = dir;
@@ -328,7 +357,11 @@ struct node *ns_rebirth(struct ns *ns, struct node *old)
 	n->ident = old->ident;
 	n->src_nlink = old->src_nlink;
 	n->xattrs = old->xattrs;
+	n->xattr_bytes = old->xattr_bytes;
 	old->xattrs = NULL;
+	old->xattr_bytes = 0;
+	ns_meta_account(ns, old);
+	ns_meta_account(ns, n);
 	n->links = old->links;
 	n->nlinks = old->nlinks;
 	for (struct dentry *d = n->links; d; d = d->lnext)
@@ -510,10 +543,12 @@ int ns_xattr_set(struct node *n, const char *name, const void *value,
 		x->next = n->xattrs;
 		n->xattrs = x;
 	} else {
+		n->xattr_bytes -= ns_xattr_cost(x->name, x->size);
 		free(x->value);
 	}
 	x->value = v;
 	x->size = size;
+	n->xattr_bytes += ns_xattr_cost(x->name, x->size);
 	return 0;
 }
 
@@ -527,6 +562,7 @@ int ns_xattr_remove(struct node *n, const char *name)
 		return -ENODATA;
 	x = *pp;
 	*pp = x->next;
+	n->xattr_bytes -= ns_xattr_cost(x->name, x->size);
 	free(x->name);
 	free(x->value);
 	free(x);
@@ -579,4 +615,5 @@ void ns_xattr_free_all(struct node *n)
 		free(x);
 	}
 	n->xattrs = NULL;
+	n->xattr_bytes = 0;
 }

@@ -177,7 +177,7 @@ int fs_status_files(struct fs *fs, uint64_t start, size_t max, char **json)
 
 int fs_status_mount(struct fs *fs, char **json)
 {
-	uint64_t used = 0, dirty = 0, loaded = 0, ndirty = 0, nodes;
+	uint64_t used = 0, dirty = 0, loaded = 0, ndirty = 0, nodes, meta;
 	struct fs_stats st;
 	struct strbuf b;
 
@@ -196,13 +196,17 @@ int fs_status_mount(struct fs *fs, char **json)
 	}
 	st = fs->stats;
 	nodes = fs->ns.nodes;
-	used = fs->ns.mem_used;
+	meta = fs->ns.meta_used;
+	used = fs->ns.mem_used + meta;
 	pthread_mutex_unlock(&fs->ns.lock);
 	sb_printf(&b, "{\"format\": 1, \"pid\": %d, \"source\": ",
 		  (int)getpid());
 	sb_json_str(&b, fs->source_path ? fs->source_path : "");
 	sb_printf(&b, ", \"max_memory_from\": ");
 	sb_json_str(&b, fs->o.max_memory_from ? fs->o.max_memory_from : "");
+	sb_printf(&b, ", \"images\": \"%s\", \"metadata_bytes\": %llu",
+		  fs->o.images_tmpfs ? "tmpfs" : "memfd",
+		  (unsigned long long)meta);
 	sb_printf(&b, ", \"volatile\": %s, \"data_path\": \"%s\", "
 		  "\"max_memory\": %llu, \"memory_used\": %llu, "
 		  "\"files_loaded\": %llu, \"dirty_files\": %llu, "

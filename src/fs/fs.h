@@ -45,6 +45,7 @@ struct fs_opts {
 	uint64_t increment;	/* image growth step */
 	uint64_t page_size;	/* dirty tracking granularity */
 	uint64_t max_memory;	/* budget in bytes; statfs reports it */
+	bool images_tmpfs;	/* images in a private tmpfs (else memfds) */
 	const char *max_memory_from; /* where that figure came from */
 	enum fs_atime atime;
 };

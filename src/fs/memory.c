@@ -20,8 +20,8 @@ static int by_use(const void *a, const void *b)
 
 static bool room_for(const struct fs *fs, uint64_t need)
 {
-	return fs->ns.mem_used + fs->ns.mem_reserved + need <=
-	       fs->o.max_memory;
+	return fs->ns.mem_used + fs->ns.meta_used + fs->ns.mem_reserved +
+		       need <= fs->o.max_memory;
 }
 
 int fs_make_room_locked(struct fs *fs, uint64_t need)

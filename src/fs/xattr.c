@@ -115,9 +115,15 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
-	err = ns_xattr_set(n, name, value, size, flags);
+	/* its memory counts in max_memory: room first (a replaced value
+	   is freed after, so this asks for a little more than it needs) */
+	err = fs_make_room_locked(fs, ns_xattr_cost(name, size));
 	if (!err)
+		err = ns_xattr_set(n, name, value, size, flags);
+	if (!err) {
+		ns_meta_account(&fs->ns, n);
 		fs_touch_c(n);
+	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	return err;
 }
@@ -163,8 +169,10 @@ int fs_removexattr(struct fs *fs, struct node *n, const char *name)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
 	err = ns_xattr_remove(n, name);
-	if (!err)
+	if (!err) {
+		ns_meta_account(&fs->ns, n);
 		fs_touch_c(n);
+	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	return err;
 }
@@ -221,7 +229,10 @@ static void xattr_run(struct fs_job *j)
 			tail = &(*tail)->next;
 		*tail = n->xattrs;
 		n->xattrs = xj->tmp.xattrs;
+		n->xattr_bytes += xj->tmp.xattr_bytes;
 		xj->tmp.xattrs = NULL;
+		xj->tmp.xattr_bytes = 0;
+		ns_meta_account(&fs->ns, n);
 		n->flags |= N_XATTRS;
 	}
 	pthread_mutex_unlock(&fs->ns.lock);

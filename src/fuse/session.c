@@ -206,9 +206,11 @@ int session_run(struct opts *o)
 	 * growth past it, passthrough writes included. Needs CAP_SYS_ADMIN;
 	 * memfds otherwise (the daemon checks the budget on growth).
 	 */
-	store = img_store_private_tmpfs(o->max_memory);
+	store = o->images_memfd ? -EPERM
+				: img_store_private_tmpfs(o->max_memory);
 	if (store >= 0)
 		img_store_use(store);
+	fo.images_tmpfs = store >= 0;
 	err = fs_init(&m->fs, o->source, &fo);
 	if (err) {
 		fprintf(stderr, "h5memfs: cannot open SOURCE '%s': %s\n",
