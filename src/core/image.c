@@ -57,6 +57,26 @@ fail:
 	return mnt;
 }
 
+int img_store_resize(uint64_t size)
+{
+	char val[32];
+	int fs, err = 0;
+
+	if (store_dir < 0)
+		return 0;
+	fs = (int)syscall(SYS_fspick, store_dir, "",
+			  1 /* FSPICK_CLOEXEC */ | 8 /* FSPICK_EMPTY_PATH */);
+	if (fs < 0)
+		return -errno;
+	snprintf(val, sizeof(val), "%llu", (unsigned long long)size);
+	if (syscall(SYS_fsconfig, fs, 1 /* SET_STRING */, "size", val, 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, 7 /* CMD_RECONFIGURE */, NULL, NULL,
+		    0) < 0)
+		err = -errno;
+	close(fs);
+	return err;
+}
+
 void img_init(struct img *im, uint64_t page_size)
 {
 	memset(im, 0, sizeof(*im));

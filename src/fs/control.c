@@ -197,7 +197,7 @@ int fs_status_mount(struct fs *fs, char **json)
 	st = fs->stats;
 	nodes = fs->ns.nodes;
 	meta = fs->ns.meta_used;
-	used = fs->ns.mem_used + meta;
+	used = fs_budget_used_locked(fs);
 	pthread_mutex_unlock(&fs->ns.lock);
 	sb_printf(&b, "{\"format\": 1, \"pid\": %d, \"source\": ",
 		  (int)getpid());

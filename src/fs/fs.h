@@ -92,6 +92,9 @@ struct fs {
 	void *flush_arg;
 	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
 	bool ending;			/* the final pass runs (ns.lock) */
+	uint64_t meta_held;		/* budget set aside for ns.meta_used,
+					   taken from the private tmpfs
+					   (fs_meta_room_locked; ns.lock) */
 	pthread_mutex_t jobs_lock;	/* guards helpers */
 	struct fs_helper *helpers;	/* SOURCE helper threads to join */
 };

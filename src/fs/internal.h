@@ -239,6 +239,16 @@ int fs_replay_all(struct fs *fs);
  * the second). 0 or -ENOSPC.
  */
 int fs_make_room_locked(struct fs *fs, uint64_t need);
+/*
+ * Room for `need` more bytes of the namespace (a node, a name, an xattr)
+ * before adding them: as fs_make_room_locked, and where images live in
+ * the private tmpfs, which the kernel fills without asking, that room is
+ * set aside from it (fs->meta_held, grown in steps of 64 KiB, never
+ * given back). 0 or -ENOSPC. ns.lock held.
+ */
+int fs_meta_room_locked(struct fs *fs, uint64_t need);
+/* Memory counted against max_memory: images and namespace. ns.lock. */
+uint64_t fs_budget_used_locked(const struct fs *fs);
 int fs_hold_room(struct fs *fs, uint64_t need);
 void fs_unreserve(struct fs *fs, uint64_t held);
 /* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */

@@ -115,7 +115,7 @@ static int create_node_and_lock(struct fs *fs, struct node *dir,
 		goto out;
 	}
 	/* the node and its name count in max_memory too */
-	err = fs_make_room_locked(fs, ns_node_cost(S_ISREG(mode)) +
+	err = fs_meta_room_locked(fs, ns_node_cost(S_ISREG(mode)) +
 					      ns_name_cost(name));
 	if (err)
 		goto out;
@@ -262,7 +262,7 @@ int fs_link(struct fs *fs, struct node *n, struct node *dir,
 	} else if (n->nlinks >= 65000) {
 		err = -EMLINK;
 	} else {
-		err = fs_make_room_locked(fs, ns_name_cost(name));
+		err = fs_meta_room_locked(fs, ns_name_cost(name));
 	}
 	if (err)
 		goto out;

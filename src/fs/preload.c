@@ -35,8 +35,8 @@ static void preload_file(struct fs *fs, struct node *n)
 
 	pthread_mutex_lock(&fs->ns.lock);
 	fits = !(n->flags & N_LOADED) && (n->flags & N_FROM_SOURCE) &&
-	       fs->ns.mem_used + fs->ns.meta_used + fs->ns.mem_reserved +
-			       n->size <= fs->o.max_memory;
+	       fs_budget_used_locked(fs) + fs->ns.mem_reserved + n->size <=
+		       fs->o.max_memory;
 	if (!(n->flags & N_LOADED) && !fits)
 		fs->preload.skipped++;
 	pthread_mutex_unlock(&fs->ns.lock);

@@ -117,7 +117,7 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 	pthread_mutex_lock(&fs->ns.lock);
 	/* its memory counts in max_memory: room first (a replaced value
 	   is freed after, so this asks for a little more than it needs) */
-	err = fs_make_room_locked(fs, ns_xattr_cost(name, size));
+	err = fs_meta_room_locked(fs, ns_xattr_cost(name, size));
 	if (!err)
 		err = ns_xattr_set(n, name, value, size, flags);
 	if (!err) {
