@@ -379,6 +379,9 @@ in_place:
 		 */
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
 		img_clear_dirty(&n->file->img);
+		/* its clean state, so that no check takes it for changed */
+		img_seen_now(&n->file->img);
+		fs_image_loaded(fs, &n->file->img);
 		memset(&n->ident, 0, sizeof(n->ident));
 	}
 	pthread_mutex_unlock(&fs->ns.lock);

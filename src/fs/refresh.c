@@ -51,8 +51,9 @@ static bool only_sources(struct fs *fs, struct node *n, bool io_held)
 		return false;
 	if (S_ISDIR(n->mode))
 		return !(n->flags & N_SCANNED);
-	if (!S_ISREG(n->mode) || !(n->flags & N_LOADED))
-		return true;
+	if (!fs_kernel_writes(fs) || !S_ISREG(n->mode) ||
+	    !(n->flags & N_LOADED))
+		return true; /* every change of it passed through the daemon */
 	if (!io_held && pthread_mutex_trylock(&n->io) != 0)
 		return false;
 	clean = fs_image_clean_locked(fs, n);
