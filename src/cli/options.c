@@ -37,6 +37,7 @@ static const struct fuse_opt opt_table[] = {
 	OPT("rescue=%s", rescue, 0),
 	OPT("log_level=%s", log_level_s, 0),
 	OPT("passthrough=%s", passthrough_s, 0),
+	OPT("images=%s", images_s, 0),
 	OPT("max_memory=%s", max_memory_s, 0),
 	OPT("preload", preload, 1),
 	OPT("sync_on_close", sync_on_close, 1),
@@ -380,6 +381,15 @@ static int check_values(struct opts *o)
 			o->passthrough_s);
 		return -1;
 	}
+	if (!o->images_s || !strcmp(o->images_s, "tmpfs")) {
+		o->images_memfd = false;
+	} else if (!strcmp(o->images_s, "memfd")) {
+		o->images_memfd = true;
+	} else {
+		fprintf(stderr, "h5memfs: invalid value '%s' for option "
+			"images: expected tmpfs or memfd\n", o->images_s);
+		return -1;
+	}
 	if (o->rescue && o->rescue[0] != '/') {
 		fprintf(stderr, "h5memfs: invalid value '%s' for option "
 			"rescue: expected an absolute directory path\n",
@@ -472,6 +482,7 @@ void opts_free(struct opts *o)
 	free(o->log_level_s);
 	free(o->rescue);
 	free(o->passthrough_s);
+	free(o->images_s);
 	free(o->max_memory_s);
 	free(o->max_memory_from);
 	fuse_opt_free_args(&o->fuse_args);
@@ -526,6 +537,9 @@ void opts_print_help(const char *prog)
 "                           and mmap from the images itself (Linux 6.9+,\n"
 "                           root); off: the daemon serves them with the\n"
 "                           kernel's writeback cache (default auto)\n"
+"    -o images=tmpfs|memfd  where images live: a private tmpfs sized to\n"
+"                           max_memory (default, when the daemon may\n"
+"                           mount), or memfds, as without CAP_SYS_ADMIN\n"
 "    -o notify_pipe=PATH    write \"ready\" to the FIFO at PATH once the\n"
 "                           mount serves requests\n"
 "    -o log_level=error|warn|info|debug\n"

@@ -57,6 +57,26 @@ fail:
 	return mnt;
 }
 
+int img_store_resize(uint64_t size)
+{
+	char val[32];
+	int fs, err = 0;
+
+	if (store_dir < 0)
+		return 0;
+	fs = (int)syscall(SYS_fspick, store_dir, "",
+			  1 /* FSPICK_CLOEXEC */ | 8 /* FSPICK_EMPTY_PATH */);
+	if (fs < 0)
+		return -errno;
+	snprintf(val, sizeof(val), "%llu", (unsigned long long)size);
+	if (syscall(SYS_fsconfig, fs, 1 /* SET_STRING */, "size", val, 0) < 0 ||
+	    syscall(SYS_fsconfig, fs, 7 /* CMD_RECONFIGURE */, NULL, NULL,
+		    0) < 0)
+		err = -errno;
+	close(fs);
+	return err;
+}
+
 void img_init(struct img *im, uint64_t page_size)
 {
 	memset(im, 0, sizeof(*im));
@@ -382,48 +402,109 @@ void img_seen_now(struct img *im)
 		im->seen_mtime = st.st_mtim;
 }
 
-/* Checksum every page of [0, size) into sums (n entries). */
-/* The sum of a page in a hole: no page of data hashes to it in practice. */
-#define HOLE_SUM UINT64_C(0)
+/* Bytes read at a time while checksumming: whole pages, about 1 MiB. */
+#define SUM_CHUNK (UINT64_C(1) << 20)
+
+/* Checksum [cstart, cend) of buf (whole pages but the file's last). */
+static void sum_chunk(const unsigned char *buf, uint64_t cstart,
+		      uint64_t cend, uint64_t ps, uint64_t *sums, size_t n)
+{
+	for (uint64_t off = cstart; off < cend; off += ps) {
+		uint64_t len = cend - off < ps ? cend - off : ps;
+
+		if (off / ps < n)
+			sums[off / ps] = XXH3_64bits(buf + (off - cstart), len);
+	}
+}
 
 /*
- * Checksum every page of [0, size) into sums (n entries). Holes are not
- * read (a 5 GiB sparse file costs what its data costs): their pages get
- * HOLE_SUM.
+ * Read len bytes at off into buf. A short count (the file shrank
+ * meanwhile) leaves the rest as it was: zeros.
+ */
+static int read_span(int fd, unsigned char *buf, uint64_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t got = pread(fd, buf, len, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			return 0;
+		buf += got;
+		off += (uint64_t)got;
+		len -= (uint64_t)got;
+	}
+	return 0;
+}
+
+/*
+ * Checksum every page of [0, size) into sums (n entries): the xxh3 of
+ * the page's bytes, holes read as zeros. Only the data extents are read
+ * (SEEK_DATA/SEEK_HOLE), with pread into a buffer that starts as zeros:
+ * a hole is never touched, so checking a sparse file allocates nothing
+ * in the image's tmpfs, and a full private tmpfs cannot turn a check
+ * into SIGBUS (reading a tmpfs hole through a mapping allocates a page
+ * for it). A page all hole gets the checksum of zeros, computed once.
  */
 static int page_sums(const struct img *im, uint64_t size, uint64_t *sums,
 		     size_t n)
 {
 	uint64_t ps = UINT64_C(1) << im->page_shift;
-	const unsigned char *p;
-	off_t pos = 0;
+	uint64_t chunk = ps > SUM_CHUNK ? ps : SUM_CHUNK;
+	uint64_t pos = 0, cstart = 0, cend = 0, zero;
+	unsigned char *buf;
+	int err = 0;
 
-	for (size_t i = 0; i < n; i++)
-		sums[i] = HOLE_SUM;
 	if (size == 0)
 		return 0;
-	p = mmap(NULL, size, PROT_READ, MAP_SHARED, im->fd, 0);
-	if (p == MAP_FAILED)
-		return -errno;
-	while ((uint64_t)pos < size) {
-		off_t data = lseek(im->fd, pos, SEEK_DATA), hole;
+	buf = calloc(1, chunk);
+	if (!buf)
+		return -ENOMEM;
+	zero = XXH3_64bits(buf, ps);
+	for (size_t i = 0; i < n; i++)
+		sums[i] = zero;
+	if (size % ps)
+		sums[n - 1] = XXH3_64bits(buf, size % ps);
+	while (pos < size && !err) {
+		off_t data = lseek(im->fd, (off_t)pos, SEEK_DATA), hole;
 
-		if (data < 0)
-			break; /* ENXIO: only a hole is left */
-		hole = lseek(im->fd, data, SEEK_HOLE);
-		if (hole < 0 || (uint64_t)hole > size)
-			hole = (off_t)size;
-		for (uint64_t i = (uint64_t)data / ps;
-		     i < n && i * ps < (uint64_t)hole; i++) {
-			uint64_t off = i * ps;
-			uint64_t len = size - off < ps ? size - off : ps;
-
-			sums[i] = XXH3_64bits(p + off, len);
+		if (data < 0) {
+			if (errno != ENXIO) /* ENXIO: only a hole is left */
+				err = -errno;
+			break;
 		}
-		pos = hole;
+		if ((uint64_t)data >= size)
+			break;
+		hole = lseek(im->fd, data, SEEK_HOLE);
+		if (hole < 0) {
+			err = -errno;
+			break;
+		}
+		if ((uint64_t)hole > size)
+			hole = (off_t)size;
+		/* the extent [data, hole), a chunk of whole pages at a time */
+		for (uint64_t at = (uint64_t)data; at < (uint64_t)hole && !err;) {
+			uint64_t end;
+
+			if (at >= cend) {
+				sum_chunk(buf, cstart, cend, ps, sums, n);
+				cstart = at - at % ps;
+				cend = size - cstart < chunk ? size
+							     : cstart + chunk;
+				memset(buf, 0, cend - cstart);
+			}
+			end = (uint64_t)hole < cend ? (uint64_t)hole : cend;
+			err = read_span(im->fd, buf + (at - cstart), end - at, at);
+			at = end;
+		}
+		pos = (uint64_t)hole;
 	}
-	munmap((void *)p, size);
-	return 0;
+	if (!err)
+		sum_chunk(buf, cstart, cend, ps, sums, n);
+	free(buf);
+	return err;
 }
 
 uint64_t *img_sums_now(struct img *im, size_t *count)

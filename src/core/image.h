@@ -57,6 +57,13 @@ void img_store_use(int dirfd);
  */
 int img_store_private_tmpfs(uint64_t size);
 
+/*
+ * Set the size of the private tmpfs (img_store_use) to `size` bytes.
+ * 0 (also without a private tmpfs), or -errno: EINVAL when its images
+ * take more than that.
+ */
+int img_store_resize(uint64_t size);
+
 /* Prepare an empty image. page_size must be a power of two >= 4096. */
 void img_init(struct img *im, uint64_t page_size);
 

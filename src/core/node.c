@@ -77,7 +77,32 @@ struct node *ns_node_new(struct ns *ns, mode_t mode, uid_t uid, gid_t gid)
 		ns->all->all_prev = n;
 	ns->all = n;
 	ns->nodes++;
+	ns_meta_account(ns, n);
 	return n;
+}
+
+uint64_t ns_node_cost(bool reg)
+{
+	return sizeof(struct node) + (reg ? sizeof(struct node_file) : 0);
+}
+
+uint64_t ns_name_cost(const char *name)
+{
+	return sizeof(struct dentry) + strlen(name) + 1;
+}
+
+uint64_t ns_xattr_cost(const char *name, size_t size)
+{
+	return sizeof(struct xattr) + strlen(name) + 1 + size;
+}
+
+void ns_meta_account(struct ns *ns, struct node *n)
+{
+	uint64_t now = ns_node_cost(n->file != NULL) + n->xattr_bytes +
+		       (n->target ? strlen(n->target) + 1 : 0);
+
+	ns->meta_used += now - n->meta;
+	n->meta = now;
 }
 
 int ns_init(struct ns *ns, mode_t root_mode, uint64_t page_size)
@@ -126,6 +151,7 @@ static void node_free(struct ns *ns, struct node *n)
 		ns->all = n->all_next;
 	if (n->all_next)
 		n->all_next->all_prev = n->all_prev;
+	ns->meta_used -= n->meta;
 	free(n);
 	ns->nodes--;
 }
@@ -247,6 +273,7 @@ int ns_link(struct ns *ns, struct node *dir, const char *name,
 	hash_insert(ns, d);
 	dir_append(dir, d);
 	links_add(node, d);
+	ns->meta_used += ns_name_cost(name);
 	return 0;
 }
 
@@ -264,6 +291,7 @@ void ns_unlink(struct ns *ns, struct dentry *d)
 	hash_remove(ns, d);
 	dir_remove(d->dir, d);
 	links_remove(n, d);
+	ns->meta_used -= ns_name_cost(d->name);
 	free(d->name);
 	free(d);
 	ns_maybe_free(ns, n);
@@ -284,6 +312,7 @@ int ns_move(struct ns *ns, struct dentry *d, struct node *dir,
 		ns_unlink(ns, old);
 	hash_remove(ns, d);
 	dir_remove(d->dir, d);
+	ns->meta_used += ns_name_cost(copy) - ns_name_cost(d->name);
 	free(d->name);
 	d->name = copy;
 	d->dir = dir;
@@ -328,7 +357,11 @@ struct node *ns_rebirth(struct ns *ns, struct node *old)
 	n->ident = old->ident;
 	n->src_nlink = old->src_nlink;
 	n->xattrs = old->xattrs;
+	n->xattr_bytes = old->xattr_bytes;
 	old->xattrs = NULL;
+	old->xattr_bytes = 0;
+	ns_meta_account(ns, old);
+	ns_meta_account(ns, n);
 	n->links = old->links;
 	n->nlinks = old->nlinks;
 	for (struct dentry *d = n->links; d; d = d->lnext)
@@ -458,134 +491,4 @@ void ns_stat(const struct node *n, struct stat *st)
 	} else {
 		st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
 	}
-}
-
-struct xattr *ns_xattr_find(const struct node *n, const char *name)
-{
-	struct xattr *x;
-
-	for (x = n->xattrs; x; x = x->next)
-		if (strcmp(x->name, name) == 0)
-			return x;
-	return NULL;
-}
-
-int ns_xattr_get(const struct node *n, const char *name, void *buf,
-		 size_t size, size_t *len)
-{
-	struct xattr *x = ns_xattr_find(n, name);
-
-	if (!x)
-		return -ENODATA;
-	*len = x->size;
-	if (size == 0)
-		return 0;
-	if (size < x->size)
-		return -ERANGE;
-	memcpy(buf, x->value, x->size);
-	return 0;
-}
-
-int ns_xattr_set(struct node *n, const char *name, const void *value,
-		 size_t size, int flags)
-{
-	struct xattr *x = ns_xattr_find(n, name);
-	void *v;
-
-	if (x && (flags & 0x1 /* XATTR_CREATE */))
-		return -EEXIST;
-	if (!x && (flags & 0x2 /* XATTR_REPLACE */))
-		return -ENODATA;
-	v = malloc(size ? size : 1);
-	if (!v)
-		return -ENOMEM;
-	memcpy(v, value, size);
-	if (!x) {
-		x = calloc(1, sizeof(*x));
-		if (!x || !(x->name = strdup(name))) {
-			free(x);
-			free(v);
-			return -ENOMEM;
-		}
-		x->next = n->xattrs;
-		n->xattrs = x;
-	} else {
-		free(x->value);
-	}
-	x->value = v;
-	x->size = size;
-	return 0;
-}
-
-int ns_xattr_remove(struct node *n, const char *name)
-{
-	struct xattr **pp = &n->xattrs, *x;
-
-	while (*pp && strcmp((*pp)->name, name) != 0)
-		pp = &(*pp)->next;
-	if (!*pp)
-		return -ENODATA;
-	x = *pp;
-	*pp = x->next;
-	free(x->name);
-	free(x->value);
-	free(x);
-	return 0;
-}
-
-bool ns_xattr_trusted(const char *name)
-{
-	return strncmp(name, "trusted.", 8) == 0;
-}
-
-bool ns_xattr_security(const char *name)
-{
-	return strncmp(name, "security.", 9) == 0;
-}
-
-bool ns_xattr_kept(const char *name)
-{
-	return strncmp(name, "user.", 5) == 0 || ns_xattr_trusted(name) ||
-	       (ns_xattr_security(name) &&
-		strcmp(name, "security.capability") != 0) ||
-	       strcmp(name, "system.posix_acl_access") == 0 ||
-	       strcmp(name, "system.posix_acl_default") == 0;
-}
-
-int ns_xattr_list(const struct node *n, bool trusted, char *buf,
-		  size_t size, size_t *len)
-{
-	size_t need = 0;
-	struct xattr *x;
-
-	for (x = n->xattrs; x; x = x->next)
-		if (trusted || !ns_xattr_trusted(x->name))
-			need += strlen(x->name) + 1;
-	*len = need;
-	if (size == 0)
-		return 0;
-	if (size < need)
-		return -ERANGE;
-	for (x = n->xattrs; x; x = x->next) {
-		size_t l = strlen(x->name) + 1;
-
-		if (!trusted && ns_xattr_trusted(x->name))
-			continue;
-		memcpy(buf, x->name, l);
-		buf += l;
-	}
-	return 0;
-}
-
-void ns_xattr_free_all(struct node *n)
-{
-	struct xattr *x, *next;
-
-	for (x = n->xattrs; x; x = next) {
-		next = x->next;
-		free(x->name);
-		free(x->value);
-		free(x);
-	}
-	n->xattrs = NULL;
 }

@@ -110,6 +110,8 @@ struct node {
 	unsigned src_nlink;		/* dir: st_nlink until scanned; others:
 					   SOURCE names not yet scanned */
 	struct xattr *xattrs;
+	uint64_t xattr_bytes;		/* their names, values and records */
+	uint64_t meta;			/* this node's share of meta_used */
 	uint64_t nlookup;		/* kernel references */
 	unsigned nopen;			/* open handles */
 	unsigned pins;			/* internal references */
@@ -134,6 +136,9 @@ struct ns {
 	uint64_t page_size;
 	uint64_t nodes;			/* live nodes */
 	uint64_t mem_used;		/* memory of all images */
+	uint64_t meta_used;		/* memory of the namespace itself:
+					   nodes, names, xattrs, symlink
+					   targets (ns_meta_account) */
 	uint64_t mem_reserved;		/* promised to loads and writes in
 					   progress, not in mem_used yet */
 	struct node *all;		/* list of every live node */
@@ -214,6 +219,23 @@ unsigned ns_nlink(const struct node *n);
 
 /* Bring n's share of mem_used up to date with its image. */
 void ns_account(struct ns *ns, struct node *n);
+
+/*
+ * Bring n's share of meta_used up to date: its node (and file) record,
+ * xattrs and symlink target; names are counted as they are linked.
+ * Nodes are counted from ns_node_new on; call this after changing n's
+ * xattrs or target.
+ */
+void ns_meta_account(struct ns *ns, struct node *n);
+
+/* What a name in a directory costs (in meta_used). */
+uint64_t ns_name_cost(const char *name);
+
+/* What a new node costs, a regular file's if `reg`, with no xattrs. */
+uint64_t ns_node_cost(bool reg);
+
+/* What an xattr costs (in meta_used). */
+uint64_t ns_xattr_cost(const char *name, size_t size);
 
 /* Fill a struct stat from the node (size from the image when loaded). */
 void ns_stat(const struct node *n, struct stat *st);

@@ -166,7 +166,7 @@ int fs_statfs(struct fs *fs, struct statvfs *sv)
 		fs_notice_kernel_writes(fs, n);
 		ns_account(&fs->ns, n);
 	}
-	used = fs->ns.mem_used;
+	used = fs_budget_used_locked(fs);
 	memset(sv, 0, sizeof(*sv));
 	sv->f_bsize = sv->f_frsize = bsize;
 	sv->f_blocks = fs->o.max_memory / bsize;

@@ -196,7 +196,7 @@ static void status_requests(struct fs *fs, struct strbuf *b)
 
 int fs_status_mount(struct fs *fs, char **json)
 {
-	uint64_t used = 0, dirty = 0, loaded = 0, ndirty = 0, nodes;
+	uint64_t used = 0, dirty = 0, loaded = 0, ndirty = 0, nodes, meta;
 	struct fs_stats st;
 	struct strbuf b;
 
@@ -215,13 +215,17 @@ int fs_status_mount(struct fs *fs, char **json)
 	}
 	st = fs->stats;
 	nodes = fs->ns.nodes;
-	used = fs->ns.mem_used;
+	meta = fs->ns.meta_used;
+	used = fs_budget_used_locked(fs);
 	pthread_mutex_unlock(&fs->ns.lock);
 	sb_printf(&b, "{\"format\": 1, \"pid\": %d, \"source\": ",
 		  (int)getpid());
 	sb_json_str(&b, fs->source_path ? fs->source_path : "");
 	sb_printf(&b, ", \"max_memory_from\": ");
 	sb_json_str(&b, fs->o.max_memory_from ? fs->o.max_memory_from : "");
+	sb_printf(&b, ", \"images\": \"%s\", \"metadata_bytes\": %llu",
+		  fs->o.images_tmpfs ? "tmpfs" : "memfd",
+		  (unsigned long long)meta);
 	sb_printf(&b, ", \"volatile\": %s, \"data_path\": \"%s\", "
 		  "\"max_memory\": %llu, \"memory_used\": %llu, "
 		  "\"files_loaded\": %llu, \"dirty_files\": %llu, "
@@ -400,6 +404,9 @@ in_place:
 		 */
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
 		img_clear_dirty(&n->file->img);
+		/* its clean state, so that no check takes it for changed */
+		img_seen_now(&n->file->img);
+		fs_image_loaded(fs, &n->file->img);
 		memset(&n->ident, 0, sizeof(n->ident));
 	}
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -423,10 +430,10 @@ int fs_evict(struct fs *fs, struct node *n)
 	fs_notice_kernel_writes(fs, n);
 	if (!(n->flags & N_LOADED)) {
 		err = 0;
-	} else if (n->flags & N_DIRTY) {
-		err = -EBUSY; /* unsaved changes: sync or discard first */
 	} else if (n->nopen || !(n->flags & N_FROM_SOURCE)) {
 		err = -EBUSY;
+	} else if (!fs_image_clean_locked(fs, n)) {
+		err = -EBUSY; /* unsaved changes: sync or discard first */
 	} else {
 		fs_unload_locked(fs, n);
 	}

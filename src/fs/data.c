@@ -160,13 +160,44 @@ int fs_lseek(struct fs *fs, struct node *n, off_t off, int whence,
 	return 0;
 }
 
+/*
+ * Room for a fallocate of [off, off+len): the pages it fills, as for a
+ * write (a punched hole fills none). Checked against the budget on
+ * every store: memfds have no size limit of their own. A range longer
+ * than the budget plus all the image holds now cannot fit, whatever is
+ * evicted: refused before mincore walks it.
+ */
+static int fallocate_room(struct fs *fs, struct node *n, int mode,
+			  uint64_t off, uint64_t len, uint64_t *held)
+{
+	uint64_t need;
+
+	*held = 0;
+	if (mode & FALLOC_FL_PUNCH_HOLE)
+		return 0;
+	if (n->file->direct_fd >= 0)
+		return -EBADF; /* opened read-only: the kernel checks first */
+	if (len > fs->o.max_memory + img_mem_bytes(&n->file->img))
+		return -ENOSPC;
+	need = img_new_bytes(&n->file->img, off, len);
+	if (need && fs_hold_room(fs, need))
+		return -ENOSPC;
+	*held = need;
+	return 0;
+}
+
 int fs_fallocate(struct fs *fs, struct node *n, int mode, off_t off,
 		 off_t len)
 {
+	uint64_t held;
 	int err;
 
 	if (off < 0 || len <= 0)
 		return -EINVAL;
+	err = fallocate_room(fs, n, mode, (uint64_t)off, (uint64_t)len,
+			     &held);
+	if (err)
+		return err;
 	pthread_mutex_lock(&n->io);
 	err = img_open(&n->file->img);
 	if (!err && fallocate(n->file->img.fd, mode, off, len) < 0)
@@ -176,6 +207,8 @@ int fs_fallocate(struct fs *fs, struct node *n, int mode, off_t off,
 				     (uint64_t)len);
 	pthread_mutex_unlock(&n->io);
 	if (!err)
-		wrote(fs, n, 0);
+		wrote(fs, n, held);
+	else
+		fs_unreserve(fs, held);
 	return err;
 }

@@ -45,6 +45,7 @@ struct fs_opts {
 	uint64_t increment;	/* image growth step */
 	uint64_t page_size;	/* dirty tracking granularity */
 	uint64_t max_memory;	/* budget in bytes; statfs reports it */
+	bool images_tmpfs;	/* images in a private tmpfs (else memfds) */
 	const char *max_memory_from; /* where that figure came from */
 	enum fs_atime atime;
 };
@@ -106,6 +107,10 @@ struct fs {
 	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
 	void *flush_arg;
 	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
+	bool ending;			/* the final pass runs (ns.lock) */
+	uint64_t meta_held;		/* budget set aside for ns.meta_used,
+					   taken from the private tmpfs
+					   (fs_meta_room_locked; ns.lock) */
 	pthread_mutex_t jobs_lock;	/* guards helpers */
 	struct fs_helper *helpers;	/* SOURCE helper threads to join */
 };
@@ -342,6 +347,12 @@ int fs_fsync(struct fs *fs, struct node *n);
  * name; that counts as written (the data is durable), and is logged.
  */
 int fs_sync_all(struct fs *fs, unsigned *failed);
+/*
+ * The pass at the end of the mount: fs_sync_all, where a passthrough
+ * image whose changes cannot be checked (no page checksums) is written
+ * back whole, since no later pass would find them.
+ */
+int fs_sync_last(struct fs *fs, unsigned *failed);
 
 /*
  * At the end of a mount, after fs_sync_all: copy every image that still

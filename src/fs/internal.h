@@ -203,6 +203,16 @@ void fs_find_mapped_writes(struct fs *fs);
 /* The same for one file. Takes the locks. */
 void fs_find_mapped_writes_in(struct fs *fs, struct node *n);
 /*
+ * May n's image be unloaded (evicted, dropped as stale or gone), that
+ * is, does it hold what SOURCE holds? Not when n is dirty. Passthrough:
+ * not either when the kernel changed it without a trace: its size
+ * differs from clean_size, or a page's checksum from the one taken
+ * when it was last clean (n is then marked dirty), or it has no
+ * checksums to tell. Reads the image's data (not its holes) with
+ * ns.lock held. n->io and ns.lock held.
+ */
+bool fs_image_clean_locked(struct fs *fs, struct node *n);
+/*
  * n's data changed through the daemon (a write, fallocate): mark it
  * dirty, and stamp mtime and ctime unless the kernel keeps them.
  * ns.lock held.
@@ -246,6 +256,16 @@ int fs_replay_all(struct fs *fs);
  * the second). 0 or -ENOSPC.
  */
 int fs_make_room_locked(struct fs *fs, uint64_t need);
+/*
+ * Room for `need` more bytes of the namespace (a node, a name, an xattr)
+ * before adding them: as fs_make_room_locked, and where images live in
+ * the private tmpfs, which the kernel fills without asking, that room is
+ * set aside from it (fs->meta_held, grown in steps of 64 KiB, never
+ * given back). 0 or -ENOSPC. ns.lock held.
+ */
+int fs_meta_room_locked(struct fs *fs, uint64_t need);
+/* Memory counted against max_memory: images and namespace. ns.lock. */
+uint64_t fs_budget_used_locked(const struct fs *fs);
 int fs_hold_room(struct fs *fs, uint64_t need);
 void fs_unreserve(struct fs *fs, uint64_t held);
 /* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
@@ -311,7 +331,8 @@ void fs_refresh(struct fs *fs, struct node *dir);
  * n's file is gone from SOURCE (open found ENOENT): when nothing of it
  * is the mount's own (clean, from SOURCE, no pending namespace change),
  * drop its names and return true: the caller fails with ESTALE, so the
- * kernel looks the name up again and finds it gone. ns.lock held.
+ * kernel looks the name up again and finds it gone. n->io and ns.lock
+ * held.
  */
 bool fs_drop_gone_locked(struct fs *fs, struct node *n);
 

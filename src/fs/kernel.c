@@ -9,8 +9,11 @@
  * - passthrough (o.kernel_writes): reads, writes and mmap stores go from
  *   the kernel to the image without the daemon. fs_notice_kernel_writes
  *   takes the image's new mtime as a write (and its atime as a read);
- *   fs_find_mapped_writes compares page checksums, for stores through a
- *   mapping that leave no mtime; fs_image_loaded takes those checksums.
+ *   since mtime misses stores through a mapping made after its pages
+ *   were first written, and writes within the clock's tick,
+ *   fs_find_mapped_writes (before a write-back) and fs_image_clean_locked
+ *   (before an image is unloaded) compare the size with clean_size and
+ *   page checksums with those fs_image_loaded and write-backs take.
  * - daemon path with the writeback cache (o.kernel_times): the kernel
  *   owns mtime, ctime and the size of a file it caches, so writes here
  *   stamp no times (fs_data_changed_locked), and an image that must
@@ -99,26 +102,75 @@ void fs_notice_kernel_writes(struct fs *fs, struct node *n)
 		n->atime = atime;
 }
 
-/* Could n hold stores through a mapping that left no trace? ns.lock held. */
+/*
+ * Could n hold writes the kernel made without a trace (stores through a
+ * mapping, a write or an append within the clock's tick)? ns.lock held.
+ */
 static bool may_hold_mapped_writes(const struct fs *fs, const struct node *n)
 {
 	return fs->o.kernel_writes && S_ISREG(n->mode) &&
-	       (n->flags & N_LOADED) && !(n->flags & N_DIRTY) &&
-	       n->file->img.sums;
+	       (n->flags & N_LOADED) && !(n->flags & N_DIRTY);
 }
 
-/* Compare n's page checksums; mark n dirty when a page changed. */
+/*
+ * Compare n's image with its clean state: its size with clean_size
+ * (an append leaves the pages below it alone), then each page's
+ * checksum, marking those that changed. 1 when it changed, 0 when it
+ * is what it was, -1 when it cannot tell (no checksums: over 4M pages
+ * or no memory when they were due; or no memory now). n->io held.
+ */
+static int image_changed(struct img *im)
+{
+	uint64_t size;
+
+	if (img_size(im, &size))
+		return -1;
+	if (size != im->clean_size)
+		return 1;
+	if (!im->sums || img_sums_mark(im, NULL, NULL))
+		return -1;
+	return img_dirty_pages(im) != 0;
+}
+
+/* n's image changed behind the daemon: write it back. ns.lock held. */
+static void mark_changed(struct node *n)
+{
+	n->flags |= N_DIRTY;
+	n->file->wgen++;
+}
+
+/*
+ * Find the kernel's untraced writes to n; mark n dirty if there are.
+ * At the end of the mount an image that cannot be checked is written
+ * back whole: nothing after that pass would save its changes.
+ */
 static void find_mapped_writes_of(struct fs *fs, struct node *n)
 {
+	int changed;
+
 	pthread_mutex_lock(&n->io);
-	if (img_sums_mark(&n->file->img, NULL, NULL) == 0 &&
-	    img_dirty_pages(&n->file->img)) {
-		pthread_mutex_lock(&fs->ns.lock);
-		n->flags |= N_DIRTY;
-		n->file->wgen++;
-		pthread_mutex_unlock(&fs->ns.lock);
-	}
+	changed = image_changed(&n->file->img);
+	pthread_mutex_lock(&fs->ns.lock);
+	if (changed > 0 || (changed < 0 && fs->ending &&
+			    may_hold_mapped_writes(fs, n)))
+		mark_changed(n);
+	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&n->io);
+}
+
+bool fs_image_clean_locked(struct fs *fs, struct node *n)
+{
+	int changed;
+
+	fs_notice_kernel_writes(fs, n);
+	if (n->flags & N_DIRTY)
+		return false;
+	if (!may_hold_mapped_writes(fs, n))
+		return true; /* every change passed through the daemon */
+	changed = image_changed(&n->file->img);
+	if (changed > 0)
+		mark_changed(n);
+	return changed == 0;
 }
 
 void fs_find_mapped_writes_in(struct fs *fs, struct node *n)

@@ -18,9 +18,21 @@ static int by_use(const void *a, const void *b)
 	return ua < ub ? -1 : ua > ub;
 }
 
+/* What the namespace counts against the budget. ns.lock held. */
+static uint64_t meta_counted(const struct fs *fs)
+{
+	return fs->ns.meta_used > fs->meta_held ? fs->ns.meta_used
+						: fs->meta_held;
+}
+
+uint64_t fs_budget_used_locked(const struct fs *fs)
+{
+	return fs->ns.mem_used + meta_counted(fs);
+}
+
 static bool room_for(const struct fs *fs, uint64_t need)
 {
-	return fs->ns.mem_used + fs->ns.mem_reserved + need <=
+	return fs_budget_used_locked(fs) + fs->ns.mem_reserved + need <=
 	       fs->o.max_memory;
 }
 
@@ -47,8 +59,7 @@ int fs_make_room_locked(struct fs *fs, uint64_t need)
 		/* lock order is io, then ns: only take an idle image */
 		if (pthread_mutex_trylock(&v[i]->io) != 0)
 			continue;
-		fs_notice_kernel_writes(fs, v[i]);
-		if (!(v[i]->flags & N_DIRTY)) {
+		if (fs_image_clean_locked(fs, v[i])) {
 			log_debug("evicting a clean image of %llu bytes",
 				  (unsigned long long)
 					  v[i]->file->img.accounted);
@@ -59,6 +70,40 @@ int fs_make_room_locked(struct fs *fs, uint64_t need)
 	}
 	free(v);
 	return room_for(fs, need) ? 0 : -ENOSPC;
+}
+
+/*
+ * The namespace's room grows in steps of this much: small, so that the
+ * first name made costs the images little; a resize of the tmpfs is
+ * cheap (a million files of 400 bytes take some 6000 of them).
+ */
+#define META_STEP UINT64_C(65536)
+
+int fs_meta_room_locked(struct fs *fs, uint64_t need)
+{
+	uint64_t want, step = META_STEP;
+	int err;
+
+	if (!fs->o.images_tmpfs)
+		return fs_make_room_locked(fs, need);
+	if (fs->ns.meta_used + need <= fs->meta_held)
+		return 0;
+	/*
+	 * The kernel fills the private tmpfs without asking (passthrough):
+	 * the namespace's room is taken from it, a step at a time, by
+	 * shrinking it, which fails when its images already use the room.
+	 */
+	want = fs->ns.meta_used + need;
+	want += step - want % step;
+	if (want > fs->o.max_memory)
+		return -ENOSPC;
+	err = fs_make_room_locked(fs, want - meta_counted(fs));
+	if (err)
+		return err;
+	if (img_store_resize(fs->o.max_memory - want) < 0)
+		return -ENOSPC;
+	fs->meta_held = want;
+	return 0;
 }
 
 int fs_hold_room(struct fs *fs, uint64_t need)

@@ -117,6 +117,11 @@ static int create_node_and_lock(struct fs *fs, struct node *dir,
 		err = -EEXIST;
 		goto out;
 	}
+	/* the node and its name count in max_memory too */
+	err = fs_meta_room_locked(fs, ns_node_cost(S_ISREG(mode)) +
+					      ns_name_cost(name));
+	if (err)
+		goto out;
 	if (dir->mode & S_ISGID) { /* BSD group semantics, as ext4/tmpfs */
 		gid = dir->gid;
 		if (S_ISDIR(mode))
@@ -232,6 +237,7 @@ int fs_symlink(struct fs *fs, struct node *dir, const char *name,
 	if (err)
 		return err;
 	n->target = strdup(target);
+	ns_meta_account(&fs->ns, n);
 	path = ns_child_path(&fs->ns, dir, name);
 	err = n->target && path ?
 		      fs_journal(fs, J_SYMLINK, path, target, 0, 0, 0,
@@ -265,6 +271,8 @@ int fs_link(struct fs *fs, struct node *n, struct node *dir,
 		err = -EEXIST;
 	} else if (n->nlinks >= 65000) {
 		err = -EMLINK;
+	} else {
+		err = fs_meta_room_locked(fs, ns_name_cost(name));
 	}
 	if (err)
 		goto out;

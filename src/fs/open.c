@@ -124,10 +124,9 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 	if (err || fs_same_file(&now, &n->ident, !(n->flags & N_SRC_MOVED)))
 		return 0; /* unanswered, or unchanged: keep ours */
 	pthread_mutex_lock(&fs->ns.lock);
-	fs_notice_kernel_writes(fs, n);
-	if (n->flags & N_DIRTY) {
+	if (!fs_image_clean_locked(fs, n)) {
 		pthread_mutex_unlock(&fs->ns.lock);
-		return 0;
+		return 0; /* ours changed: written back, as a conflict */
 	}
 	path = fs_log_path_locked(fs, n);
 	log_info("%s changed in SOURCE; loading it again", fs_named(path));

@@ -35,7 +35,7 @@ static void preload_file(struct fs *fs, struct node *n)
 
 	pthread_mutex_lock(&fs->ns.lock);
 	fits = !(n->flags & N_LOADED) && (n->flags & N_FROM_SOURCE) &&
-	       fs->ns.mem_used + fs->ns.mem_reserved + n->size <=
+	       fs_budget_used_locked(fs) + fs->ns.mem_reserved + n->size <=
 		       fs->o.max_memory;
 	if (!(n->flags & N_LOADED) && !fits)
 		fs->preload.skipped++;

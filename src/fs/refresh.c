@@ -34,14 +34,32 @@ static bool mine_in_source(const struct fs *fs)
 	return fs->has_source && !fs->o.volatile_ && fs->jrn.count == 0;
 }
 
-/* Does the mount hold nothing of its own in n (so SOURCE may drop it)? */
-static bool only_sources(const struct node *n)
+/*
+ * Does the mount hold nothing of its own in n (so SOURCE may drop it)?
+ * A loaded image is checked for changes the kernel made without a trace
+ * (passthrough), under n->io: held by the caller (`io_held`), or taken
+ * here if free (lock order is io, then ns), else n is kept for now.
+ * ns.lock held.
+ */
+static bool only_sources(struct fs *fs, struct node *n, bool io_held)
 {
+	bool clean;
+
 	if (!(n->flags & N_FROM_SOURCE) || n->nopen ||
 	    (n->flags & (N_DIRTY | N_META_DIRTY | N_VOLATILE | N_LOADING |
 			 N_CONFLICT | N_INVALID)))
 		return false;
-	return !S_ISDIR(n->mode) || !(n->flags & N_SCANNED);
+	if (S_ISDIR(n->mode))
+		return !(n->flags & N_SCANNED);
+	if (!fs_kernel_writes(fs) || !S_ISREG(n->mode) ||
+	    !(n->flags & N_LOADED))
+		return true; /* every change of it passed through the daemon */
+	if (!io_held && pthread_mutex_trylock(&n->io) != 0)
+		return false;
+	clean = fs_image_clean_locked(fs, n);
+	if (!io_held)
+		pthread_mutex_unlock(&n->io);
+	return clean;
 }
 
 /* Remove every name of n from the mount; the kernel gets ESTALE. */
@@ -65,7 +83,7 @@ bool fs_drop_gone_locked(struct fs *fs, struct node *n)
 	if (!mine_in_source(fs) || !n->links)
 		return false;
 	n->nopen = 0; /* the open asking is not one of the mount's own */
-	gone = only_sources(n);
+	gone = only_sources(fs, n, true);
 	n->nopen = nopen;
 	if (!gone)
 		return false;
@@ -100,7 +118,7 @@ static void merge(struct fs *fs, struct node *dir, struct fs_entries *list)
 	for (bool again = true; again;) {
 		again = false;
 		for (struct dentry *e = dir->first; e; e = e->next) {
-			if (!listed(list, e->name) && only_sources(e->node)) {
+			if (!listed(list, e->name) && only_sources(fs, e->node, false)) {
 				drop_names(fs, e->node);
 				dropped++;
 				again = true;

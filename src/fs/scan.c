@@ -39,6 +39,7 @@ static struct node *node_from_stat(struct fs *fs, const struct stat *st,
 		ns_maybe_free(&fs->ns, n);
 		return NULL;
 	}
+	ns_meta_account(&fs->ns, n);
 	return n;
 }
 

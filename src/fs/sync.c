@@ -151,3 +151,11 @@ int fs_sync_all(struct fs *fs, unsigned *failed)
 		*failed = bad;
 	return first;
 }
+
+int fs_sync_last(struct fs *fs, unsigned *failed)
+{
+	pthread_mutex_lock(&fs->ns.lock);
+	fs->ending = true;
+	pthread_mutex_unlock(&fs->ns.lock);
+	return fs_sync_all(fs, failed);
+}

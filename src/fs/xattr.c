@@ -161,11 +161,17 @@ int fs_setxattr(struct fs *fs, struct node *n, const char *name,
 	if (err)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
-	err = acl_access_set_locked(n, name, value, size, flags | kill);
+	/* its memory counts in max_memory: room first (a replaced value
+	   is freed after, so this asks for a little more than it needs) */
+	err = fs_meta_room_locked(fs, ns_xattr_cost(name, size));
+	if (!err)
+		err = acl_access_set_locked(n, name, value, size, flags | kill);
 	if (err == 1)
 		err = ns_xattr_set(n, name, value, size, flags);
-	if (!err)
+	if (!err) {
+		ns_meta_account(&fs->ns, n);
 		fs_touch_c(n);
+	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	return err;
 }
@@ -211,8 +217,10 @@ int fs_removexattr(struct fs *fs, struct node *n, const char *name)
 		return err;
 	pthread_mutex_lock(&fs->ns.lock);
 	err = ns_xattr_remove(n, name);
-	if (!err)
+	if (!err) {
+		ns_meta_account(&fs->ns, n);
 		fs_touch_c(n);
+	}
 	pthread_mutex_unlock(&fs->ns.lock);
 	return err;
 }
@@ -302,7 +310,10 @@ static void xattr_run(struct fs_job *j)
 			tail = &(*tail)->next;
 		*tail = n->xattrs;
 		n->xattrs = xj->tmp.xattrs;
+		n->xattr_bytes += xj->tmp.xattr_bytes;
 		xj->tmp.xattrs = NULL;
+		xj->tmp.xattr_bytes = 0;
+		ns_meta_account(&fs->ns, n);
 		n->flags |= N_XATTRS;
 		fs_acl_follow_mode_locked(n);
 	}

@@ -121,7 +121,7 @@ static int final_writeback(struct h5m *m, const struct opts *o,
 	log_info("final write-back of %s: %llu dirty file(s), %llu bytes",
 		 o->mountpoint, (unsigned long long)before.dirty_files,
 		 (unsigned long long)before.dirty_bytes);
-	err = fs_sync_all(&m->fs, &failed);
+	err = fs_sync_last(&m->fs, &failed);
 	fs_progress(&m->fs, &after);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	log_info("final write-back of %s ended in %.3f s: %llu file(s), "
@@ -206,9 +206,11 @@ int session_run(struct opts *o)
 	 * growth past it, passthrough writes included. Needs CAP_SYS_ADMIN;
 	 * memfds otherwise (the daemon checks the budget on growth).
 	 */
-	store = img_store_private_tmpfs(o->max_memory);
+	store = o->images_memfd ? -EPERM
+				: img_store_private_tmpfs(o->max_memory);
 	if (store >= 0)
 		img_store_use(store);
+	fo.images_tmpfs = store >= 0;
 	err = fs_init(&m->fs, o->source, &fo);
 	if (err) {
 		fprintf(stderr, "h5memfs: cannot open SOURCE '%s': %s\n",

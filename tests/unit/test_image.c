@@ -3,7 +3,11 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "core/image.h"
 
@@ -146,4 +150,59 @@ Test(image, new_bytes_of_a_small_write_into_a_large_full_file)
 	for (int i = 0; i < 10000; i++)
 		cr_assert_eq(img_new_bytes(&im, (uint64_t)i * 4096, 4096), 0);
 	cr_assert_eq(img_new_bytes(&im, 64u << 20, 4096), 4096);
+}
+
+/*
+ * Page checksums of a sparse image: pages with data hash their bytes,
+ * holes inside them as zeros; a page all hole hashes as zeros. Reading
+ * them allocates nothing (holes are never touched).
+ */
+Test(image, checksums_read_data_only_and_count_holes_as_zeros)
+{
+	static unsigned char page[64 << 10];
+	uint64_t *sums;
+	size_t n;
+	struct stat before, after;
+
+	/* 4 KiB of data every 64 KiB page, in page 0 two extents apart */
+	for (unsigned i = 0; i < 8; i++)
+		cr_assert_eq(img_write(&im, "xyzw", 4, (uint64_t)i << 16, 1), 0);
+	cr_assert_eq(img_write(&im, "late", 4, 40000, 1), 0);
+	cr_assert_eq(img_truncate(&im, (9 << 16) + 100), 0); /* hole tail */
+	cr_assert_eq(fstat(im.fd, &before), 0);
+	sums = img_sums_now(&im, &n);
+	cr_assert_not_null(sums);
+	cr_assert_eq(n, 10);
+	cr_assert_eq(fstat(im.fd, &after), 0);
+	cr_assert_eq(after.st_blocks, before.st_blocks,
+		     "checksums allocated %lld blocks",
+		     (long long)(after.st_blocks - before.st_blocks));
+	memset(page, 0, sizeof(page));
+	memcpy(page, "xyzw", 4);
+	memcpy(page + 40000, "late", 4);
+	cr_assert_eq(sums[0], XXH3_64bits(page, sizeof(page)));
+	memset(page + 40000, 0, 4);
+	for (unsigned i = 1; i < 8; i++)
+		cr_assert_eq(sums[i], XXH3_64bits(page, sizeof(page)), "%u", i);
+	memset(page, 0, 4);
+	cr_assert_eq(sums[8], XXH3_64bits(page, sizeof(page)));
+	cr_assert_eq(sums[9], XXH3_64bits(page, 100));
+	free(sums);
+}
+
+/* A store after the checksums were taken is found, in a hole too. */
+Test(image, checksums_find_a_store_into_a_page_and_into_a_hole)
+{
+	cr_assert_eq(img_write(&im, "abcd", 4, 0, 1), 0);
+	cr_assert_eq(img_truncate(&im, 4 << 16), 0);
+	img_clear_dirty(&im);
+	img_sums_take(&im);
+	cr_assert_not_null(im.sums);
+	cr_assert_eq(pwrite(im.fd, "Z", 1, 2), 1);
+	cr_assert_eq(pwrite(im.fd, "Q", 1, (2 << 16) + 7), 1);
+	cr_assert_eq(img_sums_mark(&im, NULL, NULL), 0);
+	cr_assert(img_page_dirty(&im, 0));
+	cr_assert_not(img_page_dirty(&im, 1));
+	cr_assert(img_page_dirty(&im, 2));
+	cr_assert_not(img_page_dirty(&im, 3));
 }

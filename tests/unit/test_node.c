@@ -166,3 +166,31 @@ Test(node, trusted_xattrs_are_listed_only_for_the_privileged)
 	cr_assert_eq(ns_xattr_list(f, true, buf, sizeof(buf), &len), 0);
 	cr_assert_eq(len, 17);
 }
+
+/* Nodes, names and xattrs count in meta_used, and give it back. */
+Test(node, metadata_is_counted_and_given_back)
+{
+	uint64_t base = ns.meta_used, one;
+	struct node *d, *f;
+	char big[1000] = { 0 };
+
+	cr_assert_eq(base, ns_node_cost(false)); /* the root */
+	d = add(ns.root, "dir", S_IFDIR | 0755);
+	f = add(d, "file", S_IFREG | 0644);
+	one = base + ns_node_cost(false) + ns_name_cost("dir") +
+	      ns_node_cost(true) + ns_name_cost("file");
+	cr_assert_eq(ns.meta_used, one);
+	cr_assert_eq(ns_xattr_set(f, "user.big", big, sizeof(big), 0), 0);
+	ns_meta_account(&ns, f);
+	cr_assert_eq(ns.meta_used, one + ns_xattr_cost("user.big", 1000));
+	cr_assert_eq(ns_xattr_set(f, "user.big", big, 10, 0), 0);
+	ns_meta_account(&ns, f);
+	cr_assert_eq(ns.meta_used, one + ns_xattr_cost("user.big", 10));
+	cr_assert_eq(ns_move(&ns, f->links, d, "a-longer-name"), 0);
+	cr_assert_eq(ns.meta_used, one + ns_xattr_cost("user.big", 10) +
+					   ns_name_cost("a-longer-name") -
+					   ns_name_cost("file"));
+	ns_unlink(&ns, f->links);
+	ns_unlink(&ns, d->links);
+	cr_assert_eq(ns.meta_used, base);
+}
