@@ -61,6 +61,12 @@ struct fs {
 	struct journal jrn;
 	struct src src;
 	bool has_source;
+	/*
+	 * The final write-back runs while the mount still serves (after a
+	 * signal): changes are refused with EROFS from then on, so that
+	 * what the pass writes is all there is. Read with fs_frozen.
+	 */
+	bool frozen;
 	struct fs_opts o;
 	pthread_mutex_t replay_lock;	/* held while SOURCE's namespace moves */
 	pthread_mutex_t sync_lock;	/* one write-back pass at a time */
@@ -309,6 +315,17 @@ int fs_fsync(struct fs *fs, struct node *n);
  * name; that counts as written (the data is durable), and is logged.
  */
 int fs_sync_all(struct fs *fs, unsigned *failed);
+
+/* Refuse changes from now on (fs.frozen), and whether they are. */
+static inline void fs_freeze(struct fs *fs)
+{
+	__atomic_store_n(&fs->frozen, true, __ATOMIC_RELEASE);
+}
+
+static inline bool fs_frozen(const struct fs *fs)
+{
+	return __atomic_load_n(&fs->frozen, __ATOMIC_ACQUIRE);
+}
 
 /*
  * At the end of a mount, after fs_sync_all: copy every image that still

@@ -110,6 +110,13 @@ struct fs_job {
 	void (*release)(struct fs_job *j);	/* NULL: nothing but the job */
 	struct node *node;	/* the job's node, pinned while it lives */
 	bool no_deadline;	/* run here and wait, however long */
+	/*
+	 * A check the request can do without (is a clean image stale? did
+	 * a listed directory change?): waited for FS_OPTIONAL_MS at most,
+	 * whatever source_timeout says; then the request goes on from
+	 * memory and the helper finishes (or hangs) on its own.
+	 */
+	bool optional;
 	/* private to job.c */
 	struct fs *fs;
 	pthread_mutex_t lock;
@@ -125,6 +132,7 @@ struct fs_job {
 void *fs_job_new(struct fs *fs, size_t size, struct node *n,
 		 void (*run)(struct fs_job *j),
 		 void (*release)(struct fs_job *j));
+#define FS_OPTIONAL_MS 1000
 int fs_job_run(struct fs *fs, struct fs_job *j);
 void fs_job_put(struct fs_job *j);
 /* Log that SOURCE did not answer for `what` of n; returns -EIO. */
@@ -298,6 +306,7 @@ int fs_write_meta(struct fs *fs, struct node *n);
  * n's identity in SOURCE now, asked with the deadline (job.c); takes
  * the locks, so call it with none held. 0 or -errno (-EIO: no answer).
  */
-int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id);
+int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id,
+		    bool optional);
 
 #endif

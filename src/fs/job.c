@@ -142,7 +142,7 @@ int fs_job_run(struct fs *fs, struct fs_job *j)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&j->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	if (!fs->o.source_timeout || j->no_deadline) {
+	if ((!fs->o.source_timeout && !j->optional) || j->no_deadline) {
 		j->run(j); /* source_timeout=0: wait for ever */
 		return 0;
 	}
@@ -164,7 +164,16 @@ int fs_job_run(struct fs *fs, struct fs_job *j)
 	fs->helpers = j->helper;
 	pthread_mutex_unlock(&fs->jobs_lock);
 	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += fs->o.source_timeout;
+	if (j->optional &&
+	    (!fs->o.source_timeout ||
+	     fs->o.source_timeout * 1000ULL > FS_OPTIONAL_MS)) {
+		until.tv_nsec += (FS_OPTIONAL_MS % 1000) * 1000000L;
+		until.tv_sec += FS_OPTIONAL_MS / 1000 +
+				until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+	} else {
+		until.tv_sec += fs->o.source_timeout;
+	}
 	pthread_mutex_lock(&j->lock);
 	while (!j->done && rc != ETIMEDOUT)
 		rc = pthread_cond_timedwait(&j->cond, &j->lock, &until);

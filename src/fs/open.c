@@ -88,15 +88,21 @@ static void ident_run(struct fs_job *j)
 	free(path);
 }
 
-int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id)
+int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id,
+		    bool optional)
 {
 	struct ident_job *ij = fs_job_new(fs, sizeof(*ij), n, ident_run, NULL);
 	int err;
 
 	if (!ij)
 		return -ENOMEM;
+	ij->job.optional = optional;
 	err = fs_job_run(fs, &ij->job);
-	if (err)
+	if (err && optional)
+		log_info("SOURCE did not answer within %u ms: a file is "
+			 "opened without checking for a newer version",
+			 FS_OPTIONAL_MS);
+	else if (err)
 		err = fs_job_failed(fs, n, "check for a newer version of");
 	else if (!(err = ij->err))
 		*id = ij->id;
@@ -113,7 +119,7 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 	/* SOURCE hangs: serve what we have rather than wait again */
 	if (fs_source_hangs(fs))
 		return 0;
-	err = fs_source_ident(fs, n, &now);
+	err = fs_source_ident(fs, n, &now, true);
 	if (err == -ENOENT) {
 		pthread_mutex_lock(&fs->ns.lock);
 		fs_notice_kernel_writes(fs, n);

@@ -54,6 +54,8 @@ void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct node *n = NULL;
 	int err;
 
+	if (ll_frozen(req))
+		return;
 	err = fs_mknod(&m->fs, ll_node(req, parent), name, S_IFREG | mode, 0,
 		       c->uid, c->gid, &n, &e.attr);
 	if (!err) {
@@ -79,8 +81,13 @@ void ll_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct h5m *m = ll_ctx(req);
 	struct node *n = ll_node(req, ino);
 	bool fresh;
-	int err = fs_open(&m->fs, n, fi->flags, &fresh);
+	int err;
 
+	/* the final write-back runs: no new writer (see ll_frozen) */
+	if ((fi->flags & (O_ACCMODE | O_TRUNC)) != O_RDONLY &&
+	    ll_frozen(req))
+		return;
+	err = fs_open(&m->fs, n, fi->flags, &fresh);
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
@@ -151,6 +158,8 @@ void ll_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
 	size_t done;
 	int err;
 
+	if (ll_frozen(req))
+		return;
 	(void)fi;
 	__atomic_add_fetch(&m->fs.stats.writes, 1, __ATOMIC_RELAXED);
 	err = fs_write(&m->fs, ll_node(req, ino), (uint64_t)off,
@@ -176,7 +185,7 @@ void ll_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	fuse_reply_err(req, -fs_flush(&m->fs, ll_node(req, ino)));
+	ll_writeback_request(req, ino, LL_FLUSH);
 }
 
 void ll_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -191,7 +200,7 @@ void ll_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 {
 	(void)datasync; /* times go with the data: no cheaper path */
 	(void)fi;
-	fuse_reply_err(req, -fs_fsync(&ll_ctx(req)->fs, ll_node(req, ino)));
+	ll_writeback_request(req, ino, LL_FSYNC);
 }
 
 /*
@@ -222,6 +231,8 @@ void ll_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 void ll_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		     off_t length, struct fuse_file_info *fi)
 {
+	if (ll_frozen(req))
+		return;
 	(void)fi;
 	fuse_reply_err(req, -fs_fallocate(&ll_ctx(req)->fs, ll_node(req, ino),
 					  mode, offset, length));

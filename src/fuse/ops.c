@@ -78,7 +78,7 @@ void ll_op_statfs(fuse_req_t req, fuse_ino_t ino)
 void ll_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		    const char *value, size_t size, int flags)
 {
-	if (ll_control_set(req, ino, name, value, size))
+	if (ll_control_set(req, ino, name, value, size) || ll_frozen(req))
 		return;
 	fuse_reply_err(req, -fs_setxattr(&ll_ctx(req)->fs, ll_node(req, ino),
 					 name, value, size, flags));
@@ -153,6 +153,8 @@ void ll_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 void ll_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+	if (ll_frozen(req))
+		return;
 	fuse_reply_err(req, -fs_removexattr(&ll_ctx(req)->fs,
 					    ll_node(req, ino), name));
 }

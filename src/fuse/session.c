@@ -53,6 +53,16 @@ static void *signal_thread(void *arg)
 	/* stopped while the loop still serves: a tick may be in syncfs */
 	fs_commit_stop(c->fs);
 	ll_drain_all(c->m);
+	/*
+	 * The final write-back runs while the loop still serves: a SOURCE
+	 * that is slow or hangs leaves the mount's users with answers
+	 * (reads; changes get EROFS from now on) instead of a hang. What
+	 * fails here is tried once more, and rescued, after the loop.
+	 */
+	notify_systemd("STOPPING=1\nSTATUS=Writing back");
+	fs_freeze(c->fs);
+	notify_watch_final();
+	fs_sync_all(c->fs, NULL);
 	fuse_session_exit(c->se);
 	pthread_kill(c->main, SIGUSR1);
 	return NULL;
