@@ -182,10 +182,11 @@ def test_a_file_whose_write_back_hangs_in_source_can_still_be_written(
     under, s = slow
     helpers.write_file(under / "a", b"a from SOURCE")
     m = mount(s.path, options=["commit=1"])
-    helpers.write_file(m / "a", b"a, a new ver.", "r+b")
+    assert helpers.read_file(m / "a") == b"a from SOURCE"
     os.listxattr(m / "a")  # xattrs in memory: the pass needs only the copy
     s.stop()
     try:
+        prompt(WRITE, m / "a", "a, a new ver.", what="a write to a")
         time.sleep(3 * SLOWDOWN)  # a commit tick is copying a by now
         prompt(WRITE, m / "a", "written during", what="a write to a")
         out, _ = prompt(CAT, m / "a", what="cat of a")
