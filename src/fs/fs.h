@@ -96,6 +96,7 @@ struct fs {
 	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
 	void *flush_arg;
 	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
+	unsigned waiting;		/* requests waiting for SOURCE now */
 	pthread_mutex_t jobs_lock;	/* guards helpers */
 	struct fs_helper *helpers;	/* SOURCE helper threads to join */
 };
@@ -315,6 +316,19 @@ int fs_fsync(struct fs *fs, struct node *n);
  * name; that counts as written (the data is durable), and is logged.
  */
 int fs_sync_all(struct fs *fs, unsigned *failed);
+
+/*
+ * Requests waiting for SOURCE at once, at most (SOURCE calls with a
+ * deadline, and opens waiting for a file's io mutex held by a load):
+ * the request loop runs up to FS_WORKERS threads, so FS_WORKERS -
+ * FS_MAX_WAITING of them are always free for requests served from
+ * memory, however many wait for a SOURCE that hangs. Past it a request
+ * fails with EIO at once. Write-back is not counted: it waits for
+ * SOURCE in threads of its own (commit, the write-back requests' thread
+ * of the FUSE layer, the final pass), never in a worker.
+ */
+#define FS_WORKERS 32
+#define FS_MAX_WAITING 24
 
 /* Refuse changes from now on (fs.frozen), and whether they are. */
 static inline void fs_freeze(struct fs *fs)

@@ -117,6 +117,7 @@ struct fs_job {
 	 * memory and the helper finishes (or hangs) on its own.
 	 */
 	bool optional;
+	bool crowded;		/* refused: FS_MAX_WAITING already wait */
 	/* private to job.c */
 	struct fs *fs;
 	pthread_mutex_t lock;
@@ -135,8 +136,14 @@ void *fs_job_new(struct fs *fs, size_t size, struct node *n,
 #define FS_OPTIONAL_MS 1000
 int fs_job_run(struct fs *fs, struct fs_job *j);
 void fs_job_put(struct fs_job *j);
-/* Log that SOURCE did not answer for `what` of n; returns -EIO. */
-int fs_job_failed(struct fs *fs, struct node *n, const char *what);
+/* Log why j got no answer from SOURCE for `what` of its node; -EIO. */
+int fs_job_failed(struct fs_job *j, const char *what);
+/*
+ * Lock n->io for an open, which may find it held by a load waiting for
+ * SOURCE: waited for source_timeout at most, as one of FS_MAX_WAITING.
+ * 0, or -EIO (logged).
+ */
+int fs_io_lock_for_open(struct fs *fs, struct node *n);
 /*
  * Wait up to ms for every helper thread to end, and join each that
  * did. Returns false if some still run (blocked on SOURCE): those can

@@ -128,7 +128,40 @@ void fs_job_put(struct fs_job *j)
 	free(j);
 }
 
+/* One more request waits for SOURCE; false when FS_MAX_WAITING do. */
+static bool wait_begin(struct fs *fs)
+{
+	if (__atomic_add_fetch(&fs->waiting, 1, __ATOMIC_RELAXED) <=
+	    FS_MAX_WAITING)
+		return true;
+	__atomic_sub_fetch(&fs->waiting, 1, __ATOMIC_RELAXED);
+	return false;
+}
+
+static void wait_end(struct fs *fs)
+{
+	__atomic_sub_fetch(&fs->waiting, 1, __ATOMIC_RELAXED);
+}
+
+static int run_waiting(struct fs *fs, struct fs_job *j);
+
 int fs_job_run(struct fs *fs, struct fs_job *j)
+{
+	int rc;
+
+	j->crowded = false;
+	if (j->no_deadline)
+		return run_waiting(fs, j); /* write-back: not a worker */
+	if (!wait_begin(fs)) {
+		j->crowded = true;
+		return -EIO;
+	}
+	rc = run_waiting(fs, j);
+	wait_end(fs);
+	return rc;
+}
+
+static int run_waiting(struct fs *fs, struct fs_job *j)
 {
 	pthread_condattr_t ca;
 	struct timespec until;
@@ -191,7 +224,8 @@ bool fs_source_hangs(struct fs *fs)
 	return __atomic_load_n(&fs->stuck_jobs, __ATOMIC_RELAXED) > 0;
 }
 
-int fs_job_failed(struct fs *fs, struct node *n, const char *what)
+static void log_unanswered(struct fs *fs, struct node *n, bool crowded,
+			   const char *what)
 {
 	bool unlinked;
 	char *path;
@@ -199,10 +233,45 @@ int fs_job_failed(struct fs *fs, struct node *n, const char *what)
 	pthread_mutex_lock(&fs->ns.lock);
 	path = ns_path(&fs->ns, n, &unlinked);
 	pthread_mutex_unlock(&fs->ns.lock);
-	log_err("SOURCE did not answer within %u s: cannot %s %s",
-		fs->o.source_timeout, what,
-		path && *path ? path : path ? "." : "a file");
+	if (crowded)
+		log_err("%u requests already wait for SOURCE: cannot %s %s",
+			FS_MAX_WAITING, what,
+			path && *path ? path : path ? "." : "a file");
+	else
+		log_err("SOURCE did not answer within %u s: cannot %s %s",
+			fs->o.source_timeout, what,
+			path && *path ? path : path ? "." : "a file");
 	free(path);
+}
+
+int fs_job_failed(struct fs_job *j, const char *what)
+{
+	log_unanswered(j->fs, j->node, j->crowded, what);
+	return -EIO;
+}
+
+int fs_io_lock_for_open(struct fs *fs, struct node *n)
+{
+	struct timespec until;
+	int rc;
+
+	if (pthread_mutex_trylock(&n->io) == 0)
+		return 0;
+	if (!wait_begin(fs)) {
+		log_unanswered(fs, n, true, "open");
+		return -EIO;
+	}
+	if (!fs->o.source_timeout) {
+		rc = pthread_mutex_lock(&n->io);
+	} else {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += fs->o.source_timeout;
+		rc = pthread_mutex_timedlock(&n->io, &until);
+	}
+	wait_end(fs);
+	if (rc == 0)
+		return 0;
+	log_unanswered(fs, n, false, "open (another open loads it)");
 	return -EIO;
 }
 

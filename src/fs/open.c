@@ -103,7 +103,7 @@ int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id,
 			 "opened without checking for a newer version",
 			 FS_OPTIONAL_MS);
 	else if (err)
-		err = fs_job_failed(fs, n, "check for a newer version of");
+		err = fs_job_failed(&ij->job, "check for a newer version of");
 	else if (!(err = ij->err))
 		*id = ij->id;
 	fs_job_put(&ij->job);
@@ -288,7 +288,7 @@ static int bring_in(struct fs *fs, struct node *n, int flags)
 	pthread_mutex_unlock(&fs->ns.lock);
 	err = fs_job_run(fs, &lj->job);
 	if (err) {
-		err = fs_job_failed(fs, n, "load");
+		err = fs_job_failed(&lj->job, "load");
 	} else if (!(err = lj->err)) {
 		if (lj->direct) {
 			if (n->file->direct_fd < 0) {
@@ -325,7 +325,11 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (!S_ISREG(n->mode))
 		return 0;
-	pthread_mutex_lock(&n->io);
+	err = fs_io_lock_for_open(fs, n);
+	if (err) {
+		fs_close(fs, n);
+		return err;
+	}
 	if ((n->flags & N_LOADED) && first && !trunc && fs->has_source &&
 	    (n->flags & N_FROM_SOURCE) && !(n->flags & N_DIRTY)) {
 		err = drop_if_stale(fs, n);

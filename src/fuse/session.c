@@ -90,8 +90,9 @@ static int serve(struct fuse_session *se, const struct opts *o)
 	if (!cfg)
 		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	fuse_loop_cfg_set_max_threads(cfg, 16);
-	fuse_loop_cfg_set_idle_threads(cfg, 16); /* no thread churn */
+	/* FS_MAX_WAITING of them at most wait for SOURCE (fs.h) */
+	fuse_loop_cfg_set_max_threads(cfg, FS_WORKERS);
+	fuse_loop_cfg_set_idle_threads(cfg, 16); /* little thread churn */
 	ret = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	return ret;

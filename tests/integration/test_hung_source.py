@@ -275,3 +275,44 @@ def test_the_final_write_back_on_a_hung_source_still_answers_readers(
     assert m.wait() == 0
     assert helpers.read_file(under / "a") == b"the final pass writes this"
     assert not (under / "new").exists()
+
+
+OPEN = ("import os, sys\n"
+        "try:\n"
+        "    print(open(sys.argv[1], 'rb').read().decode())\n"
+        "except OSError as e:\n"
+        "    print(e.errno)\n")
+
+
+def test_opens_waiting_for_a_hung_source_never_take_every_worker(
+        slow, mount):
+    """Loads wait source_timeout (60 s here) for SOURCE; 40 of them, of
+    different files and of one file, still leave workers for the files in
+    memory: only FS_MAX_WAITING requests wait at once, the others fail
+    with EIO at once."""
+    under, s = slow
+    count = 40
+    for i in range(count):
+        helpers.write_file(under / f"f{i:02}", f"file {i}".encode())
+    helpers.write_file(under / "loaded", b"in memory")
+    m = mount(s.path, options=["source_timeout=60"], allow_stderr=True)
+    assert helpers.read_file(m / "loaded") == b"in memory"
+    s.stop()
+    opens = []
+    try:
+        opens = [spawn(OPEN, m / f"f{i:02}") for i in range(count)]
+        opens += [spawn(OPEN, m / "f00") for _ in range(count // 2)]
+        time.sleep(2 * SLOWDOWN)  # let them all reach the daemon
+        out, _ = prompt(CAT, m / "loaded", what="cat of a loaded file")
+        assert out == "in memory"
+        out, _ = prompt(LS, m.path, what="ls of the root")
+        assert len(out.split()) == count + 1
+    finally:
+        s.cont()
+    got = [finish(p, 60 * SLOWDOWN, "an open").strip() for p in opens]
+    for i, out in enumerate(got):
+        want = f"file {i % count if i < count else 0}"
+        assert out in (want, str(errno.EIO)), (i, out)
+    assert str(errno.EIO) in got, "no open was refused at once"
+    assert "requests already wait for SOURCE" in m.stderr()
+    assert m.unmount() == 0
