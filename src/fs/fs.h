@@ -97,6 +97,7 @@ struct fs {
 	void *flush_arg;
 	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
 	unsigned waiting;		/* requests waiting for SOURCE now */
+	int spare_fd[16];		/* FS_FD_SPARE, or -1 (memory.c) */
 	pthread_mutex_t jobs_lock;	/* guards helpers */
 	struct fs_helper *helpers;	/* SOURCE helper threads to join */
 };

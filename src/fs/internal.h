@@ -32,6 +32,7 @@
 #ifndef H5M_FS_INTERNAL_H
 #define H5M_FS_INTERNAL_H
 
+#include <errno.h>
 #include <stdio.h> /* RENAME_NOREPLACE, RENAME_EXCHANGE (glibc) */
 
 #include "../backing/writeback.h"
@@ -248,6 +249,27 @@ int fs_hold_room(struct fs *fs, uint64_t need);
 void fs_unreserve(struct fs *fs, uint64_t held);
 /* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
 void fs_unload_locked(struct fs *fs, struct node *n);
+
+/*
+ * Descriptors (memory.c). Every image holds one, so as many loaded files
+ * as RLIMIT_NOFILE allows would leave a write-back none: FS_FD_SPARE
+ * descriptors (of /dev/null) are held from the start (fs_spares_take).
+ * fs_fds_free, where a write-back, a load or a rescue met EMFILE, ENFILE
+ * or ENOMEM: close the spares (with `spares`: write-back and rescue
+ * only, never a load, which would keep them) and unload up to
+ * FS_FD_SPARE clean images nobody has open (all of them with `all`), so
+ * that the same call, made again, has descriptors and memory; true when
+ * anything was freed. The caller takes the spares again when done.
+ * Both take ns.lock.
+ */
+#define FS_FD_SPARE 16
+void fs_spares_take(struct fs *fs);
+bool fs_fds_free(struct fs *fs, bool spares, bool all);
+/* Is err a lack of descriptors or memory that fs_fds_free may cure? */
+static inline bool fs_out_of_room(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -ENOMEM;
+}
 
 /* Read `dir`'s entries from SOURCE if not done yet. Takes the locks. */
 int fs_scan(struct fs *fs, struct node *dir);

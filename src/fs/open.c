@@ -272,7 +272,7 @@ static void load_release(struct fs_job *j)
  * Bring n's content into memory, or decide to serve it from SOURCE.
  * n->io held. SOURCE gets o.source_timeout to answer (job.c).
  */
-static int bring_in(struct fs *fs, struct node *n, int flags)
+static int bring_in_once(struct fs *fs, struct node *n, int flags)
 {
 	struct load_job *lj = fs_job_new(fs, sizeof(*lj), n, load_run,
 					 load_release);
@@ -303,6 +303,16 @@ static int bring_in(struct fs *fs, struct node *n, int flags)
 	n->flags &= ~(unsigned)N_LOADING;
 	pthread_mutex_unlock(&fs->ns.lock);
 	fs_job_put(&lj->job);
+	return err;
+}
+
+static int bring_in(struct fs *fs, struct node *n, int flags)
+{
+	int err = bring_in_once(fs, n, flags);
+
+	/* out of descriptors: clean images give theirs, never the spares */
+	if (fs_out_of_room(err) && fs_fds_free(fs, false, false))
+		err = bring_in_once(fs, n, flags);
 	return err;
 }
 

@@ -10,6 +10,7 @@
  */
 #include "session.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -66,6 +67,19 @@ static void *signal_thread(void *arg)
 	fuse_session_exit(c->se);
 	pthread_kill(c->main, SIGUSR1);
 	return NULL;
+}
+
+/*
+ * libfuse ends the request loop with pthread_cancel, and glibc loads
+ * libgcc_s for it then, on first use: with every descriptor taken (as
+ * many images as RLIMIT_NOFILE allows) that load fails and glibc aborts,
+ * before the final write-back. Loaded now, once, it is there.
+ */
+static void load_unwinder(void)
+{
+	if (!dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NODELETE))
+		log_warn("cannot load libgcc_s.so.1 (%s): out of descriptors, "
+			 "the end of the mount could abort", dlerror());
 }
 
 /* Let images use as many descriptors as the hard limit allows. */
@@ -142,6 +156,12 @@ static int final_writeback(struct h5m *m, const struct opts *o,
 		 (unsigned long long)(after.writebacks - before.writebacks),
 		 (unsigned long long)(after.writeback_bytes -
 				      before.writeback_bytes), failed);
+	if (!err && after.dirty_files) {
+		/* changed behind the pass (a passthrough writer): not durable */
+		log_err("%s: %llu file(s) changed during the final write-back",
+			o->mountpoint, (unsigned long long)after.dirty_files);
+		err = -EIO;
+	}
 	if (!err)
 		return 0;
 	/* made now, fresh and unguessable: see fs_rescue_default */
@@ -212,6 +232,7 @@ int session_run(struct opts *o)
 		m->pt_required = o->passthrough == 1;
 	}
 	raise_fd_limit();
+	load_unwinder();
 	/*
 	 * Images in a private tmpfs sized to the budget: the kernel refuses
 	 * growth past it, passthrough writes included. Needs CAP_SYS_ADMIN;
