@@ -489,11 +489,17 @@ int fs_write_meta(struct fs *fs, struct node *n)
 		pthread_mutex_unlock(&fs->replay_lock);
 		return 0;
 	}
+	xa = xattrs_copy(n->xattrs);
+	if (n->xattrs && !xa) {
+		/* never applied without them: SOURCE's would be removed */
+		pthread_mutex_unlock(&fs->ns.lock);
+		pthread_mutex_unlock(&fs->replay_lock);
+		return -ENOMEM;
+	}
 	n->flags &= ~(unsigned)N_META_DIRTY;
 	path = fs_source_path_locked(fs, n);
 	m = (struct wb_meta){ n->mode, n->uid, n->gid, n->atime, n->mtime,
 			      NULL, n->ident };
-	xa = xattrs_copy(n->xattrs);
 	m.xattrs = xa;
 	/*
 	 * SOURCE's ctime is ours to know unless a replayed rename, link or
