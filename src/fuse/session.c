@@ -306,11 +306,14 @@ int session_run(struct opts *o)
 	err = serve(se, o);
 	if (err < 0 && err != -EINTR)
 		log_warn("request loop ended: %s", strerror(-err));
-	notify_systemd("STOPPING=1\nSTATUS=Writing back");
+	/* after a signal, its thread said so and began the final pass */
+	if (!fs_frozen(&m->fs))
+		notify_systemd("STOPPING=1\nSTATUS=Writing back");
 	fs_preload_stop(&m->fs);
 	fs_commit_stop(&m->fs);
 	ll_control_stop(m);
-	notify_watch_final();
+	if (!fs_frozen(&m->fs))
+		notify_watch_final();
 	status = final_writeback(m, o, &rescued);
 	notify_watch_stop();
 out_unmount:
