@@ -377,7 +377,15 @@ int wb_ident(const struct src *s, const char *rel, struct src_ident *id)
 	return err;
 }
 
-/* renameat2 with a fallback for an exchange with one side missing. */
+/* What replay_rename returns when SOURCE had nothing to move. */
+#define NOTHING_DONE 1
+
+/*
+ * renameat2 with a fallback for an exchange with one side missing.
+ * NOTHING_DONE when neither name is in SOURCE (a file not written back
+ * yet): then no directory needs an fsync, which spares a long journal
+ * of such renames one or two directory syncs each.
+ */
 static int replay_rename(int d1, const char *l1, int d2, const char *l2,
 			 unsigned flags)
 {
@@ -390,7 +398,7 @@ static int replay_rename(int d1, const char *l1, int d2, const char *l2,
 		if (renameat(d1, l1, d2, l2) == 0 ||
 		    (errno == ENOENT && renameat(d2, l2, d1, l1) == 0))
 			return 0;
-		return errno == ENOENT ? 0 : -errno;
+		return errno == ENOENT ? NOTHING_DONE : -errno;
 	}
 	/*
 	 * Two names of one file in SOURCE that were two files in the mount
@@ -402,7 +410,7 @@ static int replay_rename(int d1, const char *l1, int d2, const char *l2,
 		return unlinkat(d1, l1, 0) < 0 && errno != ENOENT ? -errno : 0;
 	if (renameat(d1, l1, d2, l2) == 0)
 		return 0;
-	return errno == ENOENT ? 0 : -errno;
+	return errno == ENOENT ? NOTHING_DONE : -errno;
 }
 
 static int replay_two(const struct src *s, const struct jop *op)
@@ -420,9 +428,13 @@ static int replay_two(const struct src *s, const struct jop *op)
 	if (op->kind == J_RENAME) {
 		err = replay_rename(d1, l1, d2, l2, op->flags);
 	} else if (linkat(d1, l1, d2, l2, 0) < 0) {
-		err = errno == ENOENT ? 0 : -errno;
+		err = errno == ENOENT ? NOTHING_DONE : -errno;
 		if (errno == EEXIST)
 			err = link_over(s, d1, l1, op->p2);
+	}
+	if (err == NOTHING_DONE) {
+		err = 0;
+		goto out;
 	}
 	if (!err && fsync(d2) < 0)
 		err = -errno;
@@ -455,12 +467,12 @@ int wb_replay(const struct src *s, const struct jop *op)
 			err = -errno;
 		break;
 	case J_RMDIR:
-		if (unlinkat(dirfd, leaf, AT_REMOVEDIR) < 0 && errno != ENOENT)
-			err = -errno;
+		if (unlinkat(dirfd, leaf, AT_REMOVEDIR) < 0)
+			err = errno == ENOENT ? NOTHING_DONE : -errno;
 		break;
 	case J_UNLINK:
-		if (unlinkat(dirfd, leaf, 0) < 0 && errno != ENOENT)
-			err = -errno;
+		if (unlinkat(dirfd, leaf, 0) < 0)
+			err = errno == ENOENT ? NOTHING_DONE : -errno;
 		break;
 	case J_SYMLINK:
 		if (symlinkat(op->p2, dirfd, leaf) < 0) {
@@ -477,7 +489,9 @@ int wb_replay(const struct src *s, const struct jop *op)
 	default:
 		err = -EINVAL;
 	}
-	if (!err && fsync(dirfd) < 0)
+	if (err == NOTHING_DONE)
+		err = 0; /* not in SOURCE: no directory to sync */
+	else if (!err && fsync(dirfd) < 0)
 		err = -errno;
 	close(dirfd);
 	if (err)
