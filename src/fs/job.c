@@ -255,8 +255,18 @@ int fs_io_lock_for_open(struct fs *fs, struct node *n)
 	struct timespec until;
 	int rc;
 
+	bool loading;
+
 	if (pthread_mutex_trylock(&n->io) == 0)
 		return 0;
+	pthread_mutex_lock(&fs->ns.lock);
+	loading = n->flags & N_LOADING;
+	pthread_mutex_unlock(&fs->ns.lock);
+	if (!loading) {
+		/* a write or a mark: held for a moment, not for SOURCE */
+		pthread_mutex_lock(&n->io);
+		return 0;
+	}
 	if (!wait_begin(fs)) {
 		log_unanswered(fs, n, true, "open");
 		return -EIO;
