@@ -43,9 +43,14 @@ static void wake(int sig)
 	(void)sig; /* only interrupts the loop's wait */
 }
 
+static int logged_pass(struct h5m *m, const char *what,
+		       struct fs_progress *after, unsigned *failed);
+
 static void *signal_thread(void *arg)
 {
 	struct sigctx *c = arg;
+	struct fs_progress after;
+	unsigned failed = 0;
 	int sig;
 
 	if (sigwait(&c->set, &sig) != 0 || c->quit)
@@ -63,7 +68,7 @@ static void *signal_thread(void *arg)
 	notify_systemd("STOPPING=1\nSTATUS=Writing back");
 	fs_freeze(c->fs);
 	notify_watch_final();
-	fs_sync_all(c->fs, NULL);
+	logged_pass(c->m, "final write-back (serving)", &after, &failed);
 	fuse_session_exit(c->se);
 	pthread_kill(c->main, SIGUSR1);
 	return NULL;
@@ -131,31 +136,41 @@ static int notify_open(const char *path)
  * start and the end with counts, bytes and time. Returns the exit
  * status.
  */
+static int logged_pass(struct h5m *m, const char *what,
+		       struct fs_progress *after, unsigned *failed)
+{
+	struct fs_progress before;
+	struct timespec t0, t1;
+	int err;
+
+	fs_progress(&m->fs, &before);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	log_info("%s of %s: %llu dirty file(s), %llu bytes", what,
+		 m->mountpoint, (unsigned long long)before.dirty_files,
+		 (unsigned long long)before.dirty_bytes);
+	err = fs_sync_all(&m->fs, failed);
+	fs_progress(&m->fs, after);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	log_info("%s of %s ended in %.3f s: %llu file(s), %llu bytes "
+		 "written, %u failed", what,
+		 m->mountpoint, (double)(t1.tv_sec - t0.tv_sec) +
+				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+		 (unsigned long long)(after->writebacks - before.writebacks),
+		 (unsigned long long)(after->writeback_bytes -
+				      before.writeback_bytes), *failed);
+	return err;
+}
+
 static int final_writeback(struct h5m *m, const struct opts *o,
 			   char **rescued)
 {
 	unsigned failed = 0, lost = 0, saved;
-	struct fs_progress before, after;
-	struct timespec t0, t1;
+	struct fs_progress after;
 	char *dir;
 	int err;
 
 	*rescued = NULL;
-	fs_progress(&m->fs, &before);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	log_info("final write-back of %s: %llu dirty file(s), %llu bytes",
-		 o->mountpoint, (unsigned long long)before.dirty_files,
-		 (unsigned long long)before.dirty_bytes);
-	err = fs_sync_all(&m->fs, &failed);
-	fs_progress(&m->fs, &after);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	log_info("final write-back of %s ended in %.3f s: %llu file(s), "
-		 "%llu bytes written, %u failed",
-		 o->mountpoint, (double)(t1.tv_sec - t0.tv_sec) +
-				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
-		 (unsigned long long)(after.writebacks - before.writebacks),
-		 (unsigned long long)(after.writeback_bytes -
-				      before.writeback_bytes), failed);
+	err = logged_pass(m, "final write-back", &after, &failed);
 	if (!err && after.dirty_files) {
 		/* changed behind the pass (a passthrough writer): not durable */
 		log_err("%s: %llu file(s) changed during the final write-back",
