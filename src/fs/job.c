@@ -147,9 +147,17 @@ static int run_waiting(struct fs *fs, struct fs_job *j);
 
 int fs_job_run(struct fs *fs, struct fs_job *j)
 {
+	pthread_condattr_t ca;
 	int rc;
 
-	j->crowded = false;
+	j->fs = fs;
+	j->done = j->late = j->crowded = false;
+	j->refs = 1; /* the caller's: fs_job_put frees, whatever happens */
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&j->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	if (j->no_deadline)
 		return run_waiting(fs, j); /* write-back: not a worker */
 	if (!wait_begin(fs)) {
@@ -163,18 +171,9 @@ int fs_job_run(struct fs *fs, struct fs_job *j)
 
 static int run_waiting(struct fs *fs, struct fs_job *j)
 {
-	pthread_condattr_t ca;
 	struct timespec until;
 	int rc = 0;
 
-	j->fs = fs;
-	j->done = j->late = false;
-	j->refs = 1;
-	pthread_mutex_init(&j->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&j->cond, &ca);
-	pthread_condattr_destroy(&ca);
 	if ((!fs->o.source_timeout && !j->optional) || j->no_deadline) {
 		j->run(j); /* source_timeout=0: wait for ever */
 		return 0;

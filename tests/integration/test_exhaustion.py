@@ -61,6 +61,8 @@ def test_a_final_pass_without_descriptors_never_exits_0(
     """RLIMIT_NOFILE lowered under the daemon's feet (prlimit --pid) to
     what it already uses: no write-back, no rescue can open anything;
     the daemon exits 2 and `h5memfs unmount` says so."""
+    if "sanitized" in str(h5mount.DAEMON):
+        pytest.skip("LeakSanitizer needs a descriptor for /proc at exit")
     helpers.write_file(empty_source / "f", b"old")
     m = mount(empty_source, options=[f"rescue={tmp_path / 'rescue'}"],
               allow_stderr=True, expect_exit=2)
