@@ -215,6 +215,16 @@ int fs_flush(struct fs *fs, struct node *n);
 int fs_data_fd(struct fs *fs, struct node *n);
 
 /*
+ * A read of an open file served from SOURCE (fs_data_fd is SOURCE's
+ * file) waits for SOURCE: fs_source_read_begin counts it as one of
+ * FS_MAX_WAITING and returns 1 (0 for an image: nothing counted; -EIO
+ * when that many wait already), and fs_source_read_end(its result)
+ * ends it.
+ */
+int fs_source_read_begin(struct fs *fs, struct node *n);
+void fs_source_read_end(struct fs *fs, int counted);
+
+/*
  * Copies the bytes of a write into fd at off (fuse_buf_copy, pwrite...).
  * Returns how many it wrote, or -errno.
  */

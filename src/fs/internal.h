@@ -145,6 +145,10 @@ int fs_job_failed(struct fs_job *j, const char *what);
  * 0, or -EIO (logged).
  */
 int fs_io_lock_for_open(struct fs *fs, struct node *n);
+/* Count a request waiting for SOURCE (false: FS_MAX_WAITING do), and
+ * its end. */
+bool fs_wait_begin(struct fs *fs);
+void fs_wait_end(struct fs *fs);
 /*
  * Wait up to ms for every helper thread to end, and join each that
  * did. Returns false if some still run (blocked on SOURCE): those can

@@ -129,7 +129,7 @@ void fs_job_put(struct fs_job *j)
 }
 
 /* One more request waits for SOURCE; false when FS_MAX_WAITING do. */
-static bool wait_begin(struct fs *fs)
+bool fs_wait_begin(struct fs *fs)
 {
 	if (__atomic_add_fetch(&fs->waiting, 1, __ATOMIC_RELAXED) <=
 	    FS_MAX_WAITING)
@@ -138,7 +138,7 @@ static bool wait_begin(struct fs *fs)
 	return false;
 }
 
-static void wait_end(struct fs *fs)
+void fs_wait_end(struct fs *fs)
 {
 	__atomic_sub_fetch(&fs->waiting, 1, __ATOMIC_RELAXED);
 }
@@ -160,12 +160,12 @@ int fs_job_run(struct fs *fs, struct fs_job *j)
 	pthread_condattr_destroy(&ca);
 	if (j->no_deadline)
 		return run_waiting(fs, j); /* write-back: not a worker */
-	if (!wait_begin(fs)) {
+	if (!fs_wait_begin(fs)) {
 		j->crowded = true;
 		return -EIO;
 	}
 	rc = run_waiting(fs, j);
-	wait_end(fs);
+	fs_wait_end(fs);
 	return rc;
 }
 
@@ -266,7 +266,7 @@ int fs_io_lock_for_open(struct fs *fs, struct node *n)
 		pthread_mutex_lock(&n->io);
 		return 0;
 	}
-	if (!wait_begin(fs)) {
+	if (!fs_wait_begin(fs)) {
 		log_unanswered(fs, n, true, "open");
 		return -EIO;
 	}
@@ -277,7 +277,7 @@ int fs_io_lock_for_open(struct fs *fs, struct node *n)
 		until.tv_sec += fs->o.source_timeout;
 		rc = pthread_mutex_timedlock(&n->io, &until);
 	}
-	wait_end(fs);
+	fs_wait_end(fs);
 	if (rc == 0)
 		return 0;
 	log_unanswered(fs, n, false, "open (another open loads it)");

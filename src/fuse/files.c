@@ -122,7 +122,8 @@ void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-	int fd = fs_data_fd(&ll_ctx(req)->fs, ll_node(req, ino));
+	struct fs *fs = &ll_ctx(req)->fs; /* req is gone once replied */
+	int fd = fs_data_fd(fs, ll_node(req, ino)), counted;
 
 	(void)fi;
 	if (fs_accessed(&ll_ctx(req)->fs, ll_node(req, ino)))
@@ -133,10 +134,17 @@ void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -fd);
 		return;
 	}
+	/* served from SOURCE's file: one of those waiting for SOURCE */
+	counted = fs_source_read_begin(fs, ll_node(req, ino));
+	if (counted < 0) {
+		fuse_reply_err(req, -counted);
+		return;
+	}
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	buf.buf[0].fd = fd;
 	buf.buf[0].pos = off;
 	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+	fs_source_read_end(fs, counted);
 }
 
 /* fs_copy_fn: the request's buffers (in memory or in a pipe) into fd. */

@@ -316,3 +316,50 @@ def test_opens_waiting_for_a_hung_source_never_take_every_worker(
     assert str(errno.EIO) in got, "no open was refused at once"
     assert "requests already wait for SOURCE" in m.stderr()
     assert m.unmount() == 0
+
+
+BIG_READER = ("import os, sys\n"
+              "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+              "print('open', flush=True)\n"
+              "sys.stdin.readline()\n"
+              "try:\n"
+              "    os.pread(fd, 4096, int(sys.argv[2])); print('read')\n"
+              "except OSError as e:\n"
+              "    print(e.errno)\n")
+
+
+def test_reads_of_a_file_served_from_a_hung_source_never_take_every_worker(
+        slow, mount):
+    """A file larger than max_memory is read from SOURCE's file: on the
+    daemon path each read waits in the daemon. 40 of them on a hung SOURCE
+    still leave workers for the files in memory."""
+    if h5mount.DATA_PATH == "passthrough":
+        pytest.skip("passthrough: the kernel reads SOURCE's file itself")
+    under, s = slow
+    count, step = 40, 256 << 10
+    helpers.write_file(under / "big", os.urandom(count * step))
+    helpers.write_file(under / "loaded", b"in memory")
+    m = mount(s.path, options=["max_memory=1M", "passthrough=off"],
+              allow_stderr=True)
+    assert helpers.read_file(m / "loaded") == b"in memory"
+    readers = []
+    for i in range(count):
+        p = subprocess.Popen([sys.executable, "-c", BIG_READER,
+                              str(m / "big"), str(i * step)], text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        readers.append(h5mount.track(p))
+        assert p.stdout.readline() == "open\n"
+    s.stop()
+    try:
+        for p in readers:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        time.sleep(2 * SLOWDOWN)  # let the reads reach the daemon
+        out, _ = prompt(CAT, m / "loaded", what="cat of a loaded file")
+        assert out == "in memory"
+    finally:
+        s.cont()
+    got = [finish(p, 60 * SLOWDOWN, "a read").strip() for p in readers]
+    assert set(got) <= {"read", str(errno.EIO)}, got
+    assert m.unmount() == 0
