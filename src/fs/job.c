@@ -14,6 +14,12 @@
  * job that finds it ended, and the rest by fs_jobs_end when the mount
  * ends. Write-back does not use this: it waits for SOURCE for as long as
  * it takes.
+ *
+ * So that SOURCE never holds every FUSE worker, at most FS_MAX_WAITING
+ * requests wait for it at once (jobs, opens behind a load, reads of
+ * files served from SOURCE); past that a request fails with EIO at once.
+ * A check the request can do without (`optional`) is waited for
+ * FS_OPTIONAL_MS at most.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -252,9 +258,8 @@ int fs_job_failed(struct fs_job *j, const char *what)
 int fs_io_lock_for_open(struct fs *fs, struct node *n)
 {
 	struct timespec until;
-	int rc;
-
 	bool loading;
+	int rc;
 
 	if (pthread_mutex_trylock(&n->io) == 0)
 		return 0;
