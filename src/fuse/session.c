@@ -131,10 +131,9 @@ static int notify_open(const char *path)
 }
 
 /*
- * Write everything back; what cannot be written goes to the rescue
- * directory (*rescued: where, when it was used; caller frees). Logs the
- * start and the end with counts, bytes and time. Returns the exit
- * status.
+ * A whole-mount pass, `what` logged at its start and its end with
+ * counts, bytes and time; *after: the progress at its end. 0 or the
+ * first error.
  */
 static int logged_pass(struct h5m *m, const char *what,
 		       struct fs_progress *after, unsigned *failed)
@@ -161,6 +160,11 @@ static int logged_pass(struct h5m *m, const char *what,
 	return err;
 }
 
+/*
+ * Write everything back; what cannot be written, or changed while it was
+ * (never exit 0 then), goes to the rescue directory (*rescued: where,
+ * when it was used; caller frees). Returns the exit status.
+ */
 static int final_writeback(struct h5m *m, const struct opts *o,
 			   char **rescued)
 {
