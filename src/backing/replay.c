@@ -131,6 +131,13 @@ static int make_created(void *ctx, int d, const char *leaf)
 	return r < 0 ? -errno : 0;
 }
 
+/*
+ * What a replay step returns when SOURCE had nothing to change (a file
+ * not written back yet): then no directory needs an fsync, which spares
+ * a long journal of such steps one or two directory syncs each.
+ */
+#define NOTHING_DONE 1
+
 /* renameat2 with a fallback for an exchange with one side missing. */
 static int replay_exchange(int d1, const char *l1, int d2, const char *l2)
 {
@@ -142,7 +149,7 @@ static int replay_exchange(int d1, const char *l1, int d2, const char *l2)
 	if (renameat(d1, l1, d2, l2) == 0 ||
 	    (errno == ENOENT && renameat(d2, l2, d1, l1) == 0))
 		return 0;
-	return errno == ENOENT ? 0 : -errno;
+	return errno == ENOENT ? NOTHING_DONE : -errno;
 }
 
 /*
@@ -185,7 +192,8 @@ static int replay_rename(const struct jop *op, int d1, const char *l1,
 	if (op->flags & RENAME_EXCHANGE)
 		return replay_exchange(d1, l1, d2, l2);
 	if (fstatat(d1, l1, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : -errno; /* not written back yet */
+		/* not written back yet */
+		return errno == ENOENT ? NOTHING_DONE : -errno;
 	/*
 	 * Two names of one file in SOURCE that were two files in the mount
 	 * (a new file not yet written back leaves, at its name, the file
@@ -222,7 +230,7 @@ static int replay_link(const struct src *s, const struct jop *op, int d1,
 	if (linkat(d1, l1, d2, l2, 0) == 0)
 		return 0;
 	if (errno != EEXIST)
-		return errno == ENOENT ? 0 : -errno;
+		return errno == ENOENT ? NOTHING_DONE : -errno;
 	if (wb_same_inode(d1, l1, d2, l2))
 		return 0;
 	if (foreign(d2, l2, op, &st) == 0)
@@ -247,6 +255,10 @@ static int replay_two(const struct src *s, const struct jop *op,
 		err = replay_rename(op, d1, l1, d2, l2, a);
 	else
 		err = replay_link(s, op, d1, l1, d2, l2, a);
+	if (err == NOTHING_DONE) {
+		err = 0;
+		goto out;
+	}
 	if (err >= 0 && fsync(d2) < 0)
 		err = -errno;
 	if (err >= 0 && fsync(d1) < 0)
@@ -298,17 +310,19 @@ int wb_replay(const struct src *s, const struct jop *op,
 		err = replay_create(op, dirfd, leaf, aside);
 		break;
 	case J_RMDIR:
-		if (unlinkat(dirfd, leaf, AT_REMOVEDIR) < 0 && errno != ENOENT)
-			err = -errno;
+		if (unlinkat(dirfd, leaf, AT_REMOVEDIR) < 0)
+			err = errno == ENOENT ? NOTHING_DONE : -errno;
 		break;
 	case J_UNLINK:
-		if (unlinkat(dirfd, leaf, 0) < 0 && errno != ENOENT)
-			err = -errno;
+		if (unlinkat(dirfd, leaf, 0) < 0)
+			err = errno == ENOENT ? NOTHING_DONE : -errno;
 		break;
 	default:
 		err = -EINVAL;
 	}
-	if (err >= 0 && fsync(dirfd) < 0)
+	if (err == NOTHING_DONE)
+		err = 0; /* not in SOURCE: no directory to sync */
+	else if (err >= 0 && fsync(dirfd) < 0)
 		err = -errno;
 	close(dirfd);
 	if (err < 0)

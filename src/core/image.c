@@ -319,6 +319,34 @@ void img_written(struct img *im, uint64_t size)
 		im->clean_size = size;
 }
 
+void img_wb_begin(struct img *im, uint64_t size, struct img *snap)
+{
+	*snap = *im;
+	snap->sums = NULL; /* still the image's */
+	snap->nsums = 0;
+	im->dirty = NULL;
+	im->dirty_words = 0;
+	/* a truncate during the copy lowers it again (img_truncate) */
+	im->clean_size = size;
+}
+
+void img_wb_end(struct img *im, struct img *snap, bool written)
+{
+	if (!written) {
+		if (snap->clean_size < im->clean_size)
+			im->clean_size = snap->clean_size;
+		if (snap->dirty_words &&
+		    dirty_grow(im, snap->dirty_words * 64 - 1) < 0)
+			im->clean_size = 0; /* no bitmap: all of it is new */
+		for (size_t i = 0; im->clean_size && i < snap->dirty_words;
+		     i++)
+			im->dirty[i] |= snap->dirty[i];
+	}
+	free(snap->dirty);
+	snap->dirty = NULL;
+	snap->dirty_words = 0;
+}
+
 int img_write(struct img *im, const void *buf, size_t len, uint64_t off,
 	      uint64_t increment)
 {

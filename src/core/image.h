@@ -173,4 +173,23 @@ void img_clear_dirty(struct img *im);
  */
 void img_written(struct img *im, uint64_t size);
 
+/*
+ * A write-back of the image's first `size` bytes (its size now) begins
+ * without holding writers back: the dirty marks and clean_size move to
+ * *snap (what the copy reads: pages, clean_size, fd), and the image
+ * starts again as if the write-back had succeeded, so that a write made
+ * while the copy runs is marked anew and never cleared by it. *snap
+ * shares the fd and owns the moved bitmap until img_wb_end.
+ */
+void img_wb_begin(struct img *im, uint64_t size, struct img *snap);
+
+/*
+ * The write-back begun with img_wb_begin ended. `written`: SOURCE now
+ * holds the copy (the image keeps only the marks made since, and the
+ * smallest size it had since). Otherwise the moved marks and the older
+ * clean_size come back (where the bitmap cannot grow for them, the whole
+ * image is counted as new: clean_size 0). Frees *snap's bitmap.
+ */
+void img_wb_end(struct img *im, struct img *snap, bool written);
+
 #endif

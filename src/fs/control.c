@@ -310,12 +310,17 @@ int fs_discard(struct fs *fs, struct node *n)
 	 * a hung SOURCE must not be waited for with ns.lock held.
 	 */
 	if (fs_kernel_keeps_times(fs) && fs->has_source)
-		id_err = fs_source_ident(fs, n, &id);
+		id_err = fs_source_ident(fs, n, &id, false);
 	pthread_mutex_lock(&n->io);
 	pthread_mutex_lock(&fs->replay_lock);
 	pthread_mutex_lock(&fs->ns.lock);
 	if (!(n->flags & N_LOADED)) {
 		err = 0; /* nothing in memory: SOURCE's version already */
+		goto unlock_all;
+	}
+	if (fs->wb_busy == n) {
+		/* its write-back copies it without io: not under its feet */
+		err = -EBUSY;
 		goto unlock_all;
 	}
 	if (!(n->flags & N_FROM_SOURCE) || !fs->has_source) {

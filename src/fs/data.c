@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/log.h"
 #include "internal.h"
 
 int fs_flush(struct fs *fs, struct node *n)
@@ -45,6 +46,27 @@ int fs_data_fd(struct fs *fs, struct node *n)
 	pthread_mutex_unlock(&n->io);
 	(void)fs;
 	return err ? err : n->file->img.fd;
+}
+
+int fs_source_read_begin(struct fs *fs, struct node *n)
+{
+	static unsigned long refused;
+
+	if (n->file->direct_fd < 0)
+		return 0;
+	if (fs_wait_begin(fs))
+		return 1;
+	if (__atomic_fetch_add(&refused, 1, __ATOMIC_RELAXED) % 1000 == 0)
+		log_err("%u requests already wait for SOURCE: a read of a "
+			"file served from SOURCE fails with EIO",
+			FS_MAX_WAITING);
+	return -EIO;
+}
+
+void fs_source_read_end(struct fs *fs, int counted)
+{
+	if (counted > 0)
+		fs_wait_end(fs);
 }
 
 /*

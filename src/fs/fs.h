@@ -77,6 +77,12 @@ struct fs {
 	struct journal jrn;
 	struct src src;
 	bool has_source;
+	/*
+	 * The final write-back runs while the mount still serves (after a
+	 * signal): changes are refused with EROFS from then on, so that
+	 * what the pass writes is all there is. Read with fs_frozen.
+	 */
+	bool frozen;
 	struct fs_opts o;
 	pthread_mutex_t replay_lock;	/* held while SOURCE's namespace moves */
 	pthread_mutex_t sync_lock;	/* one write-back pass at a time */
@@ -111,6 +117,8 @@ struct fs {
 	uint64_t meta_held;		/* budget set aside for ns.meta_used,
 					   taken from the private tmpfs
 					   (fs_meta_room_locked; ns.lock) */
+	unsigned waiting;		/* requests waiting for SOURCE now */
+	int spare_fd[16];		/* FS_FD_SPARE, or -1 (memory.c) */
 	pthread_mutex_t jobs_lock;	/* guards helpers */
 	struct fs_helper *helpers;	/* SOURCE helper threads to join */
 };
@@ -234,6 +242,16 @@ int fs_flush(struct fs *fs, struct node *n);
 int fs_data_fd(struct fs *fs, struct node *n);
 
 /*
+ * A read of an open file served from SOURCE (fs_data_fd is SOURCE's
+ * file) waits for SOURCE: fs_source_read_begin counts it as one of
+ * FS_MAX_WAITING and returns 1 (0 for an image: nothing counted; -EIO
+ * when that many wait already), and fs_source_read_end(its result)
+ * ends it.
+ */
+int fs_source_read_begin(struct fs *fs, struct node *n);
+void fs_source_read_end(struct fs *fs, int counted);
+
+/*
  * Copies the bytes of a write into fd at off (fuse_buf_copy, pwrite...).
  * Returns how many it wrote, or -errno.
  */
@@ -353,6 +371,30 @@ int fs_sync_all(struct fs *fs, unsigned *failed);
  * back whole, since no later pass would find them.
  */
 int fs_sync_last(struct fs *fs, unsigned *failed);
+
+/*
+ * Requests waiting for SOURCE at once, at most (SOURCE calls with a
+ * deadline, and opens waiting for a file's io mutex held by a load):
+ * the request loop runs up to FS_WORKERS threads, so FS_WORKERS -
+ * FS_MAX_WAITING of them are always free for requests served from
+ * memory, however many wait for a SOURCE that hangs. Past it a request
+ * fails with EIO at once. Write-back is not counted: it waits for
+ * SOURCE in threads of its own (commit, the write-back requests' thread
+ * of the FUSE layer, the final pass), never in a worker.
+ */
+#define FS_WORKERS 32
+#define FS_MAX_WAITING 24
+
+/* Refuse changes from now on (fs.frozen), and whether they are. */
+static inline void fs_freeze(struct fs *fs)
+{
+	__atomic_store_n(&fs->frozen, true, __ATOMIC_RELEASE);
+}
+
+static inline bool fs_frozen(const struct fs *fs)
+{
+	return __atomic_load_n(&fs->frozen, __ATOMIC_ACQUIRE);
+}
 
 /*
  * At the end of a mount, after fs_sync_all: copy every image that still

@@ -32,6 +32,7 @@
 #ifndef H5M_FS_INTERNAL_H
 #define H5M_FS_INTERNAL_H
 
+#include <errno.h>
 #include <stdio.h> /* RENAME_NOREPLACE, RENAME_EXCHANGE (glibc) */
 
 #include "../backing/writeback.h"
@@ -127,6 +128,14 @@ struct fs_job {
 	void (*release)(struct fs_job *j);	/* NULL: nothing but the job */
 	struct node *node;	/* the job's node, pinned while it lives */
 	bool no_deadline;	/* run here and wait, however long */
+	/*
+	 * A check the request can do without (is a clean image stale? did
+	 * a listed directory change?): waited for FS_OPTIONAL_MS at most,
+	 * whatever source_timeout says; then the request goes on from
+	 * memory and the helper finishes (or hangs) on its own.
+	 */
+	bool optional;
+	bool crowded;		/* refused: FS_MAX_WAITING already wait */
 	/* private to job.c */
 	struct fs *fs;
 	pthread_mutex_t lock;
@@ -142,10 +151,21 @@ struct fs_job {
 void *fs_job_new(struct fs *fs, size_t size, struct node *n,
 		 void (*run)(struct fs_job *j),
 		 void (*release)(struct fs_job *j));
+#define FS_OPTIONAL_MS 1000
 int fs_job_run(struct fs *fs, struct fs_job *j);
 void fs_job_put(struct fs_job *j);
-/* Log that SOURCE did not answer for `what` of n; returns -EIO. */
-int fs_job_failed(struct fs *fs, struct node *n, const char *what);
+/* Log why j got no answer from SOURCE for `what` of its node; -EIO. */
+int fs_job_failed(struct fs_job *j, const char *what);
+/*
+ * Lock n->io for an open, which may find it held by a load waiting for
+ * SOURCE: waited for source_timeout at most, as one of FS_MAX_WAITING.
+ * 0, or -EIO (logged).
+ */
+int fs_io_lock_for_open(struct fs *fs, struct node *n);
+/* Count a request waiting for SOURCE (false: FS_MAX_WAITING do), and
+ * its end. */
+bool fs_wait_begin(struct fs *fs);
+void fs_wait_end(struct fs *fs);
 /*
  * Wait up to ms for every helper thread to end, and join each that
  * did. Returns false if some still run (blocked on SOURCE): those can
@@ -271,6 +291,27 @@ void fs_unreserve(struct fs *fs, uint64_t held);
 /* Free n's image; n reads from SOURCE again. ns.lock and n->io held. */
 void fs_unload_locked(struct fs *fs, struct node *n);
 
+/*
+ * Descriptors (memory.c). Every image holds one, so as many loaded files
+ * as RLIMIT_NOFILE allows would leave a write-back none: FS_FD_SPARE
+ * descriptors (of /dev/null) are held from the start (fs_spares_take).
+ * fs_fds_free, where a write-back, a load or a rescue met EMFILE, ENFILE
+ * or ENOMEM: close the spares (with `spares`: write-back and rescue
+ * only, never a load, which would keep them) and unload up to
+ * FS_FD_SPARE clean images nobody has open (all of them with `all`), so
+ * that the same call, made again, has descriptors and memory; true when
+ * anything was freed. The caller takes the spares again when done.
+ * Both take ns.lock.
+ */
+#define FS_FD_SPARE 16
+void fs_spares_take(struct fs *fs);
+bool fs_fds_free(struct fs *fs, bool spares, bool all);
+/* Is err a lack of descriptors or memory that fs_fds_free may cure? */
+static inline bool fs_out_of_room(int err)
+{
+	return err == -EMFILE || err == -ENFILE || err == -ENOMEM;
+}
+
 /* Read `dir`'s entries from SOURCE if not done yet. Takes the locks. */
 int fs_scan(struct fs *fs, struct node *dir);
 
@@ -353,6 +394,7 @@ int fs_write_meta(struct fs *fs, struct node *n);
  * n's identity in SOURCE now, asked with the deadline (job.c); takes
  * the locks, so call it with none held. 0 or -errno (-EIO: no answer).
  */
-int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id);
+int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id,
+		    bool optional);
 
 #endif

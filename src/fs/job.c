@@ -14,6 +14,12 @@
  * job that finds it ended, and the rest by fs_jobs_end when the mount
  * ends. Write-back does not use this: it waits for SOURCE for as long as
  * it takes.
+ *
+ * So that SOURCE never holds every FUSE worker, at most FS_MAX_WAITING
+ * requests wait for it at once (jobs, opens behind a load, reads of
+ * files served from SOURCE); past that a request fails with EIO at once.
+ * A check the request can do without (`optional`) is waited for
+ * FS_OPTIONAL_MS at most.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -128,21 +134,53 @@ void fs_job_put(struct fs_job *j)
 	free(j);
 }
 
+/* One more request waits for SOURCE; false when FS_MAX_WAITING do. */
+bool fs_wait_begin(struct fs *fs)
+{
+	if (__atomic_add_fetch(&fs->waiting, 1, __ATOMIC_RELAXED) <=
+	    FS_MAX_WAITING)
+		return true;
+	__atomic_sub_fetch(&fs->waiting, 1, __ATOMIC_RELAXED);
+	return false;
+}
+
+void fs_wait_end(struct fs *fs)
+{
+	__atomic_sub_fetch(&fs->waiting, 1, __ATOMIC_RELAXED);
+}
+
+static int run_waiting(struct fs *fs, struct fs_job *j);
+
 int fs_job_run(struct fs *fs, struct fs_job *j)
 {
 	pthread_condattr_t ca;
-	struct timespec until;
-	int rc = 0;
+	int rc;
 
 	j->fs = fs;
-	j->done = j->late = false;
-	j->refs = 1;
+	j->done = j->late = j->crowded = false;
+	j->refs = 1; /* the caller's: fs_job_put frees, whatever happens */
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&j->cond, &ca);
 	pthread_condattr_destroy(&ca);
-	if (!fs->o.source_timeout || j->no_deadline) {
+	if (j->no_deadline)
+		return run_waiting(fs, j); /* write-back: not a worker */
+	if (!fs_wait_begin(fs)) {
+		j->crowded = true;
+		return -EIO;
+	}
+	rc = run_waiting(fs, j);
+	fs_wait_end(fs);
+	return rc;
+}
+
+static int run_waiting(struct fs *fs, struct fs_job *j)
+{
+	struct timespec until;
+	int rc = 0;
+
+	if ((!fs->o.source_timeout && !j->optional) || j->no_deadline) {
 		j->run(j); /* source_timeout=0: wait for ever */
 		return 0;
 	}
@@ -164,7 +202,16 @@ int fs_job_run(struct fs *fs, struct fs_job *j)
 	fs->helpers = j->helper;
 	pthread_mutex_unlock(&fs->jobs_lock);
 	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += fs->o.source_timeout;
+	if (j->optional &&
+	    (!fs->o.source_timeout ||
+	     fs->o.source_timeout * 1000ULL > FS_OPTIONAL_MS)) {
+		until.tv_nsec += (FS_OPTIONAL_MS % 1000) * 1000000L;
+		until.tv_sec += FS_OPTIONAL_MS / 1000 +
+				until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+	} else {
+		until.tv_sec += fs->o.source_timeout;
+	}
 	pthread_mutex_lock(&j->lock);
 	while (!j->done && rc != ETIMEDOUT)
 		rc = pthread_cond_timedwait(&j->cond, &j->lock, &until);
@@ -182,7 +229,8 @@ bool fs_source_hangs(struct fs *fs)
 	return __atomic_load_n(&fs->stuck_jobs, __ATOMIC_RELAXED) > 0;
 }
 
-int fs_job_failed(struct fs *fs, struct node *n, const char *what)
+static void log_unanswered(struct fs *fs, struct node *n, bool crowded,
+			   const char *what)
 {
 	bool unlinked;
 	char *path;
@@ -190,10 +238,54 @@ int fs_job_failed(struct fs *fs, struct node *n, const char *what)
 	pthread_mutex_lock(&fs->ns.lock);
 	path = ns_path(&fs->ns, n, &unlinked);
 	pthread_mutex_unlock(&fs->ns.lock);
-	log_err("SOURCE did not answer within %u s: cannot %s %s",
-		fs->o.source_timeout, what,
-		path && *path ? path : path ? "." : "a file");
+	if (crowded)
+		log_err("%u requests already wait for SOURCE: cannot %s %s",
+			FS_MAX_WAITING, what,
+			path && *path ? path : path ? "." : "a file");
+	else
+		log_err("SOURCE did not answer within %u s: cannot %s %s",
+			fs->o.source_timeout, what,
+			path && *path ? path : path ? "." : "a file");
 	free(path);
+}
+
+int fs_job_failed(struct fs_job *j, const char *what)
+{
+	log_unanswered(j->fs, j->node, j->crowded, what);
+	return -EIO;
+}
+
+int fs_io_lock_for_open(struct fs *fs, struct node *n)
+{
+	struct timespec until;
+	bool loading;
+	int rc;
+
+	if (pthread_mutex_trylock(&n->io) == 0)
+		return 0;
+	pthread_mutex_lock(&fs->ns.lock);
+	loading = n->flags & N_LOADING;
+	pthread_mutex_unlock(&fs->ns.lock);
+	if (!loading) {
+		/* a write or a mark: held for a moment, not for SOURCE */
+		pthread_mutex_lock(&n->io);
+		return 0;
+	}
+	if (!fs_wait_begin(fs)) {
+		log_unanswered(fs, n, true, "open");
+		return -EIO;
+	}
+	if (!fs->o.source_timeout) {
+		rc = pthread_mutex_lock(&n->io);
+	} else {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += fs->o.source_timeout;
+		rc = pthread_mutex_timedlock(&n->io, &until);
+	}
+	fs_wait_end(fs);
+	if (rc == 0)
+		return 0;
+	log_unanswered(fs, n, false, "open (another open loads it)");
 	return -EIO;
 }
 

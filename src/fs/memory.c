@@ -1,10 +1,13 @@
 /*
  * memory.c - the max_memory budget: what images take, room held for
  * loads and writes in progress, and eviction of clean images nobody
- * has open, least recently used first.
+ * has open, least recently used first; and the descriptors kept spare
+ * for write-back and rescue.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "../core/log.h"
 #include "internal.h"
@@ -36,13 +39,16 @@ static bool room_for(const struct fs *fs, uint64_t need)
 	       fs->o.max_memory;
 }
 
-int fs_make_room_locked(struct fs *fs, uint64_t need)
+/*
+ * Evict clean images nobody has open, least recently used first, until
+ * `need` more bytes fit and at least `want` were evicted. ns.lock held.
+ * The number evicted, or -ENOMEM.
+ */
+static long evict(struct fs *fs, uint64_t need, size_t want)
 {
 	struct node **v, *n;
-	size_t count = 0, i = 0;
+	size_t count = 0, i = 0, done = 0;
 
-	if (room_for(fs, need))
-		return 0;
 	for (n = fs->ns.all; n; n = n->all_next)
 		count += (n->flags & N_LOADED) != 0;
 	v = malloc((count ? count : 1) * sizeof(*v));
@@ -55,7 +61,7 @@ int fs_make_room_locked(struct fs *fs, uint64_t need)
 		    S_ISREG(n->mode) && !n->nopen && !n->pins)
 			v[count++] = n;
 	qsort(v, count, sizeof(*v), by_use);
-	for (i = 0; i < count && !room_for(fs, need); i++) {
+	for (i = 0; i < count && (!room_for(fs, need) || done < want); i++) {
 		/* lock order is io, then ns: only take an idle image */
 		if (pthread_mutex_trylock(&v[i]->io) != 0)
 			continue;
@@ -65,10 +71,20 @@ int fs_make_room_locked(struct fs *fs, uint64_t need)
 					  v[i]->file->img.accounted);
 			fs_unload_locked(fs, v[i]);
 			fs->stats.evictions++;
+			done++;
 		}
 		pthread_mutex_unlock(&v[i]->io);
 	}
 	free(v);
+	return (long)done;
+}
+
+int fs_make_room_locked(struct fs *fs, uint64_t need)
+{
+	if (room_for(fs, need))
+		return 0;
+	if (evict(fs, need, 0) < 0)
+		return -ENOMEM;
 	return room_for(fs, need) ? 0 : -ENOSPC;
 }
 
@@ -104,6 +120,39 @@ int fs_meta_room_locked(struct fs *fs, uint64_t need)
 		return -ENOSPC;
 	fs->meta_held = want;
 	return 0;
+}
+
+void fs_spares_take(struct fs *fs)
+{
+	pthread_mutex_lock(&fs->ns.lock);
+	for (int i = 0; i < FS_FD_SPARE; i++)
+		if (fs->spare_fd[i] < 0)
+			fs->spare_fd[i] = open("/dev/null",
+					       O_RDONLY | O_CLOEXEC);
+	pthread_mutex_unlock(&fs->ns.lock);
+}
+
+bool fs_fds_free(struct fs *fs, bool spares, bool all)
+{
+	bool freed = false;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	for (int i = 0; spares && i < FS_FD_SPARE; i++) {
+		if (fs->spare_fd[i] >= 0) {
+			close(fs->spare_fd[i]);
+			fs->spare_fd[i] = -1;
+			freed = true;
+		}
+	}
+	/* clean images hold a descriptor and memory each */
+	if (evict(fs, 0, all ? SIZE_MAX : FS_FD_SPARE) > 0)
+		freed = true;
+	pthread_mutex_unlock(&fs->ns.lock);
+	if (freed)
+		log_info("out of descriptors or memory: %s given back, "
+			 "trying again", spares ? "spare descriptors and clean "
+			 "images" : "clean images");
+	return freed;
 }
 
 int fs_hold_room(struct fs *fs, uint64_t need)

@@ -18,6 +18,8 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o)
 
 	memset(fs, 0, sizeof(*fs));
 	fs->o = *o;
+	for (int i = 0; i < FS_FD_SPARE; i++)
+		fs->spare_fd[i] = -1;
 	if (gethostname(fs->host, sizeof(fs->host) - 1) < 0 || !fs->host[0])
 		strcpy(fs->host, "host");
 	fs->src.root = -1;
@@ -52,6 +54,9 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o)
 		r->flags = N_FROM_SOURCE;
 		r->src_nlink = (unsigned)st.st_nlink;
 	}
+	/* before any image: write-back keeps descriptors however many */
+	if (fs->has_source && !o->volatile_)
+		fs_spares_take(fs);
 	return 0;
 }
 
@@ -77,6 +82,9 @@ void fs_destroy(struct fs *fs)
 			memcpy(fs_left, fs, sizeof(*fs));
 		return;
 	}
+	for (int i = 0; i < FS_FD_SPARE; i++)
+		if (fs->spare_fd[i] >= 0)
+			close(fs->spare_fd[i]);
 	while (fs->dirs) /* never released: the kernel went first */
 		fs_closedir(fs, fs->dirs);
 	fs_hlinks_free(fs);

@@ -88,16 +88,22 @@ static void ident_run(struct fs_job *j)
 	free(path);
 }
 
-int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id)
+int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id,
+		    bool optional)
 {
 	struct ident_job *ij = fs_job_new(fs, sizeof(*ij), n, ident_run, NULL);
 	int err;
 
 	if (!ij)
 		return -ENOMEM;
+	ij->job.optional = optional;
 	err = fs_job_run(fs, &ij->job);
-	if (err)
-		err = fs_job_failed(fs, n, "check for a newer version of");
+	if (err && optional)
+		log_info("SOURCE did not answer within %u ms: a file is "
+			 "opened without checking for a newer version",
+			 FS_OPTIONAL_MS);
+	else if (err)
+		err = fs_job_failed(&ij->job, "check for a newer version of");
 	else if (!(err = ij->err))
 		*id = ij->id;
 	fs_job_put(&ij->job);
@@ -113,7 +119,7 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 	/* SOURCE hangs: serve what we have rather than wait again */
 	if (fs_source_hangs(fs))
 		return 0;
-	err = fs_source_ident(fs, n, &now);
+	err = fs_source_ident(fs, n, &now, true);
 	if (err == -ENOENT) {
 		pthread_mutex_lock(&fs->ns.lock);
 		fs_notice_kernel_writes(fs, n);
@@ -265,7 +271,7 @@ static void load_release(struct fs_job *j)
  * Bring n's content into memory, or decide to serve it from SOURCE.
  * n->io held. SOURCE gets o.source_timeout to answer (job.c).
  */
-static int bring_in(struct fs *fs, struct node *n, int flags)
+static int bring_in_once(struct fs *fs, struct node *n, int flags)
 {
 	struct load_job *lj = fs_job_new(fs, sizeof(*lj), n, load_run,
 					 load_release);
@@ -281,7 +287,7 @@ static int bring_in(struct fs *fs, struct node *n, int flags)
 	pthread_mutex_unlock(&fs->ns.lock);
 	err = fs_job_run(fs, &lj->job);
 	if (err) {
-		err = fs_job_failed(fs, n, "load");
+		err = fs_job_failed(&lj->job, "load");
 	} else if (!(err = lj->err)) {
 		if (lj->direct) {
 			if (n->file->direct_fd < 0) {
@@ -296,6 +302,16 @@ static int bring_in(struct fs *fs, struct node *n, int flags)
 	n->flags &= ~(unsigned)N_LOADING;
 	pthread_mutex_unlock(&fs->ns.lock);
 	fs_job_put(&lj->job);
+	return err;
+}
+
+static int bring_in(struct fs *fs, struct node *n, int flags)
+{
+	int err = bring_in_once(fs, n, flags);
+
+	/* out of descriptors: clean images give theirs, never the spares */
+	if (fs_out_of_room(err) && fs_fds_free(fs, false, false))
+		err = bring_in_once(fs, n, flags);
 	return err;
 }
 
@@ -318,7 +334,11 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (!S_ISREG(n->mode))
 		return 0;
-	pthread_mutex_lock(&n->io);
+	err = fs_io_lock_for_open(fs, n);
+	if (err) {
+		fs_close(fs, n);
+		return err;
+	}
 	if ((n->flags & N_LOADED) && first && !trunc && fs->has_source &&
 	    (n->flags & N_FROM_SOURCE) && !(n->flags & N_DIRTY)) {
 		err = drop_if_stale(fs, n);

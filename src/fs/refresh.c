@@ -193,7 +193,10 @@ void fs_refresh(struct fs *fs, struct node *dir)
 	j = fs_job_new(fs, sizeof(*j), dir, refresh_run, NULL);
 	if (!j)
 		return;
+	/* the listing in memory answers; the helper merges when it can */
+	j->optional = true;
 	if (fs_job_run(fs, j))
-		fs_job_failed(fs, dir, "list again");
+		log_info("SOURCE did not answer within %u ms: a directory is "
+			 "listed from memory", FS_OPTIONAL_MS);
 	fs_job_put(j);
 }

@@ -129,6 +129,8 @@ unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost)
 	unsigned saved = 0, bad = 0;
 	bool made = false;
 
+	/* the last resort has the spare descriptors, and all clean ones */
+	fs_fds_free(fs, true, true);
 	pthread_mutex_lock(&fs->ns.lock);
 	for (struct node *n = fs->ns.all; n; n = n->all_next) {
 		uint64_t size = 0;

@@ -206,7 +206,7 @@ int fs_scan(struct fs *fs, struct node *dir)
 	if (!sj)
 		return -ENOMEM;
 	err = fs_job_run(fs, &sj->job);
-	err = err ? fs_job_failed(fs, dir, "list") : sj->err;
+	err = err ? fs_job_failed(&sj->job, "list") : sj->err;
 	fs_job_put(&sj->job);
 	return err;
 }

@@ -19,6 +19,30 @@ static bool writes_source(const struct fs *fs)
 	return fs->has_source && !fs->o.volatile_;
 }
 
+/*
+ * Out of descriptors or memory (as many loaded files as RLIMIT_NOFILE
+ * allows, a huge journal): give back the spares and clean images, and
+ * try once more; nothing is half done by the failed try (the file stays
+ * dirty, the journal keeps the operation).
+ */
+static int with_room(struct fs *fs, struct node *n,
+		     int (*fn)(struct fs *fs, struct node *n))
+{
+	int err = fn(fs, n);
+
+	if (fs_out_of_room(err) && fs_fds_free(fs, true, false)) {
+		err = fn(fs, n);
+		fs_spares_take(fs);
+	}
+	return err;
+}
+
+static int replay_all(struct fs *fs, struct node *unused)
+{
+	(void)unused;
+	return fs_replay_all(fs);
+}
+
 int fs_fsync(struct fs *fs, struct node *n)
 {
 	int err;
@@ -26,17 +50,17 @@ int fs_fsync(struct fs *fs, struct node *n)
 	if (!writes_source(fs))
 		return 0;
 	pthread_mutex_lock(&fs->sync_lock);
-	err = fs_replay_all(fs);
+	err = with_room(fs, NULL, replay_all);
 	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
 	pthread_mutex_unlock(&fs->ns.lock);
 	fs_find_mapped_writes_in(fs, n); /* stores through a mapping */
 	if (!err && S_ISREG(n->mode) && (n->flags & N_DIRTY))
-		err = fs_write_file(fs, n);
+		err = with_room(fs, n, fs_write_file);
 	if (err == FS_WB_CONFLICT)
 		err = -EIO;
 	if (!err)
-		err = fs_write_meta(fs, n);
+		err = with_room(fs, n, fs_write_meta);
 	if (err == FS_WB_CONFLICT)
 		err = -EIO; /* metadata kept, SOURCE's entry is not ours */
 	pthread_mutex_unlock(&fs->sync_lock);
@@ -105,7 +129,7 @@ int fs_sync_all(struct fs *fs, unsigned *failed)
 		return 0;
 	pthread_mutex_lock(&fs->sync_lock);
 	fs_find_mapped_writes(fs);
-	err = fs_replay_all(fs);
+	err = with_room(fs, NULL, replay_all);
 	if (err) {
 		first = err;
 		bad++;
@@ -118,7 +142,7 @@ int fs_sync_all(struct fs *fs, unsigned *failed)
 	for (size_t i = 0; v && i < count; i++) {
 		if (!S_ISREG(v[i]->mode))
 			continue;
-		err = fs_write_file(fs, v[i]);
+		err = with_room(fs, v[i], fs_write_file);
 		if (err == FS_WB_CONFLICT)
 			err = 0; /* durable beside the other version */
 		if (err && !first)
@@ -135,7 +159,7 @@ int fs_sync_all(struct fs *fs, unsigned *failed)
 		qsort(v, count, sizeof(*v), by_depth_desc);
 		pthread_mutex_unlock(&fs->ns.lock);
 		for (size_t i = 0; i < count; i++) {
-			err = fs_write_meta(fs, v[i]);
+			err = with_room(fs, v[i], fs_write_meta);
 			if (err == FS_WB_CONFLICT)
 				err = 0; /* reported; SOURCE's entry is not ours */
 			if (err && !first)

@@ -275,6 +275,8 @@ int fs_write_file(struct fs *fs, struct node *n)
 	int err, conflict = 0, lockfd = -1;
 	bool ctime = false;
 	struct check_ctx vctx = { fs, n, NULL };
+	struct img pages;	/* the marks the copy reads (img_wb_begin) */
+	bool io_held = true, begun = false;
 
 	err = fs_load_xattrs(fs, n, false);
 	if (err) {
@@ -333,6 +335,20 @@ int fs_write_file(struct fs *fs, struct node *n)
 		img_seen_now(&n->file->img);
 		err = img_sums_mark(&n->file->img, &sums, &nsums);
 	}
+	/*
+	 * The copy reads the marks as they are now; io is not held across
+	 * SOURCE's I/O, so writes, opens and truncates of this file go on
+	 * while SOURCE is slow or hangs (a write made meanwhile is marked
+	 * anew, and wgen keeps the file dirty).
+	 */
+	if (!err) {
+		img_wb_begin(&n->file->img, snap_size, &pages);
+		begun = true;
+		if (f.pages)
+			f.pages = &pages;
+	}
+	pthread_mutex_unlock(&n->io);
+	io_held = false;
 	if (!err && fs->o.validate != VALIDATE_OFF) {
 		f.check = validate;
 		f.check_arg = &vctx;
@@ -371,13 +387,15 @@ int fs_write_file(struct fs *fs, struct node *n)
 	paths_free(f.paths, npaths);
 	xattrs_free((struct xattr *)f.xattrs);
 out:
+	if (!io_held)
+		pthread_mutex_lock(&n->io);
 	pthread_mutex_lock(&fs->ns.lock);
+	if (begun) /* saved, at its name or beside: the copy is clean */
+		img_wb_end(&n->file->img, &pages, !err);
 	if (!err && conflict > 0) {
 		/* the data is durable beside; the image stays the mount's */
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
 		n->flags |= N_CONFLICT;
-		/* saved: nothing pending */
-		img_written(&n->file->img, snap_size);
 		parents_touched(n); /* the conflict name is new there */
 		if (fs_kernel_writes(fs)) {
 			img_sums_set(&n->file->img, sums, nsums);
@@ -399,7 +417,6 @@ out:
 			n->flags |= N_DIRTY | N_META_DIRTY;
 		n->flags |= N_FROM_SOURCE;
 		n->ident = id;
-		img_written(&n->file->img, snap_size);
 		if (fs_kernel_writes(fs)) {
 			img_sums_set(&n->file->img, sums, nsums);
 			sums = NULL;
@@ -459,11 +476,17 @@ int fs_write_meta(struct fs *fs, struct node *n)
 		pthread_mutex_unlock(&fs->replay_lock);
 		return 0;
 	}
+	xa = xattrs_copy(n->xattrs);
+	if (n->xattrs && !xa) {
+		/* never applied without them: SOURCE's would be removed */
+		pthread_mutex_unlock(&fs->ns.lock);
+		pthread_mutex_unlock(&fs->replay_lock);
+		return -ENOMEM;
+	}
 	n->flags &= ~(unsigned)N_META_DIRTY;
 	path = fs_source_path_locked(fs, n);
 	m = (struct wb_meta){ n->mode, n->uid, n->gid, n->atime, n->mtime,
 			      NULL, n->ident };
-	xa = xattrs_copy(n->xattrs);
 	m.xattrs = xa;
 	/*
 	 * SOURCE's ctime is ours to know unless a replayed rename, link or

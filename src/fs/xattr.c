@@ -347,7 +347,7 @@ int fs_load_xattrs(struct fs *fs, struct node *n, bool deadline)
 		return -ENOMEM;
 	xj->job.no_deadline = !deadline;
 	err = fs_job_run(fs, &xj->job);
-	err = err ? fs_job_failed(fs, n, "read the extended attributes of")
+	err = err ? fs_job_failed(&xj->job, "read the extended attributes of")
 		  : xj->err;
 	fs_job_put(&xj->job);
 	return err;

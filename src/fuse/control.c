@@ -18,7 +18,10 @@
  * is not answered by the FUSE worker that received it: the worker queues
  * it for the control thread and returns at once, so no worker ever waits
  * for something that needs the workers (the drain's FLUSHes), whatever
- * the number of concurrent commands or threads (-s included).
+ * the number of concurrent commands or threads (-s included). Requests
+ * that wait for a write-back (the sync command, and FSYNC, FSYNCDIR and
+ * FLUSH from files.c and names.c) go to a second thread the same way:
+ * however many wait for a SOURCE that hangs, no worker is held.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +35,8 @@
 #include "ll.h"
 #include "notify.h"
 
-enum ctl_kind { CTL_STATUS, CTL_FILES, CTL_SYNC, CTL_DISCARD, CTL_EVICT };
+enum ctl_kind { CTL_STATUS, CTL_FILES, CTL_SYNC, CTL_DISCARD, CTL_EVICT,
+		CTL_FSYNC, CTL_FLUSH };
 
 struct ctl_job {
 	fuse_req_t req;
@@ -55,6 +59,12 @@ static void run_job(struct h5m *m, const struct ctl_job *j, bool worker)
 	size_t len;
 	int err = 0, derr;
 
+	if (j->kind == CTL_FSYNC || j->kind == CTL_FLUSH) {
+		/* the kernel wrote the file's cached pages before asking */
+		fuse_reply_err(j->req, j->kind == CTL_FSYNC ?
+			       -fs_fsync(&m->fs, n) : -fs_flush(&m->fs, n));
+		return;
+	}
 	/* writes the kernel still caches land first */
 	derr = ll_drain_node(m, n);
 	switch (j->kind) {
@@ -91,6 +101,9 @@ static void run_job(struct h5m *m, const struct ctl_job *j, bool worker)
 		if (!err)
 			err = derr;
 		break;
+	case CTL_FSYNC:
+	case CTL_FLUSH:
+		break; /* answered above */
 	case CTL_DISCARD:
 	case CTL_EVICT:
 		/* not with writes still on their way: they would land after */
@@ -115,76 +128,117 @@ static void run_job(struct h5m *m, const struct ctl_job *j, bool worker)
 		fuse_lowlevel_notify_inval_inode(m->se, j->ino, 0, 0);
 }
 
-static void *control_thread(void *arg)
+static void *queue_thread(void *arg)
 {
-	struct h5m *m = arg;
+	struct ll_queue *q = arg;
 	struct ctl_job *j;
 
-	pthread_mutex_lock(&m->ctl_lock);
+	pthread_mutex_lock(&q->lock);
 	for (;;) {
-		while (!m->ctl_head && !m->ctl_stop)
-			pthread_cond_wait(&m->ctl_cond, &m->ctl_lock);
-		j = m->ctl_head;
+		while (!q->head && !q->stop)
+			pthread_cond_wait(&q->cond, &q->lock);
+		j = q->head;
 		if (!j)
 			break; /* stopping, nothing left */
-		m->ctl_head = j->next;
-		if (!m->ctl_head)
-			m->ctl_tail = &m->ctl_head;
-		pthread_mutex_unlock(&m->ctl_lock);
-		run_job(m, j, false);
+		q->head = j->next;
+		if (!q->head)
+			q->tail = &q->head;
+		pthread_mutex_unlock(&q->lock);
+		run_job(q->m, j, false);
 		free(j);
-		pthread_mutex_lock(&m->ctl_lock);
+		pthread_mutex_lock(&q->lock);
 	}
-	pthread_mutex_unlock(&m->ctl_lock);
+	pthread_mutex_unlock(&q->lock);
 	return NULL;
+}
+
+static int queue_start(struct h5m *m, struct ll_queue *q)
+{
+	int err;
+
+	q->m = m;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	q->head = NULL;
+	q->tail = &q->head;
+	q->stop = false;
+	err = pthread_create(&q->thread, NULL, queue_thread, q);
+	q->running = !err;
+	if (err) {
+		pthread_cond_destroy(&q->cond);
+		pthread_mutex_destroy(&q->lock);
+	}
+	return -err;
+}
+
+static void queue_stop(struct ll_queue *q)
+{
+	if (!q->running)
+		return;
+	pthread_mutex_lock(&q->lock);
+	q->stop = true;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	pthread_join(q->thread, NULL); /* answers what was queued */
+	q->running = false;
+	pthread_cond_destroy(&q->cond);
+	pthread_mutex_destroy(&q->lock);
 }
 
 int ll_control_start(struct h5m *m)
 {
-	int err;
+	int err = queue_start(m, &m->ctl);
 
-	pthread_mutex_init(&m->ctl_lock, NULL);
-	pthread_cond_init(&m->ctl_cond, NULL);
-	m->ctl_head = NULL;
-	m->ctl_tail = &m->ctl_head;
-	m->ctl_stop = false;
-	err = pthread_create(&m->ctl_thread, NULL, control_thread, m);
-	m->ctl_running = !err;
-	return -err;
+	return err ? err : queue_start(m, &m->wbq);
 }
 
 void ll_control_stop(struct h5m *m)
 {
-	if (!m->ctl_running)
-		return;
-	pthread_mutex_lock(&m->ctl_lock);
-	m->ctl_stop = true;
-	pthread_cond_signal(&m->ctl_cond);
-	pthread_mutex_unlock(&m->ctl_lock);
-	pthread_join(m->ctl_thread, NULL); /* answers what was queued */
-	m->ctl_running = false;
-	pthread_cond_destroy(&m->ctl_cond);
-	pthread_mutex_destroy(&m->ctl_lock);
+	queue_stop(&m->ctl);
+	queue_stop(&m->wbq);
+}
+
+/* Queue j (a copy of *local) on q; false when it must run here. */
+static bool enqueue(struct ll_queue *q, const struct ctl_job *local)
+{
+	struct ctl_job *j;
+
+	if (!q->running || !(j = malloc(sizeof(*j))))
+		return false;
+	*j = *local;
+	pthread_mutex_lock(&q->lock);
+	*q->tail = j;
+	q->tail = &j->next;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	return true;
+}
+
+void ll_writeback_request(fuse_req_t req, fuse_ino_t ino,
+			  enum ll_wait_kind kind)
+{
+	struct ctl_job local = { req, ino,
+				 kind == LL_FLUSH ? CTL_FLUSH : CTL_FSYNC,
+				 0, 0, NULL };
+	struct h5m *m = ll_ctx(req);
+
+	if (!enqueue(&m->wbq, &local))
+		run_job(m, &local, true); /* no thread, no memory: wait here */
 }
 
 /* Run a job here when it needs no drain, else hand it over. */
 static void submit(struct h5m *m, fuse_req_t req, fuse_ino_t ino,
 		   enum ctl_kind kind, size_t size, uint64_t start)
 {
-	struct ctl_job local = { req, ino, kind, size, start, NULL }, *j;
+	struct ctl_job local = { req, ino, kind, size, start, NULL };
 
-	if (!m->ctl_running || !ll_drain_needed(m, ll_node(req, ino)) ||
-	    !(j = malloc(sizeof(*j)))) {
-		/* no thread (or no memory): the drain's timeout still holds */
-		run_job(m, &local, true);
+	/* a sync waits for SOURCE: never in a worker */
+	if (kind == CTL_SYNC && enqueue(&m->wbq, &local))
 		return;
-	}
-	*j = local;
-	pthread_mutex_lock(&m->ctl_lock);
-	*m->ctl_tail = j;
-	m->ctl_tail = &j->next;
-	pthread_cond_signal(&m->ctl_cond);
-	pthread_mutex_unlock(&m->ctl_lock);
+	/* no thread (or no memory): the drain's timeout still holds */
+	if (!ll_drain_needed(m, ll_node(req, ino)) ||
+	    !enqueue(&m->ctl, &local))
+		run_job(m, &local, true);
 }
 
 bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,

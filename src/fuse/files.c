@@ -54,6 +54,8 @@ void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	struct node *n = NULL;
 	int err;
 
+	if (ll_frozen(req))
+		return;
 	err = fs_mknod(&m->fs, ll_node(req, parent), name, S_IFREG | mode,
 		       c->umask, 0, c->uid, c->gid, &n, &e.attr);
 	if (!err) {
@@ -79,8 +81,13 @@ void ll_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct h5m *m = ll_ctx(req);
 	struct node *n = ll_node(req, ino);
 	bool fresh;
-	int err = fs_open(&m->fs, n, fi->flags, &fresh);
+	int err;
 
+	/* the final write-back runs: no new writer (see ll_frozen) */
+	if ((fi->flags & (O_ACCMODE | O_TRUNC)) != O_RDONLY &&
+	    ll_frozen(req))
+		return;
+	err = fs_open(&m->fs, n, fi->flags, &fresh);
 	if (err) {
 		fuse_reply_err(req, -err);
 		return;
@@ -115,7 +122,8 @@ void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-	int fd = fs_data_fd(&ll_ctx(req)->fs, ll_node(req, ino));
+	struct fs *fs = &ll_ctx(req)->fs; /* req is gone once replied */
+	int fd = fs_data_fd(fs, ll_node(req, ino)), counted;
 
 	(void)fi;
 	if (fs_accessed(&ll_ctx(req)->fs, ll_node(req, ino)))
@@ -126,10 +134,17 @@ void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -fd);
 		return;
 	}
+	/* served from SOURCE's file: one of those waiting for SOURCE */
+	counted = fs_source_read_begin(fs, ll_node(req, ino));
+	if (counted < 0) {
+		fuse_reply_err(req, -counted);
+		return;
+	}
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	buf.buf[0].fd = fd;
 	buf.buf[0].pos = off;
 	fuse_reply_data(req, &buf, 0);
+	fs_source_read_end(fs, counted);
 }
 
 /* fs_copy_fn: the request's buffers (in memory or in a pipe) into fd. */
@@ -151,6 +166,8 @@ void ll_op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv,
 	size_t done;
 	int err;
 
+	if (ll_frozen(req))
+		return;
 	(void)fi;
 	__atomic_add_fetch(&m->fs.stats.writes, 1, __ATOMIC_RELAXED);
 	err = fs_write(&m->fs, ll_node(req, ino), (uint64_t)off,
@@ -176,7 +193,7 @@ void ll_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
-	fuse_reply_err(req, -fs_flush(&m->fs, ll_node(req, ino)));
+	ll_writeback_request(req, ino, LL_FLUSH);
 }
 
 void ll_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -191,7 +208,7 @@ void ll_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 {
 	(void)datasync; /* times go with the data: no cheaper path */
 	(void)fi;
-	fuse_reply_err(req, -fs_fsync(&ll_ctx(req)->fs, ll_node(req, ino)));
+	ll_writeback_request(req, ino, LL_FSYNC);
 }
 
 /*
@@ -222,6 +239,8 @@ void ll_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 void ll_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
 		     off_t length, struct fuse_file_info *fi)
 {
+	if (ll_frozen(req))
+		return;
 	(void)fi;
 	fuse_reply_err(req, -fs_fallocate(&ll_ctx(req)->fs, ll_node(req, ino),
 					  mode, offset, length));

@@ -11,6 +11,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse3/fuse_lowlevel.h>
 
+#include <errno.h>
 #include <pthread.h>
 
 #include "../fs/fs.h"
@@ -28,12 +29,21 @@ struct h5m {
 	bool single_thread;	/* -s: a handler must not wait for another */
 	const char *mountpoint;
 	struct fuse_session *se;
-	/* the control thread and its queue (control.c) */
-	pthread_t ctl_thread;
-	pthread_mutex_t ctl_lock;
-	pthread_cond_t ctl_cond;
-	struct ctl_job *ctl_head, **ctl_tail;
-	bool ctl_stop, ctl_running;
+	/*
+	 * Two threads with a queue each (control.c): `ctl` answers the
+	 * control requests that need a drain; `wbq` answers every request
+	 * that waits for a write-back (fsync, fsyncdir, a flush with
+	 * sync_on_close, the sync command), so that no number of them,
+	 * on a SOURCE however slow, ever holds a FUSE worker.
+	 */
+	struct ll_queue {
+		struct h5m *m;
+		pthread_t thread;
+		pthread_mutex_t lock;
+		pthread_cond_t cond;
+		struct ctl_job *head, **tail;
+		bool stop, running;
+	} ctl, wbq;
 };
 
 static inline struct h5m *ll_ctx(fuse_req_t req)
@@ -50,6 +60,18 @@ static inline struct node *ll_node(fuse_req_t req, fuse_ino_t ino)
 static inline fuse_ino_t ll_ino(const struct h5m *m, const struct node *n)
 {
 	return n == m->fs.ns.root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
+}
+
+/*
+ * A change while the final write-back runs with the mount still serving
+ * (fs_freeze): replied EROFS, and true. False: go on.
+ */
+static inline bool ll_frozen(fuse_req_t req)
+{
+	if (!fs_frozen(&ll_ctx(req)->fs))
+		return false;
+	fuse_reply_err(req, EROFS);
+	return true;
 }
 
 /* Reply to a request that made or found `n` (err == 0) or failed. */
@@ -75,12 +97,21 @@ bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name,
 #define LL_REPORT_XATTR "user.h5memfs.report"
 
 /*
- * Start the thread that answers control requests needing a drain, and
- * stop it (after the request loop: it answers what is queued first).
- * Without it they are answered by the worker. Start: 0 or -errno.
+ * Start the two threads of control.c (the control thread, and the one
+ * that answers requests waiting for a write-back), and stop them (after
+ * the request loop: they answer what is queued first). Without them the
+ * requests are answered by the worker. Start: 0 or -errno.
  */
 int ll_control_start(struct h5m *m);
 void ll_control_stop(struct h5m *m);
+
+/*
+ * Answer an FSYNC, FSYNCDIR or (with sync_on_close) FLUSH of ino from
+ * the write-back thread: the worker returns at once.
+ */
+enum ll_wait_kind { LL_FSYNC, LL_FLUSH };
+void ll_writeback_request(fuse_req_t req, fuse_ino_t ino,
+			  enum ll_wait_kind kind);
 
 /*
  * drain.c: bring the writes the kernel still caches for open files (all,

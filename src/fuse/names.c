@@ -103,6 +103,8 @@ void ll_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	int set = 0, err;
 
 	(void)fi;
+	if (ll_frozen(req))
+		return;
 	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
 		if (to_set & map[i].fuse)
 			set |= map[i].fs;
@@ -128,9 +130,12 @@ void ll_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct node *n = NULL;
 	struct stat st;
-	int err = fs_mknod(&ll_ctx(req)->fs, ll_node(req, parent), name, mode,
-			   c->umask, rdev, c->uid, c->gid, &n, &st);
+	int err;
 
+	if (ll_frozen(req))
+		return;
+	err = fs_mknod(&ll_ctx(req)->fs, ll_node(req, parent), name, mode,
+		       c->umask, rdev, c->uid, c->gid, &n, &st);
 	ll_reply_entry(req, err, n, &st);
 }
 
@@ -140,9 +145,12 @@ void ll_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct node *n = NULL;
 	struct stat st;
-	int err = fs_mkdir(&ll_ctx(req)->fs, ll_node(req, parent), name, mode,
-			   c->umask, c->uid, c->gid, &n, &st);
+	int err;
 
+	if (ll_frozen(req))
+		return;
+	err = fs_mkdir(&ll_ctx(req)->fs, ll_node(req, parent), name, mode,
+		       c->umask, c->uid, c->gid, &n, &st);
 	ll_reply_entry(req, err, n, &st);
 }
 
@@ -152,9 +160,12 @@ void ll_op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	const struct fuse_ctx *c = fuse_req_ctx(req);
 	struct node *n = NULL;
 	struct stat st;
-	int err = fs_symlink(&ll_ctx(req)->fs, ll_node(req, parent), name,
-			     link, c->uid, c->gid, &n, &st);
+	int err;
 
+	if (ll_frozen(req))
+		return;
+	err = fs_symlink(&ll_ctx(req)->fs, ll_node(req, parent), name,
+		     link, c->uid, c->gid, &n, &st);
 	ll_reply_entry(req, err, n, &st);
 }
 
@@ -163,20 +174,27 @@ void ll_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 {
 	struct node *n = ll_node(req, ino);
 	struct stat st;
-	int err = fs_link(&ll_ctx(req)->fs, n, ll_node(req, newparent),
-			  newname, &st);
+	int err;
 
+	if (ll_frozen(req))
+		return;
+	err = fs_link(&ll_ctx(req)->fs, n, ll_node(req, newparent),
+		  newname, &st);
 	ll_reply_entry(req, err, n, &st);
 }
 
 void ll_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	if (ll_frozen(req))
+		return;
 	fuse_reply_err(req, -fs_unlink(&ll_ctx(req)->fs, ll_node(req, parent),
 				       name));
 }
 
 void ll_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	if (ll_frozen(req))
+		return;
 	fuse_reply_err(req, -fs_rmdir(&ll_ctx(req)->fs, ll_node(req, parent),
 				      name));
 }
@@ -185,6 +203,8 @@ void ll_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 		  fuse_ino_t newparent, const char *newname,
 		  unsigned int flags)
 {
+	if (ll_frozen(req))
+		return;
 	fuse_reply_err(req, -fs_rename(&ll_ctx(req)->fs, ll_node(req, parent),
 				       name, ll_node(req, newparent), newname,
 				       flags));
@@ -296,5 +316,5 @@ void ll_op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
 {
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, -fs_fsync(&ll_ctx(req)->fs, ll_node(req, ino)));
+	ll_writeback_request(req, ino, LL_FSYNC);
 }

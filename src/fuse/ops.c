@@ -164,7 +164,7 @@ void ll_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	struct node *n = ll_node(req, ino);
 	struct stat st;
 
-	if (ll_control_set(req, ino, name, value, size))
+	if (ll_control_set(req, ino, name, value, size) || ll_frozen(req))
 		return;
 	/*
 	 * An access ACL set by a caller outside the file's group without
@@ -195,6 +195,8 @@ void ll_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 void ll_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+	if (ll_frozen(req))
+		return;
 	fuse_reply_err(req, -fs_removexattr(&ll_ctx(req)->fs,
 					    ll_node(req, ino), name));
 }

@@ -10,6 +10,7 @@
  */
 #include "session.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -42,9 +43,14 @@ static void wake(int sig)
 	(void)sig; /* only interrupts the loop's wait */
 }
 
+static int logged_pass(struct h5m *m, const char *what,
+		       struct fs_progress *after, unsigned *failed);
+
 static void *signal_thread(void *arg)
 {
 	struct sigctx *c = arg;
+	struct fs_progress after;
+	unsigned failed = 0;
 	int sig;
 
 	if (sigwait(&c->set, &sig) != 0 || c->quit)
@@ -53,9 +59,32 @@ static void *signal_thread(void *arg)
 	/* stopped while the loop still serves: a tick may be in syncfs */
 	fs_commit_stop(c->fs);
 	ll_drain_all(c->m);
+	/*
+	 * The final write-back runs while the loop still serves: a SOURCE
+	 * that is slow or hangs leaves the mount's users with answers
+	 * (reads; changes get EROFS from now on) instead of a hang. What
+	 * fails here is tried once more, and rescued, after the loop.
+	 */
+	notify_systemd("STOPPING=1\nSTATUS=Writing back");
+	fs_freeze(c->fs);
+	notify_watch_final();
+	logged_pass(c->m, "final write-back (serving)", &after, &failed);
 	fuse_session_exit(c->se);
 	pthread_kill(c->main, SIGUSR1);
 	return NULL;
+}
+
+/*
+ * libfuse ends the request loop with pthread_cancel, and glibc loads
+ * libgcc_s for it then, on first use: with every descriptor taken (as
+ * many images as RLIMIT_NOFILE allows) that load fails and glibc aborts,
+ * before the final write-back. Loaded now, once, it is there.
+ */
+static void load_unwinder(void)
+{
+	if (!dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NODELETE))
+		log_warn("cannot load libgcc_s.so.1 (%s): out of descriptors, "
+			 "the end of the mount could abort", dlerror());
 }
 
 /* Let images use as many descriptors as the hard limit allows. */
@@ -80,8 +109,9 @@ static int serve(struct fuse_session *se, const struct opts *o)
 	if (!cfg)
 		return -ENOMEM;
 	fuse_loop_cfg_set_clone_fd(cfg, 0);
-	fuse_loop_cfg_set_max_threads(cfg, 16);
-	fuse_loop_cfg_set_idle_threads(cfg, 16); /* no thread churn */
+	/* FS_MAX_WAITING of them at most wait for SOURCE (fs.h) */
+	fuse_loop_cfg_set_max_threads(cfg, FS_WORKERS);
+	fuse_loop_cfg_set_idle_threads(cfg, 16); /* little thread churn */
 	ret = fuse_session_loop_mt(se, cfg);
 	fuse_loop_cfg_destroy(cfg);
 	return ret;
@@ -101,36 +131,57 @@ static int notify_open(const char *path)
 }
 
 /*
- * Write everything back; what cannot be written goes to the rescue
- * directory (*rescued: where, when it was used; caller frees). Logs the
- * start and the end with counts, bytes and time. Returns the exit
- * status.
+ * A whole-mount pass, `what` logged at its start and its end with
+ * counts, bytes and time; *after: the progress at its end. 0 or the
+ * first error.
+ */
+static int logged_pass(struct h5m *m, const char *what,
+		       struct fs_progress *after, unsigned *failed)
+{
+	struct fs_progress before;
+	struct timespec t0, t1;
+	int err;
+
+	fs_progress(&m->fs, &before);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	log_info("%s of %s: %llu dirty file(s), %llu bytes", what,
+		 m->mountpoint, (unsigned long long)before.dirty_files,
+		 (unsigned long long)before.dirty_bytes);
+	/* final: images whose cleanness cannot be checked go too */
+	err = fs_sync_last(&m->fs, failed);
+	fs_progress(&m->fs, after);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	log_info("%s of %s ended in %.3f s: %llu file(s), %llu bytes "
+		 "written, %u failed", what,
+		 m->mountpoint, (double)(t1.tv_sec - t0.tv_sec) +
+				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+		 (unsigned long long)(after->writebacks - before.writebacks),
+		 (unsigned long long)(after->writeback_bytes -
+				      before.writeback_bytes), *failed);
+	return err;
+}
+
+/*
+ * Write everything back; what cannot be written, or changed while it was
+ * (never exit 0 then), goes to the rescue directory (*rescued: where,
+ * when it was used; caller frees). Returns the exit status.
  */
 static int final_writeback(struct h5m *m, const struct opts *o,
 			   char **rescued)
 {
 	unsigned failed = 0, lost = 0, saved;
-	struct fs_progress before, after;
-	struct timespec t0, t1;
+	struct fs_progress after;
 	char *dir;
 	int err;
 
 	*rescued = NULL;
-	fs_progress(&m->fs, &before);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	log_info("final write-back of %s: %llu dirty file(s), %llu bytes",
-		 o->mountpoint, (unsigned long long)before.dirty_files,
-		 (unsigned long long)before.dirty_bytes);
-	err = fs_sync_last(&m->fs, &failed);
-	fs_progress(&m->fs, &after);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	log_info("final write-back of %s ended in %.3f s: %llu file(s), "
-		 "%llu bytes written, %u failed",
-		 o->mountpoint, (double)(t1.tv_sec - t0.tv_sec) +
-				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
-		 (unsigned long long)(after.writebacks - before.writebacks),
-		 (unsigned long long)(after.writeback_bytes -
-				      before.writeback_bytes), failed);
+	err = logged_pass(m, "final write-back", &after, &failed);
+	if (!err && after.dirty_files) {
+		/* changed behind the pass (a passthrough writer): not durable */
+		log_err("%s: %llu file(s) changed during the final write-back",
+			o->mountpoint, (unsigned long long)after.dirty_files);
+		err = -EIO;
+	}
 	if (!err)
 		return 0;
 	/* made now, fresh and unguessable: see fs_rescue_default */
@@ -201,6 +252,7 @@ int session_run(struct opts *o)
 		m->pt_required = o->passthrough == 1;
 	}
 	raise_fd_limit();
+	load_unwinder();
 	/*
 	 * Images in a private tmpfs sized to the budget: the kernel refuses
 	 * growth past it, passthrough writes included. Needs CAP_SYS_ADMIN;
@@ -277,11 +329,14 @@ int session_run(struct opts *o)
 	err = serve(se, o);
 	if (err < 0 && err != -EINTR)
 		log_warn("request loop ended: %s", strerror(-err));
-	notify_systemd("STOPPING=1\nSTATUS=Writing back");
+	/* after a signal, its thread said so and began the final pass */
+	if (!fs_frozen(&m->fs))
+		notify_systemd("STOPPING=1\nSTATUS=Writing back");
 	fs_preload_stop(&m->fs);
 	fs_commit_stop(&m->fs);
 	ll_control_stop(m);
-	notify_watch_final();
+	if (!fs_frozen(&m->fs))
+		notify_watch_final();
 	status = final_writeback(m, o, &rescued);
 	notify_watch_stop();
 out_unmount:

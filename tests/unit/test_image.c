@@ -206,3 +206,61 @@ Test(image, checksums_find_a_store_into_a_page_and_into_a_hole)
 	cr_assert(img_page_dirty(&im, 2));
 	cr_assert_not(img_page_dirty(&im, 3));
 }
+
+/*
+ * A write-back copies without holding writers back: the marks it took
+ * are its own, writes during the copy are marked anew and survive its
+ * success; on failure the taken marks and the older clean_size return.
+ */
+Test(image, a_write_during_a_write_back_stays_dirty_after_it)
+{
+	const uint64_t ps = 64 << 10;
+	struct img snap;
+	char b = 'x';
+
+	cr_assert_eq(img_write(&im, &b, 1, 0, 1), 0);
+	img_clear_dirty(&im);	/* SOURCE holds 1 byte */
+	cr_assert_eq(img_write(&im, &b, 1, 3 * ps, 1), 0);
+	img_wb_begin(&im, 3 * ps + 1, &snap);
+	cr_assert(img_page_dirty(&snap, 3));
+	cr_assert_eq(snap.clean_size, 1);
+	cr_assert_eq(img_dirty_pages(&im), 0);
+	cr_assert_eq(img_write(&im, &b, 1, 5 * ps, 1), 0); /* meanwhile */
+	img_wb_end(&im, &snap, true);
+	cr_assert(!img_page_dirty(&im, 3));
+	cr_assert(img_page_dirty(&im, 5));
+	cr_assert_eq(im.clean_size, 3 * ps + 1);
+	cr_assert_null(snap.dirty);
+}
+
+Test(image, a_failed_write_back_gives_its_marks_back)
+{
+	const uint64_t ps = 64 << 10;
+	struct img snap;
+	char b = 'x';
+
+	cr_assert_eq(img_write(&im, &b, 1, ps, 1), 0);
+	img_clear_dirty(&im);
+	cr_assert_eq(img_write(&im, &b, 1, 0, 1), 0);
+	img_wb_begin(&im, ps + 1, &snap);
+	cr_assert_eq(img_write(&im, &b, 1, 2 * ps, 1), 0);
+	img_wb_end(&im, &snap, false);
+	cr_assert(img_page_dirty(&im, 0));
+	cr_assert(img_page_dirty(&im, 2));
+	cr_assert_eq(im.clean_size, ps + 1);
+}
+
+Test(image, a_truncate_during_a_write_back_lowers_what_counts_as_clean)
+{
+	const uint64_t ps = 64 << 10;
+	struct img snap;
+	char b = 'x';
+
+	cr_assert_eq(img_write(&im, &b, 1, 4 * ps, 1), 0);
+	img_wb_begin(&im, 4 * ps + 1, &snap);
+	cr_assert_eq(img_truncate(&im, ps), 0);
+	cr_assert_eq(img_truncate(&im, 4 * ps + 1), 0); /* a hole now */
+	img_wb_end(&im, &snap, true);
+	/* the hole differs from what the copy may have taken: not clean */
+	cr_assert_eq(im.clean_size, ps);
+}
