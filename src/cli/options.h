@@ -22,6 +22,7 @@ struct opts {
 	char *notify_pipe;
 	char *validate_s, *commit_s, *rescue, *passthrough_s, *max_memory_s;
 	char *source_timeout_s;
+	char *load_s;
 	char *log_level_s;
 	int preload;
 	int sync_on_close;
@@ -35,6 +36,7 @@ struct opts {
 	unsigned commit;		/* seconds, 0 = off */
 	unsigned source_timeout;	/* seconds, 0 = wait for ever */
 	int passthrough;		/* 0 auto, 1 on, 2 off */
+	int lazy;			/* load=lazy (1, default) or whole */
 	int log_level;			/* enum log_level */
 	int atime;			/* enum fs_atime: 0 relatime, 1 strict,
 				   2 noatime */

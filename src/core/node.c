@@ -103,6 +103,8 @@ void ns_account(struct ns *ns, struct node *n)
 	if (!n->file)
 		return;
 	now = img_mem_bytes(&n->file->img);
+	if (now < n->file->img.floor)
+		now = n->file->img.floor;
 	ns->mem_used += now - n->file->img.accounted;
 	n->file->img.accounted = now;
 }

@@ -47,6 +47,9 @@ struct fs_opts {
 	uint64_t max_memory;	/* budget in bytes; statfs reports it */
 	const char *max_memory_from; /* where that figure came from */
 	enum fs_atime atime;
+	bool lazy;		/* load=lazy: open before the file is in
+				   memory, fetch the rest on demand and in
+				   the background (lazy.c) */
 };
 
 struct fs_stats {
@@ -54,6 +57,8 @@ struct fs_stats {
 	uint64_t writebacks, writeback_bytes, writeback_errors;
 	uint64_t conflicts, invalid, commits, evictions;
 	uint64_t loads, load_bytes;
+	uint64_t lazy_loads;	/* loads that opened a partial image */
+	uint64_t fetch_bytes;	/* bytes partial images read from SOURCE */
 };
 
 struct fs {
@@ -89,6 +94,13 @@ struct fs {
 	pthread_cond_t commit_cond;
 	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
 	void *flush_arg;
+	/* the thread filling partial images in the background (lazy.c) */
+	struct {
+		pthread_t thread;
+		bool running, stop, ended;
+		pthread_cond_t cond;	/* with ns.lock: work queued, stop */
+		struct fs_loadq *head;	/* its queue, under ns.lock */
+	} loader;
 	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
 	pthread_mutex_t jobs_lock;	/* guards helpers */
 	struct fs_helper *helpers;	/* SOURCE helper threads to join */
@@ -168,6 +180,29 @@ int fs_readlink(struct fs *fs, struct node *n, char **target);
  * Counts the handle.
  */
 int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh);
+/* The same, loading the file whole when `whole`, as preload does. */
+int fs_open_how(struct fs *fs, struct node *n, int flags, bool *fresh,
+		bool whole);
+
+/*
+ * Passthrough mounts: may this open of n be handed to the kernel? Not
+ * while n's image is partial (its reads must reach the daemon) nor while
+ * a handle served by the daemon is open (the kernel refuses the mix):
+ * then the open is counted as such a handle (*first: the first of them,
+ * the kernel's cached pages may be stale). fs_cached_open counts one
+ * after all (the image could not be handed over); fs_cached_close: one
+ * such handle was released.
+ */
+bool fs_kernel_open_begin(struct fs *fs, struct node *n, bool *first);
+void fs_cached_open(struct fs *fs, struct node *n);
+void fs_cached_close(struct fs *fs, struct node *n);
+
+/*
+ * Before a read of [off, off+len) is answered from fs_data_fd: make
+ * sure a partial image holds those bytes (fetched from SOURCE with the
+ * deadline, with read-ahead when the reads are sequential). 0 or -EIO.
+ */
+int fs_read_ready(struct fs *fs, struct node *n, uint64_t off, size_t len);
 
 /*
  * Mount paths of the regular files that have open handles (their pages

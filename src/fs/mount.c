@@ -71,7 +71,7 @@ void fs_destroy(struct fs *fs)
 	 * checkers (LeakSanitizer, valgrind) do not report what was kept
 	 * on purpose.
 	 */
-	if (!fs_jobs_end(fs, 2000)) {
+	if (!fs_lazy_stop(fs, 2000) || !fs_jobs_end(fs, 2000)) {
 		fs_left = malloc(sizeof(*fs));
 		if (fs_left)
 			memcpy(fs_left, fs, sizeof(*fs));

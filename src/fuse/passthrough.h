@@ -31,4 +31,7 @@ int pt_prepare_open(struct h5m *m, struct node *n, struct fuse_file_info *fi);
 /* Drop a backing id returned by fs_close (0: nothing to do). */
 void pt_release(int id);
 
+/* Whether the handle fi was made a passthrough open by pt_prepare_open. */
+bool pt_is_passthrough(const struct fuse_file_info *fi);
+
 #endif
