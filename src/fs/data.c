@@ -48,7 +48,7 @@ int fs_data_fd(struct fs *fs, struct node *n)
 }
 
 /* Bytes fetched past a read that continues the one before. */
-#define READAHEAD (4 * FS_LAZY_BLOCK)
+#define READAHEAD (UINT64_C(8) << 20)
 
 /* Fetching blocks of a partial image for a request, with the deadline. */
 struct fetch_job {
@@ -105,8 +105,12 @@ int fs_read_ready(struct fs *fs, struct node *n, uint64_t off, size_t len)
 
 	if (!lz)
 		return 0; /* whole (or served from SOURCE) */
-	if (!fs_lazy_has(lz, off, len, READAHEAD, &want))
+	if (!fs_lazy_has(lz, off, len, READAHEAD, &want)) {
+		/* the background loader makes way (loader.c) */
+		__atomic_store_n(&fs->loader.busy_ms, fs_now_ms(),
+				 __ATOMIC_RELAXED);
 		err = lazy_fetch(fs, n, lz, off, want, false);
+	}
 	fs_lazy_put(lz);
 	return err;
 }

@@ -98,6 +98,7 @@ struct fs {
 	struct {
 		pthread_t thread;
 		bool running, stop, ended;
+		uint64_t busy_ms;	/* when a request last fetched (atomic) */
 		pthread_cond_t cond;	/* with ns.lock: work queued, stop */
 		struct fs_loadq *head;	/* its queue, under ns.lock */
 	} loader;

@@ -227,8 +227,8 @@ int fs_replay_all(struct fs *fs);
  * those that fetch do SOURCE I/O without a deadline and hold no lock of
  * the caller's: run them in a job (job.c) where a request waits.
  */
-#define FS_LAZY_BLOCK (UINT64_C(1) << 20)
-#define FS_LAZY_MIN (4 * FS_LAZY_BLOCK)
+#define FS_LAZY_BLOCK (UINT64_C(1) << 18)
+#define FS_LAZY_MIN (UINT64_C(4) << 20)
 struct fs_lazy;
 /*
  * A partial image of the SOURCE file open at src_fd (`st` its stat) in

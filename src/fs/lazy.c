@@ -33,7 +33,7 @@
 enum { B_MISSING, B_FETCHING, B_WRITING, B_PRESENT };
 
 /* Blocks one SOURCE read takes at most (one pread of 8 MiB). */
-#define RUN_BLOCKS 8
+#define RUN_BLOCKS 32
 #define PAGE 4096
 
 struct fs_lazy {

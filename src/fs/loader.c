@@ -22,12 +22,30 @@ struct fs_loadq {
 	struct fs_loadq *next;
 };
 
+/*
+ * How long the loader waits after a request had to fetch: SOURCE is
+ * then serving a program waiting for its answer (h5ls walking a file's
+ * headers), which a background read of 8 MiB ahead of it only delays.
+ */
+#define MAKE_WAY_MS 100
+
+static void make_way(struct fs *fs)
+{
+	while (!fs->loader.stop &&
+	       fs_now_ms() - __atomic_load_n(&fs->loader.busy_ms,
+					     __ATOMIC_RELAXED) < MAKE_WAY_MS)
+		usleep(10000);
+}
+
 static void load_one(struct fs *fs, struct fs_loadq *q)
 {
-	int r;
+	int r = 0;
 
-	while (!fs->loader.stop && (r = fs_lazy_step(fs, q->lz)) == 1)
-		;
+	while (!fs->loader.stop) {
+		make_way(fs);
+		if (fs->loader.stop || (r = fs_lazy_step(fs, q->lz)) != 1)
+			break;
+	}
 	if (fs->loader.stop)
 		return;
 	if (r < 0) {

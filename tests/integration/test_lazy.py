@@ -152,9 +152,9 @@ def test_writes_made_while_a_file_loads_survive_it_and_reach_source(
     (back / "f.bin").write_bytes(model)
     m = mount(slow, options=["validate=off"])
     patches = [
-        (10, b"A" * 100),                       # inside block 0
-        (5 * MiB - 1000, b"B" * (3 * MiB)),     # 4 in part, 5-7 whole, 8
-        (20 * MiB, b"C" * MiB),                 # block 20 whole
+        (10, b"A" * 100),                       # inside the first block
+        (5 * MiB - 1000, b"B" * (3 * MiB)),     # blocks in part and whole
+        (20 * MiB, b"C" * MiB),                 # aligned: whole blocks
         (40 * MiB + 7, b"D" * 10),              # deep, not loaded yet
         (size - 5, b"E" * 1000),                # past the end
     ]
