@@ -5,8 +5,9 @@
  * and closing are in open.c.
  *
  * Reads go to the image without any lock (the memfd is stable while a
- * handle is open); marking written pages takes the node's io mutex so
- * that a write-back sees whole writes.
+ * handle is open), once fs_read_ready has fetched what a partial image
+ * lacks of them (lazy.c); marking written pages takes the node's io
+ * mutex so that a write-back sees whole writes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,6 +56,7 @@ struct fetch_job {
 	struct fs_job job;	/* job.node: the file */
 	struct fs_lazy *lz;	/* a reference */
 	uint64_t off, len;
+	uint64_t ahead;		/* SOURCE to read on past them, or 0 */
 	bool write;		/* only the blocks a write covers in part */
 	int err;
 };
@@ -65,7 +67,8 @@ static void fetch_job_run(struct fs_job *j)
 
 	fj->err = fj->write ? fs_lazy_write_fetch(j->fs, fj->lz, fj->off,
 						  fj->len)
-			    : fs_lazy_fetch(j->fs, fj->lz, fj->off, fj->len);
+			    : fs_lazy_fetch(j->fs, fj->lz, fj->off, fj->len,
+					    fj->ahead);
 }
 
 static void fetch_job_release(struct fs_job *j)
@@ -75,7 +78,7 @@ static void fetch_job_release(struct fs_job *j)
 
 /* Fetch [off, off+len) of n's partial image (see fs_lazy_*). 0/-errno. */
 static int lazy_fetch(struct fs *fs, struct node *n, struct fs_lazy *lz,
-		      uint64_t off, uint64_t len, bool write)
+		      uint64_t off, uint64_t len, uint64_t ahead, bool write)
 {
 	struct fetch_job *fj = fs_job_new(fs, sizeof(*fj), n, fetch_job_run,
 					  fetch_job_release);
@@ -87,6 +90,7 @@ static int lazy_fetch(struct fs *fs, struct node *n, struct fs_lazy *lz,
 	fj->lz = lz;
 	fj->off = off;
 	fj->len = len;
+	fj->ahead = ahead;
 	fj->write = write;
 	err = fs_job_run(fs, &fj->job);
 	if (err)
@@ -106,10 +110,17 @@ int fs_read_ready(struct fs *fs, struct node *n, uint64_t off, size_t len)
 	if (!lz)
 		return 0; /* whole (or served from SOURCE) */
 	if (!fs_lazy_has(lz, off, len, READAHEAD, &want)) {
-		/* the background loader makes way (loader.c) */
-		__atomic_store_n(&fs->loader.busy_ms, fs_now_ms(),
-				 __ATOMIC_RELAXED);
-		err = lazy_fetch(fs, n, lz, off, want, false);
+		/*
+		 * A read that jumps (a program walking headers) waits for
+		 * each fetch: the background loader makes way for it
+		 * (loader.c). One that goes on where the last ended fetches
+		 * ahead, and has SOURCE read on further meanwhile.
+		 */
+		if (want == len)
+			__atomic_store_n(&fs->loader.busy_ms, fs_now_ms(),
+					 __ATOMIC_RELAXED);
+		err = lazy_fetch(fs, n, lz, off, want,
+				 want > len ? 2 * READAHEAD : 0, false);
 	}
 	fs_lazy_put(lz);
 	return err;
@@ -198,7 +209,7 @@ int fs_write(struct fs *fs, struct node *n, uint64_t off, size_t len,
 	 * blocks it covers whole are its own, never filled from SOURCE.
 	 */
 	lz = fs_lazy_get(fs, n);
-	if (lz && (err = lazy_fetch(fs, n, lz, off, len, true)) != 0) {
+	if (lz && (err = lazy_fetch(fs, n, lz, off, len, 0, true)) != 0) {
 		fs_lazy_put(lz);
 		fs_unreserve(fs, held);
 		return err;
@@ -280,7 +291,7 @@ int fs_fallocate(struct fs *fs, struct node *n, int mode, off_t off,
 	/* a partial image: SOURCE's bytes of the range in first */
 	lz = fs_lazy_get(fs, n);
 	if (lz) {
-		err = lazy_fetch(fs, n, lz, (uint64_t)off, (uint64_t)len,
+		err = lazy_fetch(fs, n, lz, (uint64_t)off, (uint64_t)len, 0,
 				 false);
 		fs_lazy_put(lz);
 		if (err)

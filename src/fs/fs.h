@@ -173,8 +173,10 @@ int fs_readlink(struct fs *fs, struct node *n, char **target);
 
 /*
  * Open with open(2) `flags`: loads a regular file from SOURCE on first
- * open, making room within max_memory by evicting clean images nobody
- * has open, least recently used first. O_TRUNC empties it without
+ * open (under o.lazy, a file over 4 MiB as a partial image that fills in
+ * while the open returns: see fs_read_ready), making room within
+ * max_memory by evicting clean images nobody has open, least recently
+ * used first. O_TRUNC empties it without
  * loading it. A clean image whose file changed in SOURCE is loaded again
  * (*fresh set, when not NULL: cached pages are stale). A file larger than
  * max_memory is served from SOURCE, read-only; a write open gets ENOSPC.

@@ -248,9 +248,13 @@ void fs_lazy_put(struct fs_lazy *lz);
  */
 bool fs_lazy_has(struct fs_lazy *lz, uint64_t off, uint64_t len,
 		 uint64_t readahead, uint64_t *want);
-/* Make the blocks of [off, off+len) present (fetch, or wait). 0/-errno. */
+/*
+ * Make the blocks of [off, off+len) present (fetch, or wait); with
+ * `ahead`, SOURCE is asked to read that many bytes past them meanwhile
+ * (POSIX_FADV_WILLNEED). 0/-errno.
+ */
 int fs_lazy_fetch(struct fs *fs, struct fs_lazy *lz, uint64_t off,
-		  uint64_t len);
+		  uint64_t len, uint64_t ahead);
 /*
  * A write of [off, off+len): fs_lazy_write_fetch fetches the blocks it
  * covers in part (SOURCE I/O); fs_lazy_write_claim, just before the copy,

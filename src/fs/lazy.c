@@ -151,57 +151,52 @@ int fs_lazy_make(int src_fd, const struct stat *st, struct img *im,
 }
 
 /*
- * Write buf (the bytes of [off, off+len) in SOURCE) into the image,
- * leaving out [skip, skip_end) and pages of zeros (holes stay holes: the
- * image's block is a hole until filled). lz->lock held. 0 or -errno.
+ * Write buf, SOURCE's bytes of [off, off+len), into the image, leaving
+ * out pages of zeros: the block is a hole until filled, and holes stay
+ * holes. lz->lock held. 0 or -errno.
  */
+static int put_data(struct fs_lazy *lz, const char *buf, uint64_t off,
+		    uint64_t len)
+{
+	static const char zero[PAGE];
+	uint64_t pos = 0, run = 0;
+
+	while (pos < len) {
+		uint64_t n = len - pos - run < PAGE ? len - pos - run : PAGE;
+
+		if (pos + run < len && memcmp(buf + pos + run, zero, n)) {
+			run += n; /* a page of data: write it with the next */
+			continue;
+		}
+		while (run) {
+			ssize_t w = pwrite(lz->img_fd, buf + pos, run,
+					   (off_t)(off + pos));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return w < 0 ? -errno : -EIO;
+			pos += (uint64_t)w;
+			run -= (uint64_t)w;
+		}
+		pos += pos < len ? n : 0; /* past the page of zeros */
+	}
+	return 0;
+}
+
+/* put_data for [off, off+len) but [skip, skip_end), written already. */
 static int put_bytes(struct fs_lazy *lz, const char *buf, uint64_t off,
 		     uint64_t len, uint64_t skip, uint64_t skip_end)
 {
-	static const char zero[PAGE];
-	uint64_t pos = 0;
+	int err = 0;
 
-	while (pos < len) {
-		uint64_t run = 0, n;
-
-		/* a run of pages to write: not zero, not skipped */
-		while (pos + run < len) {
-			uint64_t at = off + pos + run;
-
-			n = len - pos - run < PAGE ? len - pos - run : PAGE;
-			if ((at < skip_end && at + n > skip) ||
-			    !memcmp(buf + pos + run, zero, n))
-				break;
-			run += n;
-		}
-		if (run) {
-			uint64_t put = 0;
-
-			while (put < run) {
-				ssize_t w = pwrite(lz->img_fd, buf + pos + put,
-						   run - put,
-						   (off_t)(off + pos + put));
-				if (w < 0 && errno == EINTR)
-					continue;
-				if (w <= 0)
-					return w < 0 ? -errno : -EIO;
-				put += (uint64_t)w;
-			}
-			pos += run;
-			continue;
-		}
-		/* a skipped page: write its part outside [skip, skip_end) */
-		n = len - pos < PAGE ? len - pos : PAGE;
-		for (uint64_t i = 0; i < n; i++) {
-			uint64_t at = off + pos + i;
-
-			if ((at < skip || at >= skip_end) && buf[pos + i] &&
-			    pwrite(lz->img_fd, buf + pos + i, 1, (off_t)at) != 1)
-				return -EIO;
-		}
-		pos += n;
-	}
-	return 0;
+	if (skip >= skip_end || skip_end <= off || skip >= off + len)
+		return put_data(lz, buf, off, len);
+	if (skip > off)
+		err = put_data(lz, buf, off, skip - off);
+	if (!err && skip_end < off + len)
+		err = put_data(lz, buf + (skip_end - off), skip_end,
+			       off + len - skip_end);
+	return err;
 }
 
 /*
@@ -334,10 +329,14 @@ bool fs_lazy_has(struct fs_lazy *lz, uint64_t off, uint64_t len,
 }
 
 int fs_lazy_fetch(struct fs *fs, struct fs_lazy *lz, uint64_t off,
-		  uint64_t len)
+		  uint64_t len, uint64_t ahead)
 {
 	if (!len)
 		return 0;
+	/* SOURCE reads on behind our back while we wait for this part */
+	if (ahead && off + len < lz->size)
+		posix_fadvise(lz->src_fd, (off_t)(off + len), (off_t)ahead,
+			      POSIX_FADV_WILLNEED);
 	return ensure(fs, lz, off / FS_LAZY_BLOCK,
 		      (off + len - 1) / FS_LAZY_BLOCK);
 }

@@ -11,6 +11,7 @@
 #include "passthrough.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -225,11 +226,25 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 	return writev(fd, iov, count);
 }
 
+/*
+ * Data replies (READ) carry no flags to patch: spliced as libfuse does
+ * without hooks, rather than copied through a buffer (the daemon serves
+ * the reads of files not handed to the kernel: partial images).
+ */
+static ssize_t pt_splice_send(int fdin, off_t *offin, int fdout,
+			      off_t *offout, size_t len, unsigned int flags,
+			      void *userdata)
+{
+	(void)userdata;
+	return splice(fdin, offin, fdout, offout, len, flags);
+}
+
 int pt_install(struct h5m *m, struct fuse_session *se)
 {
 	static const struct fuse_custom_io io = {
 		.read = pt_read,
 		.writev = pt_writev,
+		.splice_send = pt_splice_send,
 	};
 
 	(void)m;
