@@ -554,6 +554,13 @@ int fs_lazy_complete(struct fs *fs, struct node *n)
 	return err;
 }
 
+static uint64_t next_missing(const struct fs_lazy *lz, uint64_t b)
+{
+	while (b < want_blocks(lz) && lz->state[b] != B_MISSING)
+		b++;
+	return b;
+}
+
 int fs_lazy_step(struct fs *fs, struct fs_lazy *lz)
 {
 	uint64_t b, n = 0;
@@ -564,16 +571,9 @@ int fs_lazy_step(struct fs *fs, struct fs_lazy *lz)
 			pthread_mutex_unlock(&lz->lock);
 			return 0;
 		}
-		for (b = lz->cursor; b < want_blocks(lz) &&
-				     lz->state[b] != B_MISSING; b++)
-			;
-		if (b < want_blocks(lz))
-			break;
-		/* behind the cursor: a block whose fetch failed */
-		for (b = 0; b < want_blocks(lz) && lz->state[b] != B_MISSING;
-		     b++)
-			;
-		if (b < want_blocks(lz))
+		/* from the cursor; then behind it: a fetch that failed */
+		if ((b = next_missing(lz, lz->cursor)) < want_blocks(lz) ||
+		    (b = next_missing(lz, 0)) < want_blocks(lz))
 			break;
 		/* only blocks others fetch or write now: wait for them */
 		pthread_cond_wait(&lz->cond, &lz->lock);

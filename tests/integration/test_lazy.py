@@ -114,6 +114,12 @@ def test_h5ls_of_a_large_file_reads_a_small_part_of_it(slow_source, mount):
     # the background loader got meanwhile, is far less than the file
     assert file_doc(m, "big.h5")["partial"]
     assert doc["lazy_loads"] == 1
+    # status says how much of it is in
+    table = helpers.run([DAEMON, "status", m.path]).stdout
+    assert "loading 1 file(s):" in table, table
+    assert any(ln.split()[:1] == ["clean"] and ln.split()[1].endswith("%")
+               and ln.endswith("big.h5") for ln in table.splitlines()), \
+        table
     assert doc["fetch_bytes"] - fetched0 < size // 2, doc
     assert read < size // 2, read
     # and they saw what they see in SOURCE
