@@ -113,6 +113,8 @@ static void node_free(struct ns *ns, struct node *n)
 {
 	if (n->file) {
 		ns->mem_used -= n->file->img.accounted;
+		if (n->file->lazy && ns->lazy_release)
+			ns->lazy_release(n->file->lazy);
 		if (n->file->direct_fd >= 0)
 			close(n->file->direct_fd);
 		img_destroy(&n->file->img);

@@ -142,6 +142,8 @@ struct ns {
 	uint64_t mem_reserved;		/* promised to loads and writes in
 					   progress, not in mem_used yet */
 	struct node *all;		/* list of every live node */
+	/* frees what node_file.lazy holds when its node goes (src/fs) */
+	void (*lazy_release)(struct fs_lazy *lz);
 };
 
 /* Set up a namespace with an empty root directory. 0 or -ENOMEM. */

@@ -289,6 +289,8 @@ uint64_t fs_lazy_loaded_locked(const struct node *n);
 void fs_lazy_drop_locked(struct fs *fs, struct node *n);
 /* Fill nothing more (wakes waiters). */
 void fs_lazy_cancel(struct fs_lazy *lz);
+/* Cancel and drop the node's reference (its node is freed: ns.lazy_release). */
+void fs_lazy_release(struct fs_lazy *lz);
 /*
  * The loader's steps: fs_lazy_step fetches the next missing run (1:
  * call again; 0: nothing left to fetch; -errno: SOURCE failed);

@@ -474,6 +474,12 @@ void fs_lazy_cancel(struct fs_lazy *lz)
 	pthread_mutex_unlock(&lz->lock);
 }
 
+void fs_lazy_release(struct fs_lazy *lz)
+{
+	fs_lazy_cancel(lz);
+	fs_lazy_put(lz);
+}
+
 void fs_lazy_drop_locked(struct fs *fs, struct node *n)
 {
 	struct fs_lazy *lz = n->file ? n->file->lazy : NULL;

@@ -41,6 +41,7 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o)
 		src_close(&fs->src);
 		return err;
 	}
+	fs->ns.lazy_release = fs_lazy_release; /* partial images (lazy.c) */
 	if (source) {
 		struct node *r = fs->ns.root;
 
