@@ -551,6 +551,11 @@ class Bench:
             allow_user_mounts()
             self.variants["h5memfs-user"] = "passthrough=off,allow_other"
             self.users["h5memfs-user"] = NOBODY
+        extra = os.environ.get("H5MEMFS_BENCH_OPTIONS")
+        if extra:  # e.g. load=whole, to compare with the default
+            self.variants = {k: ",".join(x for x in (v, extra) if x)
+                             for k, v in self.variants.items()}
+            self.notes.append(f"h5memfs options added: {extra}")
         self.targets = ["tmpfs", "ext4"] + list(self.variants)
         self.slowfs = self.build_slowfs()
         # fusectl: to abort a hung connection (mounted if it is not)

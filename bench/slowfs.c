@@ -3,11 +3,13 @@
  * operation, to stand in for a slow SOURCE (NFS over a network with
  * ~1 ms round trips) in the h5memfs benchmarks.
  *
- *     slowfs [-f] [-o delay_us=N] [-o timeout=S] [FUSE options] DIR MNT
+ *     slowfs [-f] [-o delay_us=N] [-o read_delay_us=N] [-o timeout=S]
+ *            [FUSE options] DIR MNT
  *
  * Every request that reaches this daemon (lookup, getattr, open, read,
  * write, fsync, readdir, ...) sleeps delay_us microseconds (default
- * 1000) before it is served from DIR. Requests run on libfuse's thread
+ * 1000) before it is served from DIR; a read waits read_delay_us more
+ * (default 0: a disk or server slow to deliver data, not to answer). Requests run on libfuse's thread
  * pool, so concurrent requests wait concurrently, as round trips to a
  * server do.
  *
@@ -48,6 +50,7 @@
 
 struct slow_opts {
 	unsigned delay_us;
+	unsigned read_delay_us;
 	double timeout;
 	int show_help;
 };
@@ -58,23 +61,29 @@ static int root_fd = -1;
 #define OPT(t, p) { t, offsetof(struct slow_opts, p), 1 }
 static const struct fuse_opt slow_optspec[] = {
 	OPT("delay_us=%u", delay_us),
+	OPT("read_delay_us=%u", read_delay_us),
 	OPT("timeout=%lf", timeout),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
 	FUSE_OPT_END
 };
 
-/* The round trip: every operation pays it before it is served. */
-static void slow(void)
+static void wait_us(unsigned us)
 {
 	struct timespec ts, rem;
 
-	if (!so.delay_us)
+	if (!us)
 		return;
-	ts.tv_sec = so.delay_us / 1000000;
-	ts.tv_nsec = (long)(so.delay_us % 1000000) * 1000;
+	ts.tv_sec = us / 1000000;
+	ts.tv_nsec = (long)(us % 1000000) * 1000;
 	while (nanosleep(&ts, &rem) < 0 && errno == EINTR)
 		ts = rem;
+}
+
+/* The round trip: every operation pays it before it is served. */
+static void slow(void)
+{
+	wait_us(so.delay_us);
 }
 
 /* FUSE paths start with '/'; the backing tree is reached relative to root_fd. */
@@ -307,6 +316,7 @@ static int slow_read(const char *path, char *buf, size_t size, off_t off,
 
 	(void)path;
 	slow();
+	wait_us(so.read_delay_us);
 	n = pread((int)fi->fh, buf, size, off);
 	return n < 0 ? -errno : (int)n;
 }
@@ -478,6 +488,7 @@ static void usage(const char *prog)
 	       "Passthrough of DIR that sleeps before every operation.\n\n"
 	       "slowfs options:\n"
 	       "    -o delay_us=N   wait N microseconds per operation (1000)\n"
+	       "    -o read_delay_us=N  and N more per read (0)\n"
 	       "    -o timeout=S    name and attribute cache seconds (1.0)\n"
 	       "    -o auto_cache   keep file data cached across opens while\n"
 	       "                    mtime and size are unchanged\n\n",

@@ -218,6 +218,17 @@ static void show_file(const char *doc, size_t len, const char *full)
 		bool show_note = note && note[0] && strcmp(note, "written");
 
 		jget(doc, "size", size, sizeof(size));
+		if (!strcmp(jget(doc, "partial", h1, sizeof(h1)), "true")) {
+			/* a partial image: how much of it is in */
+			uint64_t all = strtoull(size, NULL, 10), have;
+			char num[32];
+
+			have = strtoull(jget(doc, "loaded_bytes", num,
+					     sizeof(num)), NULL, 10);
+			snprintf(state + strlen(state),
+				 sizeof(state) - strlen(state), " %u%%",
+				 all ? (unsigned)(have * 100 / all) : 100u);
+		}
 		jget(doc, "memory_bytes", mem, sizeof(mem));
 		jget(doc, "dirty_bytes", dirty, sizeof(dirty));
 		jget(lw ? lw : doc, "time", when, sizeof(when));
@@ -331,6 +342,21 @@ static void status_table_head(const char *mnt, const char *json)
 					    sizeof(h)));
 		printf(" %s skipped (no room)\n",
 		       jget(pre, "skipped", v, sizeof(v)));
+	}
+	if (strcmp(jget(json, "partial_files", v, sizeof(v)), "0")) {
+		uint64_t all, have;
+
+		all = strtoull(jget(json, "partial_bytes", v2, sizeof(v2)),
+			       NULL, 10);
+		have = strtoull(jget(json, "partial_loaded_bytes", v2,
+				     sizeof(v2)), NULL, 10);
+		printf("  loading %s file(s): %s", v,
+		       human(jget(json, "partial_loaded_bytes", v2, sizeof(v2)),
+			     h, sizeof(h)));
+		printf(" of %s in memory (%u%%)\n",
+		       human(jget(json, "partial_bytes", v2, sizeof(v2)), h,
+			     sizeof(h)),
+		       all ? (unsigned)(have * 100 / all) : 100u);
 	}
 	printf("  write-backs %s", jget(json, "writebacks", v, sizeof(v)));
 	printf(" (%s errors,", jget(json, "writeback_errors", v, sizeof(v)));

@@ -38,6 +38,7 @@ static const struct fuse_opt opt_table[] = {
 	OPT("log_level=%s", log_level_s, 0),
 	OPT("passthrough=%s", passthrough_s, 0),
 	OPT("images=%s", images_s, 0),
+	OPT("load=%s", load_s, 0),
 	OPT("max_memory=%s", max_memory_s, 0),
 	OPT("preload", preload, 1),
 	OPT("sync_on_close", sync_on_close, 1),
@@ -390,6 +391,15 @@ static int check_values(struct opts *o)
 			"images: expected tmpfs or memfd\n", o->images_s);
 		return -1;
 	}
+	if (!o->load_s || !strcmp(o->load_s, "lazy")) {
+		o->lazy = 1;
+	} else if (!strcmp(o->load_s, "whole")) {
+		o->lazy = 0;
+	} else {
+		fprintf(stderr, "h5memfs: invalid value '%s' for option "
+			"load: expected lazy or whole\n", o->load_s);
+		return -1;
+	}
 	if (o->rescue && o->rescue[0] != '/') {
 		fprintf(stderr, "h5memfs: invalid value '%s' for option "
 			"rescue: expected an absolute directory path\n",
@@ -483,6 +493,7 @@ void opts_free(struct opts *o)
 	free(o->rescue);
 	free(o->passthrough_s);
 	free(o->images_s);
+	free(o->load_s);
 	free(o->max_memory_s);
 	free(o->max_memory_from);
 	fuse_opt_free_args(&o->fuse_args);
@@ -518,6 +529,10 @@ void opts_print_help(const char *prog)
 "                           images nobody has open are evicted first,\n"
 "                           then writes fail with ENOSPC\n"
 "    -o preload             load every file at mount, in the background\n"
+"    -o load=lazy|whole     lazy (default): an open returns at once, the\n"
+"                           file fills in from SOURCE as it is read and\n"
+"                           in the background; whole: an open loads it\n"
+"                           all first\n"
 "    -o validate=strict|warn|off\n"
 "                           check HDF5 images with libhdf5 before they\n"
 "                           replace their file; strict refuses an image\n"

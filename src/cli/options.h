@@ -22,6 +22,7 @@ struct opts {
 	char *notify_pipe;
 	char *validate_s, *commit_s, *rescue, *passthrough_s, *max_memory_s;
 	char *source_timeout_s;
+	char *load_s;
 	char *log_level_s;
 	char *images_s;
 	int preload;
@@ -37,6 +38,7 @@ struct opts {
 	unsigned source_timeout;	/* seconds, 0 = wait for ever */
 	int passthrough;		/* 0 auto, 1 on, 2 off */
 	bool images_memfd;		/* images=memfd: no private tmpfs */
+	int lazy;			/* load=lazy (1, default) or whole */
 	int log_level;			/* enum log_level */
 	int atime;			/* enum fs_atime: 0 relatime, 1 strict,
 				   2 noatime */

@@ -41,6 +41,8 @@ struct img {
 	uint64_t *sums;
 	size_t nsums;
 	uint64_t accounted;	/* memory counted against the budget */
+	uint64_t floor;		/* counted at least this much: a partial
+				   image is charged what it will hold */
 };
 
 /*

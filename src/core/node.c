@@ -128,6 +128,8 @@ void ns_account(struct ns *ns, struct node *n)
 	if (!n->file)
 		return;
 	now = img_mem_bytes(&n->file->img);
+	if (now < n->file->img.floor)
+		now = n->file->img.floor;
 	ns->mem_used += now - n->file->img.accounted;
 	n->file->img.accounted = now;
 }
@@ -136,6 +138,8 @@ static void node_free(struct ns *ns, struct node *n)
 {
 	if (n->file) {
 		ns->mem_used -= n->file->img.accounted;
+		if (n->file->lazy && ns->lazy_release)
+			ns->lazy_release(n->file->lazy);
 		if (n->file->direct_fd >= 0)
 			close(n->file->direct_fd);
 		img_destroy(&n->file->img);

@@ -25,6 +25,7 @@
 #include "image.h"
 
 struct node;
+struct fs_lazy;
 
 struct dentry {
 	char *name;
@@ -85,6 +86,10 @@ struct node_file {
 					   open read-only, or -1 */
 	uint64_t last_use;		/* LRU clock of the last open/close */
 	uint64_t wgen;			/* bumped by every change of content */
+	struct fs_lazy *lazy;		/* partial image: the blocks still in
+					   SOURCE (src/fs/lazy.c), or NULL */
+	unsigned cached_opens;		/* passthrough mounts: handles the
+					   daemon serves (no FOPEN_PASSTHROUGH) */
 };
 
 struct node {
@@ -142,6 +147,8 @@ struct ns {
 	uint64_t mem_reserved;		/* promised to loads and writes in
 					   progress, not in mem_used yet */
 	struct node *all;		/* list of every live node */
+	/* frees what node_file.lazy holds when its node goes (src/fs) */
+	void (*lazy_release)(struct fs_lazy *lz);
 };
 
 /* Set up a namespace with an empty root directory. 0 or -ENOMEM. */

@@ -75,7 +75,7 @@ static int set_size(struct fs *fs, struct node *n, uint64_t size)
 	}
 	pthread_mutex_lock(&n->io);
 	img_size(&n->file->img, &old);
-	err = img_truncate(&n->file->img, size);
+	err = fs_lazy_truncate(fs, n, size);
 	pthread_mutex_unlock(&n->io);
 	pthread_mutex_lock(&fs->ns.lock);
 	if (!err)

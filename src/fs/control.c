@@ -82,10 +82,14 @@ static void file_members(struct fs *fs, struct node *n, struct strbuf *b,
 	sb_json_str(b, path ? path : "");
 	sb_printf(b, ", \"state\": ");
 	sb_json_str(b, fs_state_name(fs, n));
-	sb_printf(b, ", \"size\": %llu, \"memory_bytes\": %llu, "
+	sb_printf(b, ", \"size\": %llu, \"partial\": %s, "
+		  "\"loaded_bytes\": %llu, \"memory_bytes\": %llu, "
 		  "\"dirty_bytes\": %llu, \"volatile\": %s, "
 		  "\"last_writeback\": {\"time\": ",
 		  (unsigned long long)size,
+		  loaded && n->file->lazy ? "true" : "false",
+		  (unsigned long long)(!loaded ? 0 : n->file->lazy ?
+			fs_lazy_loaded_locked(n) : size),
 		  (unsigned long long)(loaded ? img_mem_bytes(&n->file->img)
 					      : 0),
 		  (unsigned long long)(loaded ? dirty_bytes(fs, n) : 0),
@@ -197,6 +201,7 @@ static void status_requests(struct fs *fs, struct strbuf *b)
 int fs_status_mount(struct fs *fs, char **json)
 {
 	uint64_t used = 0, dirty = 0, loaded = 0, ndirty = 0, nodes, meta;
+	uint64_t npartial = 0, partial_size = 0, partial_have = 0;
 	struct fs_stats st;
 	struct strbuf b;
 
@@ -208,6 +213,14 @@ int fs_status_mount(struct fs *fs, char **json)
 		fs_notice_kernel_writes(fs, n);
 		ns_account(&fs->ns, n);
 		loaded++;
+		if (n->file->lazy) {
+			uint64_t size = 0;
+
+			img_size(&n->file->img, &size);
+			npartial++;
+			partial_size += size;
+			partial_have += fs_lazy_loaded_locked(n);
+		}
 		if (n->flags & N_DIRTY) {
 			ndirty++;
 			dirty += dirty_bytes(fs, n);
@@ -236,6 +249,9 @@ int fs_status_mount(struct fs *fs, char **json)
 		  "\"namespace_errors\": %llu, "
 		  "\"invalid\": %llu, \"commits\": %llu, "
 		  "\"loads\": %llu, \"load_bytes\": %llu, "
+		  "\"lazy_loads\": %llu, \"fetch_bytes\": %llu, "
+		  "\"partial_files\": %llu, \"partial_bytes\": %llu, "
+		  "\"partial_loaded_bytes\": %llu, "
 		  "\"read_requests\": %llu, \"write_requests\": %llu, "
 		  "\"readdir_requests\": %llu, \"evictions\": %llu, \"preload\": {\"state\": \"%s\", "
 		  "\"files\": %llu, \"bytes\": %llu, \"skipped\": %llu}",
@@ -255,6 +271,11 @@ int fs_status_mount(struct fs *fs, char **json)
 		  (unsigned long long)st.commits,
 		  (unsigned long long)st.loads,
 		  (unsigned long long)st.load_bytes,
+		  (unsigned long long)st.lazy_loads,
+		  (unsigned long long)st.fetch_bytes,
+		  (unsigned long long)npartial,
+		  (unsigned long long)partial_size,
+		  (unsigned long long)partial_have,
 		  (unsigned long long)st.reads,
 		  (unsigned long long)st.writes,
 		  (unsigned long long)st.readdirs,
@@ -383,6 +404,9 @@ in_place:
 	if (!err) {
 		/* in place: open handles and the kernel keep the same memfd */
 		partial = true;
+		pthread_mutex_lock(&fs->ns.lock);
+		fs_lazy_drop_locked(fs, n); /* no fill after this copy */
+		pthread_mutex_unlock(&fs->ns.lock);
 		err = img_truncate(&n->file->img, 0);
 		if (!err)
 			err = src_copy_data(fresh.fd, n->file->img.fd, id.size);

@@ -5,8 +5,9 @@
  * and closing are in open.c.
  *
  * Reads go to the image without any lock (the memfd is stable while a
- * handle is open); marking written pages takes the node's io mutex so
- * that a write-back sees whole writes.
+ * handle is open), once fs_read_ready has fetched what a partial image
+ * lacks of them (lazy.c); marking written pages takes the node's io
+ * mutex so that a write-back sees whole writes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,6 +70,84 @@ void fs_source_read_end(struct fs *fs, int counted)
 		fs_wait_end(fs);
 }
 
+/* Bytes fetched past a read that continues the one before. */
+#define READAHEAD (UINT64_C(8) << 20)
+
+/* Fetching blocks of a partial image for a request, with the deadline. */
+struct fetch_job {
+	struct fs_job job;	/* job.node: the file */
+	struct fs_lazy *lz;	/* a reference */
+	uint64_t off, len;
+	uint64_t ahead;		/* SOURCE to read on past them, or 0 */
+	bool write;		/* only the blocks a write covers in part */
+	int err;
+};
+
+static void fetch_job_run(struct fs_job *j)
+{
+	struct fetch_job *fj = (struct fetch_job *)j;
+
+	fj->err = fj->write ? fs_lazy_write_fetch(j->fs, fj->lz, fj->off,
+						  fj->len)
+			    : fs_lazy_fetch(j->fs, fj->lz, fj->off, fj->len,
+					    fj->ahead);
+}
+
+static void fetch_job_release(struct fs_job *j)
+{
+	fs_lazy_put(((struct fetch_job *)j)->lz);
+}
+
+/* Fetch [off, off+len) of n's partial image (see fs_lazy_*). 0/-errno. */
+static int lazy_fetch(struct fs *fs, struct node *n, struct fs_lazy *lz,
+		      uint64_t off, uint64_t len, uint64_t ahead, bool write)
+{
+	struct fetch_job *fj = fs_job_new(fs, sizeof(*fj), n, fetch_job_run,
+					  fetch_job_release);
+	int err;
+
+	if (!fj)
+		return -ENOMEM;
+	fs_lazy_ref(lz);
+	fj->lz = lz;
+	fj->off = off;
+	fj->len = len;
+	fj->ahead = ahead;
+	fj->write = write;
+	err = fs_job_run(fs, &fj->job);
+	if (err)
+		err = fs_job_failed(&fj->job, "read");
+	else
+		err = fj->err;
+	fs_job_put(&fj->job);
+	return err;
+}
+
+int fs_read_ready(struct fs *fs, struct node *n, uint64_t off, size_t len)
+{
+	struct fs_lazy *lz = fs_lazy_get(fs, n);
+	uint64_t want;
+	int err = 0;
+
+	if (!lz)
+		return 0; /* whole (or served from SOURCE) */
+	if (!fs_lazy_has(lz, off, len, READAHEAD, &want)) {
+		/*
+		 * A read that jumps (a program walking headers) waits for
+		 * each fetch: the background loader makes way for it
+		 * (loader.c). One that goes on where the last ended fetches
+		 * ahead, and has SOURCE read on further meanwhile.
+		 */
+		if (want == len)
+			__atomic_store_n(&fs->loader.busy_ms, fs_now_ms(),
+					 __ATOMIC_RELAXED);
+		err = lazy_fetch(fs, n, lz, off, want,
+				 want > len ? 2 * READAHEAD : 0, false);
+	}
+	fs_lazy_put(lz);
+	return err;
+}
+
 /*
  * Before a write of len bytes at off: make room within max_memory for
  * the memory pages it fills (holes now, past the end included; a write
@@ -79,6 +158,7 @@ void fs_source_read_end(struct fs *fs, int counted)
 static int reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
 		   uint64_t *held)
 {
+	struct fs_lazy *lz;
 	uint64_t need;
 
 	*held = 0;
@@ -86,6 +166,14 @@ static int reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
 		return -EBADF; /* opened read-only: the kernel checks first */
 	/* memory the write can take, not its end: a far write is a hole */
 	need = img_new_bytes(&n->file->img, off, len);
+	lz = fs_lazy_get(fs, n);
+	if (lz) {
+		/* SOURCE's blocks not in yet are charged already */
+		uint64_t charged = fs_lazy_missing_bytes(lz, off, len);
+
+		need = need > charged ? need - charged : 0;
+		fs_lazy_put(lz);
+	}
 	if (!need || fs_hold_room(fs, need) == 0) {
 		*held = need;
 		return 0;
@@ -129,6 +217,7 @@ int fs_write(struct fs *fs, struct node *n, uint64_t off, size_t len,
 {
 	uint64_t held;
 	ssize_t copied;
+	struct fs_lazy *lz;
 	int fd = fs_data_fd(fs, n), err;
 
 	*done = 0;
@@ -137,7 +226,24 @@ int fs_write(struct fs *fs, struct node *n, uint64_t off, size_t len,
 	err = reserve(fs, n, off, len, &held);
 	if (err)
 		return err;
+	/*
+	 * A partial image: SOURCE's bytes around the write first; the
+	 * blocks it covers whole are its own, never filled from SOURCE.
+	 */
+	lz = fs_lazy_get(fs, n);
+	if (lz && (err = lazy_fetch(fs, n, lz, off, len, 0, true)) != 0) {
+		fs_lazy_put(lz);
+		fs_unreserve(fs, held);
+		return err;
+	}
+	if (lz)
+		fs_lazy_write_claim(lz, off, len);
 	copied = copy(arg, fd, off);
+	if (lz) {
+		fs_lazy_write_done(fs, lz, off, len,
+				   copied > 0 ? (uint64_t)copied : 0);
+		fs_lazy_put(lz);
+	}
 	/*
 	 * Marked after the copy: a write-back that ran meanwhile took the
 	 * new bytes already, or sees the mark; marking first could let one
@@ -166,6 +272,20 @@ int fs_lseek(struct fs *fs, struct node *n, off_t off, int whence,
 		if (r < 0)
 			return -errno;
 		*out = r;
+		return 0;
+	}
+	if (__atomic_load_n(&n->file->lazy, __ATOMIC_ACQUIRE)) {
+		/*
+		 * A partial image cannot say where SOURCE's holes are yet:
+		 * all of it is data, one hole at the end (always true of
+		 * the bytes; what the kernel answers without us too).
+		 */
+		err = img_size(&n->file->img, &size);
+		if (err)
+			return err;
+		if (off < 0 || (uint64_t)off >= size)
+			return -ENXIO;
+		*out = whence == SEEK_DATA ? off : (off_t)size;
 		return 0;
 	}
 	if (n->file->img.fd < 0) {
@@ -212,10 +332,20 @@ int fs_fallocate(struct fs *fs, struct node *n, int mode, off_t off,
 		 off_t len)
 {
 	uint64_t held;
+	struct fs_lazy *lz;
 	int err;
 
 	if (off < 0 || len <= 0)
 		return -EINVAL;
+	/* a partial image: SOURCE's bytes of the range in first */
+	lz = fs_lazy_get(fs, n);
+	if (lz) {
+		err = lazy_fetch(fs, n, lz, (uint64_t)off, (uint64_t)len, 0,
+				 false);
+		fs_lazy_put(lz);
+		if (err)
+			return err;
+	}
 	err = fallocate_room(fs, n, mode, (uint64_t)off, (uint64_t)len,
 			     &held);
 	if (err)

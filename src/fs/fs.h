@@ -48,6 +48,9 @@ struct fs_opts {
 	bool images_tmpfs;	/* images in a private tmpfs (else memfds) */
 	const char *max_memory_from; /* where that figure came from */
 	enum fs_atime atime;
+	bool lazy;		/* load=lazy: open before the file is in
+				   memory, fetch the rest on demand and in
+				   the background (lazy.c) */
 };
 
 /* Request kinds counted by kind (the FUSE opcode, below this). */
@@ -70,6 +73,8 @@ struct fs_stats {
 	 * counted in conflicts), and refused by SOURCE for good (dropped).
 	 */
 	uint64_t namespace_conflicts, namespace_errors;
+	uint64_t lazy_loads;	/* loads that opened a partial image */
+	uint64_t fetch_bytes;	/* bytes partial images read from SOURCE */
 };
 
 struct fs {
@@ -112,6 +117,14 @@ struct fs {
 	pthread_cond_t commit_cond;
 	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
 	void *flush_arg;
+	/* the thread filling partial images in the background (lazy.c) */
+	struct {
+		pthread_t thread;
+		bool running, stop, ended;
+		uint64_t busy_ms;	/* when a request last fetched (atomic) */
+		pthread_cond_t cond;	/* with ns.lock: work queued, stop */
+		struct fs_loadq *head;	/* its queue, under ns.lock */
+	} loader;
 	unsigned stuck_jobs;		/* SOURCE calls past their deadline */
 	bool ending;			/* the final pass runs (ns.lock) */
 	uint64_t meta_held;		/* budget set aside for ns.meta_used,
@@ -195,14 +208,39 @@ int fs_readlink(struct fs *fs, struct node *n, char **target);
 
 /*
  * Open with open(2) `flags`: loads a regular file from SOURCE on first
- * open, making room within max_memory by evicting clean images nobody
- * has open, least recently used first. O_TRUNC empties it without
+ * open (under o.lazy, a file over 4 MiB as a partial image that fills in
+ * while the open returns: see fs_read_ready), making room within
+ * max_memory by evicting clean images nobody has open, least recently
+ * used first. O_TRUNC empties it without
  * loading it. A clean image whose file changed in SOURCE is loaded again
  * (*fresh set, when not NULL: cached pages are stale). A file larger than
  * max_memory is served from SOURCE, read-only; a write open gets ENOSPC.
  * Counts the handle.
  */
 int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh);
+/* The same, loading the file whole when `whole`, as preload does. */
+int fs_open_how(struct fs *fs, struct node *n, int flags, bool *fresh,
+		bool whole);
+
+/*
+ * Passthrough mounts: may this open of n be handed to the kernel? Not
+ * while n's image is partial (its reads must reach the daemon) nor while
+ * a handle served by the daemon is open (the kernel refuses the mix):
+ * then the open is counted as such a handle (*first: the first of them,
+ * the kernel's cached pages may be stale). fs_cached_open counts one
+ * after all (the image could not be handed over); fs_cached_close: one
+ * such handle was released.
+ */
+bool fs_kernel_open_begin(struct fs *fs, struct node *n, bool *first);
+void fs_cached_open(struct fs *fs, struct node *n);
+void fs_cached_close(struct fs *fs, struct node *n);
+
+/*
+ * Before a read of [off, off+len) is answered from fs_data_fd: make
+ * sure a partial image holds those bytes (fetched from SOURCE with the
+ * deadline, with read-ahead when the reads are sequential). 0 or -EIO.
+ */
+int fs_read_ready(struct fs *fs, struct node *n, uint64_t off, size_t len);
 
 /*
  * Mount paths of the regular files that have open handles (their pages

@@ -8,11 +8,13 @@
  *   1  base.c     SOURCE paths through the journal, journalling, file
  *                 identity, write-back results, clocks, time stamps
  *   2  job.c      SOURCE calls with a deadline, in helper threads
+ *      lazy.c     partial images: which blocks are in, fetching them
  *      hlink.c    SOURCE's hard links
  *      kernel.c   what the kernel's data path implies (passthrough,
  *                 the writeback cache, atime)
  *      replay.c   replaying the journal on SOURCE
  *   3  memory.c   the max_memory budget and eviction
+ *      loader.c   the thread filling partial images in the background
  *      scan.c     listing SOURCE's directories into the namespace
  *      xattr.c    extended attributes
  *   4  refresh.c  names others made or removed in SOURCE since
@@ -262,7 +264,101 @@ void fs_image_loaded(struct fs *fs, struct img *im);
 int fs_replay_and_lock(struct fs *fs, bool quiet);
 int fs_replay_all(struct fs *fs);
 
-/* 3: memory.c, scan.c, xattr.c */
+/*
+ * Partial images (lazy.c): under load=lazy a file of more than
+ * FS_LAZY_MIN bytes opens before it is in memory; its image has
+ * SOURCE's size and fills in blocks of FS_LAZY_BLOCK bytes. n->file->lazy
+ * is set and cleared under ns.lock, and only with n->io held too, so
+ * either lock keeps it still. The functions that take a struct fs_lazy
+ * need a reference (fs_lazy_get, fs_lazy_ref; fs_lazy_put drops it);
+ * those that fetch do SOURCE I/O without a deadline and hold no lock of
+ * the caller's: run them in a job (job.c) where a request waits.
+ */
+#define FS_LAZY_BLOCK (UINT64_C(1) << 18)
+#define FS_LAZY_MIN (UINT64_C(4) << 20)
+struct fs_lazy;
+/*
+ * A partial image of the SOURCE file open at src_fd (`st` its stat) in
+ * im (empty): the memfd made and sized, blocks in SOURCE's holes marked
+ * present. On success src_fd is the struct's (closed with it). 0/-errno.
+ */
+int fs_lazy_make(int src_fd, const struct stat *st, struct img *im,
+		 struct fs_lazy **out);
+/* A reference to n's partial state, or NULL when n's image is whole. */
+struct fs_lazy *fs_lazy_get(struct fs *fs, struct node *n);
+void fs_lazy_ref(struct fs_lazy *lz);
+void fs_lazy_put(struct fs_lazy *lz);
+/*
+ * Are the blocks of [off, off+len) present? Also notes the read: *want
+ * gets the bytes to fetch from off, with `readahead` more when it
+ * continues the previous read.
+ */
+bool fs_lazy_has(struct fs_lazy *lz, uint64_t off, uint64_t len,
+		 uint64_t readahead, uint64_t *want);
+/*
+ * Make the blocks of [off, off+len) present (fetch, or wait); with
+ * `ahead`, SOURCE is asked to read that many bytes past them meanwhile
+ * (POSIX_FADV_WILLNEED). 0/-errno.
+ */
+int fs_lazy_fetch(struct fs *fs, struct fs_lazy *lz, uint64_t off,
+		  uint64_t len, uint64_t ahead);
+/*
+ * A write of [off, off+len): fs_lazy_write_fetch fetches the blocks it
+ * covers in part (SOURCE I/O); fs_lazy_write_claim, just before the copy,
+ * takes those it covers whole (no fetch ever fills them); after the copy
+ * (`done` bytes of it), fs_lazy_write_done makes them present.
+ */
+int fs_lazy_write_fetch(struct fs *fs, struct fs_lazy *lz, uint64_t off,
+			uint64_t len);
+void fs_lazy_write_claim(struct fs_lazy *lz, uint64_t off, uint64_t len);
+void fs_lazy_write_done(struct fs *fs, struct fs_lazy *lz, uint64_t off,
+			uint64_t len, uint64_t done);
+/*
+ * Set n's image's size (img_truncate), partial or not: SOURCE's bytes
+ * past a smaller size are never fetched again. n->io held. 0/-errno.
+ */
+int fs_lazy_truncate(struct fs *fs, struct node *n, uint64_t size);
+/*
+ * Fetch everything n's partial image still lacks and make it whole, now
+ * (no deadline: write-back, rescue). n->io held, no other lock. 0 when
+ * whole (or it was), -errno from SOURCE (it stays partial).
+ */
+int fs_lazy_complete(struct fs *fs, struct node *n);
+/*
+ * Bytes of [off, off+len) in blocks not present yet: their memory is
+ * already charged (the image's floor), a write there adds none.
+ */
+uint64_t fs_lazy_missing_bytes(struct fs_lazy *lz, uint64_t off,
+			       uint64_t len);
+/* Bytes of n's partial image present (0 when whole). ns.lock held. */
+uint64_t fs_lazy_loaded_locked(const struct node *n);
+/* Forget n's partial state (its image is being dropped). ns.lock held. */
+void fs_lazy_drop_locked(struct fs *fs, struct node *n);
+/* Fill nothing more (wakes waiters). */
+void fs_lazy_cancel(struct fs_lazy *lz);
+/* Cancel and drop the node's reference (its node is freed: ns.lazy_release). */
+void fs_lazy_release(struct fs_lazy *lz);
+/*
+ * The loader's steps: fs_lazy_step fetches the next missing run (1:
+ * call again; 0: nothing left to fetch; -errno: SOURCE failed);
+ * fs_lazy_done makes n's image whole if every block is in (takes n->io).
+ */
+int fs_lazy_step(struct fs *fs, struct fs_lazy *lz);
+void fs_lazy_done(struct fs *fs, struct node *n, struct fs_lazy *lz);
+
+/* 3: memory.c, loader.c, scan.c, xattr.c */
+
+/*
+ * The background loader (loader.c). fs_lazy_install_locked: n's image
+ * is the partial one lz describes (the reference passes to n), queued
+ * for the loader (started at the first). ns.lock held, n->io held.
+ * fs_lazy_stop: stop it and forget what is queued, waiting ms at most;
+ * false when it is blocked on SOURCE (then nothing may be freed).
+ */
+void fs_lazy_install_locked(struct fs *fs, struct node *n,
+			    struct fs_lazy *lz);
+bool fs_lazy_stop(struct fs *fs, unsigned ms);
+
 
 /*
  * The max_memory budget (memory.c). fs_make_room_locked: evict clean

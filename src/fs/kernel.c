@@ -82,8 +82,9 @@ void fs_notice_kernel_writes(struct fs *fs, struct node *n)
 	struct timespec mtime, atime;
 	bool written;
 
+	/* a partial image: only the daemon writes it (and moves mtime) */
 	if (!fs->o.kernel_writes || !S_ISREG(n->mode) ||
-	    !(n->flags & N_LOADED))
+	    !(n->flags & N_LOADED) || n->file->lazy)
 		return;
 	written = img_changed_behind(&n->file->img, &mtime, &atime);
 	if (written) {

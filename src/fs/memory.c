@@ -58,7 +58,9 @@ static long evict(struct fs *fs, uint64_t need, size_t want)
 	for (n = fs->ns.all; n; n = n->all_next)
 		if ((n->flags & (N_LOADED | N_DIRTY | N_FROM_SOURCE |
 				 N_LOADING)) == (N_LOADED | N_FROM_SOURCE) &&
-		    S_ISREG(n->mode) && !n->nopen && !n->pins)
+		    S_ISREG(n->mode) && !n->nopen &&
+		    /* a partial image's loader pin does not keep it */
+		    n->pins <= (n->file->lazy ? 1u : 0u))
 			v[count++] = n;
 	qsort(v, count, sizeof(*v), by_use);
 	for (i = 0; i < count && (!room_for(fs, need) || done < want); i++) {
@@ -184,6 +186,7 @@ void fs_unload_locked(struct fs *fs, struct node *n)
 		img_size(&n->file->img, &size);
 		n->size = size;
 	}
+	fs_lazy_drop_locked(fs, n);
 	fs->ns.mem_used -= n->file->img.accounted;
 	img_destroy(&n->file->img);
 	img_init(&n->file->img, fs->o.page_size);

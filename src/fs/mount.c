@@ -43,6 +43,7 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o)
 		src_close(&fs->src);
 		return err;
 	}
+	fs->ns.lazy_release = fs_lazy_release; /* partial images (lazy.c) */
 	if (source) {
 		struct node *r = fs->ns.root;
 
@@ -76,7 +77,7 @@ void fs_destroy(struct fs *fs)
 	 * checkers (LeakSanitizer, valgrind) do not report what was kept
 	 * on purpose.
 	 */
-	if (!fs_jobs_end(fs, 2000)) {
+	if (!fs_lazy_stop(fs, 2000) || !fs_jobs_end(fs, 2000)) {
 		fs_left = malloc(sizeof(*fs));
 		if (fs_left)
 			memcpy(fs_left, fs, sizeof(*fs));

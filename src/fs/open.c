@@ -1,9 +1,10 @@
 /*
  * open.c - opening and closing files: a regular file from SOURCE is read
- * whole into its image the first time it is opened (in a SOURCE helper,
- * job.c); until then its size and times come from SOURCE's stat. A
- * clean image whose file changed in SOURCE is loaded again. Reads and
- * writes of open files are in data.c.
+ * into its image the first time it is opened (in a SOURCE helper,
+ * job.c), whole, or under load=lazy as a partial image that fills in
+ * while it is used (lazy.c, loader.c); until then its size and times
+ * come from SOURCE's stat. A clean image whose file changed in SOURCE is
+ * loaded again. Reads and writes of open files are in data.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,12 +41,20 @@ static int open_source(struct fs *fs, struct node *n, char **pathp)
  * room held for it (*held, then 0). n->io held, n not loaded.
  */
 static void install(struct fs *fs, struct node *n, struct img *im,
-		    const struct src_ident *id, uint64_t *held)
+		    const struct src_ident *id, uint64_t *held,
+		    struct fs_lazy **lz)
 {
 	pthread_mutex_lock(&fs->ns.lock);
 	img_destroy(&n->file->img);
 	n->file->img = *im;
 	img_init(im, fs->o.page_size);
+	if (*lz) {
+		/* charged now what it will hold, as a whole load is */
+		n->file->img.floor = *held;
+		fs_lazy_install_locked(fs, n, *lz);
+		*lz = NULL;
+		fs->stats.lazy_loads++;
+	}
 	n->ident = *id;
 	n->size = id->size;
 	n->flags |= N_LOADED;
@@ -163,6 +172,7 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 struct load_job {
 	struct fs_job job;	/* job.node: the file */
 	int flags;		/* of the open */
+	bool whole;		/* load it all now, even under load=lazy */
 	/* results */
 	int err;
 	int fd;			/* SOURCE's file, kept when `direct` */
@@ -170,6 +180,7 @@ struct load_job {
 	struct img img;		/* the loaded image */
 	struct src_ident id;
 	uint64_t held;		/* room fs_hold_room holds for it */
+	struct fs_lazy *lz;	/* a partial image: what it lacks */
 };
 
 /*
@@ -215,7 +226,17 @@ static void load_run(struct fs_job *j)
 	}
 	if (!err && (err = fs_hold_room(fs, need)) == 0) {
 		lj->held = need;
-		err = src_load_fd(lj->fd, &lj->img, &lj->id);
+		if (!lj->whole && fs->o.lazy &&
+		    (uint64_t)st.st_size > FS_LAZY_MIN && S_ISREG(st.st_mode)) {
+			/* open now, fill in later: the fd goes to lz */
+			err = fs_lazy_make(lj->fd, &st, &lj->img, &lj->lz);
+			if (!err) {
+				src_ident_from_stat(&lj->id, &st);
+				lj->fd = -1;
+			}
+		} else {
+			err = src_load_fd(lj->fd, &lj->img, &lj->id);
+		}
 		if (err == -ENOSPC) {
 			/*
 			 * The private tmpfs is full though the count said
@@ -245,7 +266,7 @@ static void load_run(struct fs_job *j)
 	} else if (err) {
 		log_warn("cannot load %s from SOURCE: %s", path,
 			 strerror(-err));
-	} else {
+	} else if (!lj->lz) {
 		fs_image_loaded(fs, &lj->img);
 	}
 out:
@@ -263,6 +284,7 @@ static void load_release(struct fs_job *j)
 
 	if (lj->fd >= 0)
 		close(lj->fd);
+	fs_lazy_put(lj->lz); /* not installed */
 	img_destroy(&lj->img);
 	fs_unreserve(j->fs, lj->held); /* not installed: nothing counted */
 }
@@ -271,7 +293,8 @@ static void load_release(struct fs_job *j)
  * Bring n's content into memory, or decide to serve it from SOURCE.
  * n->io held. SOURCE gets o.source_timeout to answer (job.c).
  */
-static int bring_in_once(struct fs *fs, struct node *n, int flags)
+static int bring_in_once(struct fs *fs, struct node *n, int flags,
+			 bool whole)
 {
 	struct load_job *lj = fs_job_new(fs, sizeof(*lj), n, load_run,
 					 load_release);
@@ -280,6 +303,7 @@ static int bring_in_once(struct fs *fs, struct node *n, int flags)
 	if (!lj)
 		return -ENOMEM;
 	lj->flags = flags;
+	lj->whole = whole;
 	lj->fd = -1;
 	img_init(&lj->img, fs->o.page_size);
 	pthread_mutex_lock(&fs->ns.lock);
@@ -295,7 +319,8 @@ static int bring_in_once(struct fs *fs, struct node *n, int flags)
 				lj->fd = -1;
 			}
 		} else {
-			install(fs, n, &lj->img, &lj->id, &lj->held);
+			install(fs, n, &lj->img, &lj->id, &lj->held,
+				&lj->lz);
 		}
 	}
 	pthread_mutex_lock(&fs->ns.lock);
@@ -305,17 +330,18 @@ static int bring_in_once(struct fs *fs, struct node *n, int flags)
 	return err;
 }
 
-static int bring_in(struct fs *fs, struct node *n, int flags)
+static int bring_in(struct fs *fs, struct node *n, int flags, bool whole)
 {
-	int err = bring_in_once(fs, n, flags);
+	int err = bring_in_once(fs, n, flags, whole);
 
 	/* out of descriptors: clean images give theirs, never the spares */
 	if (fs_out_of_room(err) && fs_fds_free(fs, false, false))
-		err = bring_in_once(fs, n, flags);
+		err = bring_in_once(fs, n, flags, whole);
 	return err;
 }
 
-int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
+int fs_open_how(struct fs *fs, struct node *n, int flags, bool *fresh,
+		bool whole)
 {
 	bool trunc = flags & O_TRUNC, first;
 	int err = 0;
@@ -355,14 +381,14 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
 		err = -ENOSPC; /* served from SOURCE: read-only */
 	} else if (n->flags & N_LOADED) {
 		if (trunc)
-			err = img_truncate(&n->file->img, 0);
+			err = fs_lazy_truncate(fs, n, 0);
 	} else if (trunc) {
 		if (n->file->direct_fd >= 0) {
 			close(n->file->direct_fd);
 			n->file->direct_fd = -1;
 		}
 	} else if (n->file->direct_fd < 0) {
-		err = bring_in(fs, n, flags);
+		err = bring_in(fs, n, flags, whole);
 		if (err == -ENOENT) {
 			/* removed from SOURCE behind the mount? */
 			pthread_mutex_lock(&fs->ns.lock);
@@ -394,6 +420,44 @@ int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
 	if (err)
 		fs_close(fs, n);
 	return err;
+}
+
+int fs_open(struct fs *fs, struct node *n, int flags, bool *fresh)
+{
+	return fs_open_how(fs, n, flags, fresh, !fs->o.lazy);
+}
+
+bool fs_kernel_open_begin(struct fs *fs, struct node *n, bool *first)
+{
+	bool pt;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	/*
+	 * The kernel refuses cached and passthrough handles of one inode at
+	 * once (EIO): while a partial image is read through the daemon, or
+	 * any handle is, new ones are too.
+	 */
+	pt = !n->file->lazy && !n->file->cached_opens;
+	*first = !n->file->cached_opens;
+	if (!pt)
+		n->file->cached_opens++;
+	pthread_mutex_unlock(&fs->ns.lock);
+	return pt;
+}
+
+void fs_cached_open(struct fs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->ns.lock);
+	n->file->cached_opens++;
+	pthread_mutex_unlock(&fs->ns.lock);
+}
+
+void fs_cached_close(struct fs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->ns.lock);
+	if (n->file && n->file->cached_opens)
+		n->file->cached_opens--;
+	pthread_mutex_unlock(&fs->ns.lock);
 }
 
 char **fs_open_paths(struct fs *fs)

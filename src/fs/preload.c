@@ -42,7 +42,7 @@ static void preload_file(struct fs *fs, struct node *n)
 	pthread_mutex_unlock(&fs->ns.lock);
 	if (!fits)
 		return;
-	if (fs_open(fs, n, O_RDONLY, NULL) == 0) {
+	if (fs_open_how(fs, n, O_RDONLY, NULL, true) == 0) {
 		fs_close(fs, n);
 		pthread_mutex_lock(&fs->ns.lock);
 		fs->preload.files++;

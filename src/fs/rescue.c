@@ -124,6 +124,46 @@ static int save(const char *root, const char *rel, int from, uint64_t size)
 	return err;
 }
 
+/*
+ * Partial images with changes are made whole before they are copied
+ * (their missing blocks would read as zeros).
+ */
+static void complete_partial(struct fs *fs)
+{
+	struct node **v;
+	size_t count = 0, i = 0;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	for (struct node *n = fs->ns.all; n; n = n->all_next)
+		count += n->file && n->file->lazy && (n->flags & N_DIRTY);
+	v = count ? malloc(count * sizeof(*v)) : NULL;
+	for (struct node *n = fs->ns.all; v && n && i < count; n = n->all_next)
+		if (n->file && n->file->lazy && (n->flags & N_DIRTY)) {
+			ns_pin(n);
+			v[i++] = n;
+		}
+	pthread_mutex_unlock(&fs->ns.lock);
+	for (size_t k = 0; k < i; k++) {
+		int err;
+
+		pthread_mutex_lock(&v[k]->io);
+		err = fs_lazy_complete(fs, v[k]);
+		pthread_mutex_unlock(&v[k]->io);
+		pthread_mutex_lock(&fs->ns.lock);
+		if (err) {
+			char *path = fs_log_path_locked(fs, v[k]);
+
+			log_err("%s was not all loaded from SOURCE (%s): its "
+				"rescued copy has zeros where SOURCE's bytes "
+				"were not read", fs_named(path), strerror(-err));
+			free(path);
+		}
+		ns_unpin(&fs->ns, v[k]);
+		pthread_mutex_unlock(&fs->ns.lock);
+	}
+	free(v);
+}
+
 unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost)
 {
 	unsigned saved = 0, bad = 0;
@@ -131,6 +171,7 @@ unsigned fs_rescue(struct fs *fs, const char *dir, unsigned *lost)
 
 	/* the last resort has the spare descriptors, and all clean ones */
 	fs_fds_free(fs, true, true);
+	complete_partial(fs);
 	pthread_mutex_lock(&fs->ns.lock);
 	for (struct node *n = fs->ns.all; n; n = n->all_next) {
 		uint64_t size = 0;

@@ -295,6 +295,16 @@ int fs_write_file(struct fs *fs, struct node *n)
 		return err;
 	}
 	pthread_mutex_lock(&n->io);
+	/* a partial image: SOURCE's bytes it lacks first, however long */
+	err = fs_lazy_complete(fs, n);
+	if (err) {
+		pthread_mutex_lock(&fs->ns.lock);
+		set_result(n, err, "loading the rest of it from SOURCE: %s",
+			   strerror(-err));
+		pthread_mutex_unlock(&fs->ns.lock);
+		pthread_mutex_unlock(&n->io);
+		return err;
+	}
 	pthread_mutex_lock(&fs->replay_lock);
 	/*
 	 * Namespace changes made since the pass replayed (a directory the

@@ -16,21 +16,39 @@
 
 /*
  * Set up the reply of an open: on the passthrough path, the image
- * becomes the kernel's backing file; elsewhere keep the page cache
- * across opens, since nothing but this daemon changes a file.
+ * becomes the kernel's backing file, unless the file must be served by
+ * the daemon (a partial image, or such handles open: see
+ * fs_kernel_open_begin); elsewhere keep the page cache across opens,
+ * since nothing but this daemon changes a file.
  */
 static void open_flags(struct h5m *m, struct node *n,
 		       struct fuse_file_info *fi)
 {
+	bool first;
 	int err;
 
 	fi->keep_cache = 1;
+	fi->fh = 0;
 	if (!m->passthrough || !S_ISREG(n->mode))
 		return;
+	if (!fs_kernel_open_begin(&m->fs, n, &first)) {
+		/*
+		 * The first handle served by the daemon since passthrough
+		 * ones: pages cached before may be stale (passthrough writes
+		 * bypass them). No handle of ours holds a dirty page.
+		 */
+		if (first)
+			fi->keep_cache = 0;
+		return;
+	}
 	err = pt_prepare_open(m, n, fi);
-	if (!err)
+	if (!err) {
 		fi->keep_cache = 0; /* the kernel refuses it with passthrough */
-	if (err && !m->pt_warned) {
+		return;
+	}
+	fs_cached_open(&m->fs, n);
+	fi->keep_cache = 0;
+	if (!m->pt_warned) {
 		bool unlinked;
 		char *path;
 
@@ -43,6 +61,15 @@ static void open_flags(struct h5m *m, struct node *n,
 			 strerror(-err));
 		free(path);
 	}
+}
+
+/* The handle fi of n goes: count it, release its backing id if last. */
+static void handle_gone(struct h5m *m, struct node *n,
+			const struct fuse_file_info *fi)
+{
+	if (m->passthrough && S_ISREG(n->mode) && !pt_is_passthrough(fi))
+		fs_cached_close(&m->fs, n);
+	pt_release(fs_close(&m->fs, n));
 }
 
 void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -71,7 +98,7 @@ void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	e.attr_timeout = e.entry_timeout = m->timeout;
 	open_flags(m, n, fi);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		pt_release(fs_close(&m->fs, n));
+		handle_gone(m, n, fi);
 		fs_forget(&m->fs, n, 1);
 	}
 }
@@ -115,7 +142,7 @@ void ll_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fi->keep_cache = 0;
 	}
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		pt_release(fs_close(&m->fs, n));
+		handle_gone(m, n, fi);
 }
 
 void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -126,6 +153,14 @@ void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int fd = fs_data_fd(fs, ll_node(req, ino)), counted;
 
 	(void)fi;
+	/* a partial image: the bytes come from SOURCE first */
+	if (fd >= 0 && off >= 0) {
+		int err = fs_read_ready(&ll_ctx(req)->fs, ll_node(req, ino),
+					(uint64_t)off, size);
+
+		if (err)
+			fd = err;
+	}
 	if (fs_accessed(&ll_ctx(req)->fs, ll_node(req, ino)))
 		/* the kernel caches attributes for an hour */
 		fuse_lowlevel_notify_inval_inode(ll_ctx(req)->se, ino, -1, 0);
@@ -198,8 +233,7 @@ void ll_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 void ll_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)fi;
-	pt_release(fs_close(&ll_ctx(req)->fs, ll_node(req, ino)));
+	handle_gone(ll_ctx(req), ll_node(req, ino), fi);
 	fuse_reply_err(req, 0);
 }
 

@@ -328,3 +328,8 @@ void pt_release(int id)
 	if (ioctl(pt.devfd, KABI_DEV_IOC_BACKING_CLOSE, &v) < 0)
 		log_debug("backing close %d: %s", id, strerror(errno));
 }
+
+bool pt_is_passthrough(const struct fuse_file_info *fi)
+{
+	return (fi->fh & ~UINT64_C(0xffffffff)) == PT_MAGIC;
+}

@@ -37,4 +37,7 @@ const char *const *pt_request_names(void);
 /* Drop a backing id returned by fs_close (0: nothing to do). */
 void pt_release(int id);
 
+/* Whether the handle fi was made a passthrough open by pt_prepare_open. */
+bool pt_is_passthrough(const struct fuse_file_info *fi);
+
 #endif

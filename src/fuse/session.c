@@ -218,6 +218,7 @@ int session_run(struct opts *o)
 		.commit = o->commit,
 		.atime = (enum fs_atime)o->atime,
 		.source_timeout = o->source_timeout,
+		.lazy = o->lazy,
 	};
 	struct sigaction sa = { .sa_handler = wake };
 	struct sigctx sc = { 0 };
