@@ -91,11 +91,6 @@ uint64_t ns_name_cost(const char *name)
 	return sizeof(struct dentry) + strlen(name) + 1;
 }
 
-uint64_t ns_xattr_cost(const char *name, size_t size)
-{
-	return sizeof(struct xattr) + strlen(name) + 1 + size;
-}
-
 void ns_meta_account(struct ns *ns, struct node *n)
 {
 	uint64_t now = ns_node_cost(n->file != NULL) + n->xattr_bytes +

@@ -8,6 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+uint64_t ns_xattr_cost(const char *name, size_t size)
+{
+	return sizeof(struct xattr) + strlen(name) + 1 + size;
+}
+
 struct xattr *ns_xattr_find(const struct node *n, const char *name)
 {
 	struct xattr *x;
