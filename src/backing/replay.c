@@ -136,7 +136,7 @@ static int make_created(void *ctx, int d, const char *leaf)
  * not written back yet): then no directory needs an fsync, which spares
  * a long journal of such steps one or two directory syncs each.
  */
-#define NOTHING_DONE 1
+#define NOTHING_DONE (WB_OTHER + 1)
 
 /* renameat2 with a fallback for an exchange with one side missing. */
 static int replay_exchange(int d1, const char *l1, int d2, const char *l2)
