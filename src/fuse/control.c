@@ -232,12 +232,18 @@ static void submit(struct h5m *m, fuse_req_t req, fuse_ino_t ino,
 {
 	struct ctl_job local = { req, ino, kind, size, start, NULL };
 
-	/* a sync waits for SOURCE: never in a worker */
-	if (kind == CTL_SYNC && enqueue(&m->wbq, &local))
+	bool drain = ll_drain_needed(m, ll_node(req, ino));
+
+	/*
+	 * A sync waits for SOURCE: never in a worker. One that drains first
+	 * goes to the control thread: the drain's FSYNCs and FLUSHes are
+	 * answered by the write-back thread, which must not be the one
+	 * waiting for them.
+	 */
+	if (kind == CTL_SYNC && !drain && enqueue(&m->wbq, &local))
 		return;
 	/* no thread (or no memory): the drain's timeout still holds */
-	if (!ll_drain_needed(m, ll_node(req, ino)) ||
-	    !enqueue(&m->ctl, &local))
+	if (!drain || !enqueue(&m->ctl, &local))
 		run_job(m, &local, true);
 }
 
