@@ -41,6 +41,13 @@ struct fs_opts {
 	unsigned source_timeout; /* seconds to wait for SOURCE; 0: for ever */
 	const char *rescue;	/* where unwritable images go at the end */
 	bool kernel_writes;	/* passthrough: the kernel writes images */
+	/*
+	 * Passthrough is wanted: the kernel may write images once INIT has
+	 * settled the path (kernel_writes). Images loaded before then (by
+	 * preload) take their checksums too, which the final pass needs to
+	 * tell them clean.
+	 */
+	bool kernel_writes_wanted;
 	bool kernel_times;	/* writeback cache: the kernel keeps times */
 	uint64_t increment;	/* image growth step */
 	uint64_t page_size;	/* dirty tracking granularity */

@@ -261,6 +261,6 @@ void fs_write_refused(struct fs *fs, struct node *n, uint64_t end)
 void fs_image_loaded(struct fs *fs, struct img *im)
 {
 	/* the kernel will write it without us: know what it was */
-	if (fs->o.kernel_writes)
+	if (fs->o.kernel_writes || fs->o.kernel_writes_wanted)
 		img_sums_take(im);
 }

@@ -264,6 +264,7 @@ int session_run(struct opts *o)
 	if (store >= 0)
 		img_store_use(store);
 	fo.images_tmpfs = store >= 0;
+	fo.kernel_writes_wanted = m->passthrough;
 	err = fs_init(&m->fs, o->source, &fo);
 	if (err) {
 		fprintf(stderr, "h5memfs: cannot open SOURCE '%s': %s\n",
