@@ -531,9 +531,10 @@ def test_preload_loads_everything_in_the_background(mount, empty_source):
             mount_status(m)["preload"]), 60, interval=0.1,
         what="the end of the preload")
     took = time.monotonic() - t0
-    assert first["state"] == "running", \
-        f"preload was {first} right after the mount (ready in {ready:.2f}s)"
-    assert ready < took, (ready, took)
+    # ready before the preload ended (1 GiB from the page cache may also
+    # be in memory by the first question: then it is done already)
+    assert first["state"] in ("running", "done"), first
+    assert first["state"] == "done" or ready < took, (ready, took)
     # The file opened meanwhile may have been loaded by that open.
     assert done["files"] in (3, 4) and done["skipped"] == 0, done
     assert done["bytes"] == done["files"] * 256 * MiB, done
