@@ -154,11 +154,11 @@ int fs_read_ready(struct fs *fs, struct node *n, uint64_t off, size_t len)
  * far past the end costs its own pages only), and hold it (*held bytes)
  * against other loads and writes until it is counted. 0, or -ENOSPC
  * when even eviction cannot make it fit (*held is 0).
+ * lz: n's partial image (its missing blocks are charged), or NULL.
  */
-static int reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
-		   uint64_t *held)
+static int reserve(struct fs *fs, struct node *n, struct fs_lazy *lz,
+		   uint64_t off, uint64_t len, uint64_t *held)
 {
-	struct fs_lazy *lz;
 	uint64_t need;
 
 	*held = 0;
@@ -166,13 +166,11 @@ static int reserve(struct fs *fs, struct node *n, uint64_t off, uint64_t len,
 		return -EBADF; /* opened read-only: the kernel checks first */
 	/* memory the write can take, not its end: a far write is a hole */
 	need = img_new_bytes(&n->file->img, off, len);
-	lz = fs_lazy_get(fs, n);
 	if (lz) {
 		/* SOURCE's blocks not in yet are charged already */
 		uint64_t charged = fs_lazy_missing_bytes(lz, off, len);
 
 		need = need > charged ? need - charged : 0;
-		fs_lazy_put(lz);
 	}
 	if (!need || fs_hold_room(fs, need) == 0) {
 		*held = need;
@@ -223,17 +221,16 @@ int fs_write(struct fs *fs, struct node *n, uint64_t off, size_t len,
 	*done = 0;
 	if (fd < 0)
 		return fd;
-	err = reserve(fs, n, off, len, &held);
-	if (err)
-		return err;
+	lz = fs_lazy_get(fs, n); /* a partial image, or NULL */
+	err = reserve(fs, n, lz, off, len, &held);
 	/*
 	 * A partial image: SOURCE's bytes around the write first; the
 	 * blocks it covers whole are its own, never filled from SOURCE.
 	 */
-	lz = fs_lazy_get(fs, n);
-	if (lz && (err = lazy_fetch(fs, n, lz, off, len, 0, true)) != 0) {
-		fs_lazy_put(lz);
+	if (!err && lz && (err = lazy_fetch(fs, n, lz, off, len, 0, true)))
 		fs_unreserve(fs, held);
+	if (err) {
+		fs_lazy_put(lz);
 		return err;
 	}
 	if (lz)

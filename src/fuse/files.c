@@ -149,28 +149,28 @@ void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-	struct fs *fs = &ll_ctx(req)->fs; /* req is gone once replied */
-	int fd = fs_data_fd(fs, ll_node(req, ino)), counted;
+	struct h5m *m = ll_ctx(req); /* req is gone once replied */
+	struct node *n = ll_node(req, ino);
+	int fd = fs_data_fd(&m->fs, n), counted;
 
 	(void)fi;
 	/* a partial image: the bytes come from SOURCE first */
 	if (fd >= 0 && off >= 0) {
-		int err = fs_read_ready(&ll_ctx(req)->fs, ll_node(req, ino),
-					(uint64_t)off, size);
+		int err = fs_read_ready(&m->fs, n, (uint64_t)off, size);
 
 		if (err)
 			fd = err;
 	}
-	if (fs_accessed(&ll_ctx(req)->fs, ll_node(req, ino)))
+	if (fs_accessed(&m->fs, n))
 		/* the kernel caches attributes for an hour */
-		fuse_lowlevel_notify_inval_inode(ll_ctx(req)->se, ino, -1, 0);
-	__atomic_add_fetch(&ll_ctx(req)->fs.stats.reads, 1, __ATOMIC_RELAXED);
+		fuse_lowlevel_notify_inval_inode(m->se, ino, -1, 0);
+	__atomic_add_fetch(&m->fs.stats.reads, 1, __ATOMIC_RELAXED);
 	if (fd < 0) {
 		fuse_reply_err(req, -fd);
 		return;
 	}
 	/* served from SOURCE's file: one of those waiting for SOURCE */
-	counted = fs_source_read_begin(fs, ll_node(req, ino));
+	counted = fs_source_read_begin(&m->fs, n);
 	if (counted < 0) {
 		fuse_reply_err(req, -counted);
 		return;
@@ -179,7 +179,7 @@ void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf.buf[0].fd = fd;
 	buf.buf[0].pos = off;
 	fuse_reply_data(req, &buf, 0);
-	fs_source_read_end(fs, counted);
+	fs_source_read_end(&m->fs, counted);
 }
 
 /* fs_copy_fn: the request's buffers (in memory or in a pipe) into fd. */

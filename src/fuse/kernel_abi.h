@@ -10,12 +10,10 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 
-/* opcodes (struct fuse_in_header: len u32 @0, opcode u32 @4, unique @8) */
-#define KABI_OP_SETATTR 4
-#define KABI_OP_WRITE 16
-#define KABI_OP_OPEN 14
-#define KABI_OP_INIT 26
-#define KABI_OP_CREATE 35
+/*
+ * struct fuse_in_header: len u32 @0, opcode u32 @4, unique @8; the
+ * opcodes are <linux/fuse.h>'s, but this one, which 6.1 lacks
+ */
 #define KABI_OP_STATX 52 /* Linux 6.6+ */
 
 /* struct fuse_init_in: flags u32 @12, flags2 u32 @16 (with INIT_EXT) */

@@ -112,16 +112,16 @@ static bool kills_privileges(const void *buf, size_t n, uint32_t op)
 	const char *in = (const char *)buf + KABI_IN_HEADER_SIZE;
 
 	switch (op) {
-	case KABI_OP_WRITE:
+	case FUSE_WRITE:
 		return n >= KABI_IN_HEADER_SIZE + KABI_WRITE_IN_FLAGS + 4 &&
 		       (get32(in, KABI_WRITE_IN_FLAGS) &
 			KABI_WRITE_KILL_SUIDGID);
-	case KABI_OP_SETATTR:
+	case FUSE_SETATTR:
 		return n >= KABI_IN_HEADER_SIZE + 4 &&
 		       ((get32(in, KABI_SETATTR_IN_VALID) &
 			 KABI_FATTR_KILL_SUIDGID) ||
 			get32(in, KABI_SETATTR_IN_VALID) == 0);
-	case KABI_OP_OPEN:
+	case FUSE_OPEN:
 		return n >= KABI_IN_HEADER_SIZE + KABI_OPEN_IN_OPEN_FLAGS + 4 &&
 		       (get32(in, KABI_OPEN_IN_OPEN_FLAGS) &
 			KABI_OPEN_KILL_SUIDGID);
@@ -177,7 +177,7 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 	if (op < FS_REQUEST_KINDS)
 		__atomic_add_fetch(&m->fs.stats.requests[op], 1,
 				   __ATOMIC_RELAXED);
-	if (op == KABI_OP_INIT && n >= 40 + 20) {
+	if (op == FUSE_INIT && n >= 40 + 20) {
 		const char *in = (const char *)buf + 40; /* after in_header */
 		uint32_t flags = get32(in, KABI_INIT_IN_FLAGS);
 
@@ -194,13 +194,13 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 		if (fs_kill_suid(&m->fs, nodeid == FUSE_ROOT_ID ?
 						 m->fs.ns.root :
 						 (struct node *)(uintptr_t)nodeid) &&
-		    op == KABI_OP_OPEN)
+		    op == FUSE_OPEN)
 			/* no attributes in an OPEN reply: the kernel
 			 * would keep showing the old mode */
 			fuse_lowlevel_notify_inval_inode(m->se, nodeid, -1, 0);
-		if (op == KABI_OP_OPEN)
+		if (op == FUSE_OPEN)
 			remember(unique, op);
-	} else if (op == KABI_OP_OPEN || op == KABI_OP_CREATE) {
+	} else if (op == FUSE_OPEN || op == FUSE_CREATE) {
 		remember(unique, op);
 	}
 	return n;
@@ -238,7 +238,7 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 	memcpy(&error, hdr + 4, sizeof(error));
 	memcpy(&unique, hdr + 8, sizeof(unique));
 	op = unique ? forget(unique) : 0;
-	if (!error && op == KABI_OP_INIT &&
+	if (!error && op == FUSE_INIT &&
 	    (b = body(iov, count, KABI_INIT_OUT_STACK_DEPTH + 4))) {
 		if (m->killpriv_offered)
 			put32(b, KABI_INIT_OUT_FLAGS,
@@ -253,10 +253,10 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 				      KABI_PASSTHROUGH2);
 			put32(b, KABI_INIT_OUT_STACK_DEPTH, 1);
 		}
-	} else if (!error && op == KABI_OP_OPEN &&
+	} else if (!error && op == FUSE_OPEN &&
 		   (b = body(iov, count, 16))) {
 		patch_open(b);
-	} else if (!error && op == KABI_OP_CREATE &&
+	} else if (!error && op == FUSE_CREATE &&
 		   (b = body(iov, count, KABI_ENTRY_OUT_SIZE + 16))) {
 		patch_open(b + KABI_ENTRY_OUT_SIZE);
 	}
