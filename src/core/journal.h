@@ -56,6 +56,8 @@ struct jop {
 	mode_t was_mode;	/* type bits */
 	struct src_ident was;	/* JX_IDENT: device, inode (and ctime: */
 	bool was_ctime;		/* when known to be SOURCE's still) */
+	bool settle;		/* `was` is being written back: what the
+				   target holds is known when that ends */
 	struct jop *next;
 };
 

@@ -15,12 +15,20 @@
 
 /*
  * What the replay may find at the target name: what `was` is in SOURCE
- * as far as the mount knows (nothing when `was` is NULL). ns.lock held.
+ * as far as the mount knows (nothing when `was` is NULL). If `was`, or
+ * the file it stands in for, is being written back right now, SOURCE's
+ * file changes when that ends: the write-back settles it (wbfile.c).
+ * ns.lock held.
  */
-static void expect(struct jop *op, const struct node *was)
+static void expect(struct fs *fs, struct jop *op, const struct node *was)
 {
 	if (!was)
 		return; /* JX_NOTHING */
+	if (fs->wb_busy && S_ISREG(was->mode) &&
+	    (was == fs->wb_busy || (was->flags & N_STANDIN_BUSY))) {
+		op->settle = true;
+		fs->wb_busy_replaced = true;
+	}
 	op->was_mode = was->mode & S_IFMT;
 	if ((was->flags & N_FROM_SOURCE) && was->ident.ino) {
 		op->expect = JX_IDENT;
@@ -64,7 +72,7 @@ int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 		return 0;
 	err = jrn_add(&fs->jrn, kind, p1, p2, mode, rdev, flags);
 	if (!err)
-		expect(fs->jrn.tail, was);
+		expect(fs, fs->jrn.tail, was);
 	return err;
 }
 

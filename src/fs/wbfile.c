@@ -20,7 +20,9 @@
 /*
  * The write-back of fs->wb_busy ended: SOURCE's file at its name is now
  * `now` (NULL: still `before`). New files renamed over it meanwhile take
- * that file as their stand-in. ns.lock held.
+ * that file as their stand-in, and operations journalled over it
+ * meanwhile expect that file at their target (base.c, expect); without
+ * `now` they keep what they expected. ns.lock held.
  */
 static void standin_settle(struct fs *fs, const struct src_ident *before,
 			   const struct src_ident *now)
@@ -34,6 +36,17 @@ static void standin_settle(struct fs *fs, const struct src_ident *before,
 			continue;
 		m->flags &= ~(unsigned)N_STANDIN_BUSY;
 		m->replaces = now ? *now : *before;
+	}
+	for (struct jop *op = fs->jrn.head; op; op = op->next) {
+		if (!op->settle)
+			continue;
+		op->settle = false;
+		if (!now)
+			continue;
+		op->expect = JX_IDENT;
+		op->was_mode = S_IFREG;
+		op->was = *now;
+		op->was_ctime = true; /* our own rename made it */
 	}
 }
 
@@ -323,6 +336,13 @@ int fs_write_file(struct fs *fs, struct node *n)
 	}
 	err = snapshot_file(fs, n, &f);
 	gen = n->file->wgen;
+	/*
+	 * The copy carries the times and mode taken now: a SETATTR that
+	 * comes while it is written (the writeback cache sends the times
+	 * a program saw after its data) must set the flag again.
+	 */
+	if (!err)
+		n->flags &= ~(unsigned)N_META_DIRTY;
 	before = n->flags & N_FROM_SOURCE ? n->ident : n->replaces;
 	/* ctime is SOURCE's still unless a replay moved it */
 	ctime = !(n->flags & N_SRC_MOVED);
@@ -402,6 +422,8 @@ out:
 	pthread_mutex_lock(&fs->ns.lock);
 	if (begun) /* saved, at its name or beside: the copy is clean */
 		img_wb_end(&n->file->img, &pages, !err);
+	if (err)
+		n->flags |= N_META_DIRTY; /* with the data, next time */
 	if (!err && conflict > 0) {
 		/* the data is durable beside; the image stays the mount's */
 		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY);
@@ -420,8 +442,7 @@ out:
 			 "loaded; the mount's version is saved as %s", cname);
 		err = FS_WB_CONFLICT;
 	} else if (!err) {
-		n->flags &= ~(unsigned)(N_DIRTY | N_META_DIRTY | N_INVALID |
-					N_CONFLICT);
+		n->flags &= ~(unsigned)(N_DIRTY | N_INVALID | N_CONFLICT);
 		/* written while we copied: not clean, write it again */
 		if (n->file->wgen != gen)
 			n->flags |= N_DIRTY | N_META_DIRTY;

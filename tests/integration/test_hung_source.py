@@ -197,6 +197,71 @@ def test_a_file_whose_write_back_hangs_in_source_can_still_be_written(
     assert helpers.read_file(under / "a") == b"written during"
 
 
+def test_times_set_while_a_write_back_copies_reach_source(slow, mount):
+    """A utimens that arrives while the commit thread's copy of the file
+    waits for SOURCE is newer than the times that copy carries: it must
+    reach SOURCE at a later pass, not be taken as written by the copy
+    (the writeback cache sends the times programs saw this way, after
+    their data). On the daemon path the pass first drains the kernel's
+    cache through the mount, whose opens wait for SOURCE too, so the copy
+    starts only once SOURCE answers: there the test checks the outcome.
+    """
+    under, s = slow
+    helpers.write_file(under / "a", b"a from SOURCE")
+    m = mount(s.path, options=["commit=1"])
+    assert helpers.read_file(m / "a") == b"a from SOURCE"
+    os.listxattr(m / "a")  # xattrs in memory: the pass needs only the copy
+    # no lookup, no open while SOURCE hangs: the magic link of an O_PATH
+    # descriptor reaches the file with a SETATTR only
+    fd = os.open(m / "a", os.O_PATH)
+    try:
+        helpers.write_file(m / "a", b"A", "r+b")
+        s.stop()
+        try:
+            time.sleep(3 * SLOWDOWN)  # a commit tick is copying a by now
+            prompt("import os, sys\nos.utime(sys.argv[1], "
+                   "ns=(7 * 10**17, 10**18))\n", f"/proc/{os.getpid()}/fd/{fd}",
+                   what="utime of a")
+        finally:
+            s.cont()
+    finally:
+        os.close(fd)
+    assert os.stat(m / "a").st_mtime_ns == 10**18
+    assert m.unmount() == 0
+    st = os.stat(under / "a")
+    assert (st.st_atime_ns, st.st_mtime_ns) == (7 * 10**17, 10**18)
+    assert helpers.read_file(under / "a") == b"A from SOURCE"
+
+
+def test_a_rename_over_a_file_while_its_write_back_copies_is_no_conflict(
+        slow, mount):
+    """The write-then-rename idiom over a file whose write-back is waiting
+    for SOURCE: the rename is journalled while SOURCE's file is about to
+    be replaced by that write-back, so its replay must expect the new
+    version there, not take it for someone else's (a conflict copy). As
+    above, on the daemon path the copy starts only once SOURCE answers."""
+    under, s = slow
+    helpers.write_file(under / "shared", b"version 0")
+    m = mount(s.path, options=["commit=1"])
+    assert helpers.read_file(m / "shared") == b"version 0"
+    os.listxattr(m / "shared")
+    helpers.write_file(m / ".tmp", b"version 2")
+    m.sync(check=True)  # .tmp is in SOURCE too
+    helpers.write_file(m / "shared", b"version 1", "r+b")
+    os.stat(m / ".tmp")
+    s.stop()
+    try:
+        time.sleep(3 * SLOWDOWN)  # a commit tick is copying shared by now
+        prompt("import os, sys\nos.rename(sys.argv[1], sys.argv[2])\n",
+               m / ".tmp", m / "shared", what="rename over shared")
+    finally:
+        s.cont()
+    assert helpers.read_file(m / "shared") == b"version 2"
+    assert m.unmount() == 0
+    assert sorted(os.listdir(under)) == ["shared"]
+    assert helpers.read_file(under / "shared") == b"version 2"
+
+
 def test_more_fsyncs_than_workers_on_a_hung_source_leave_the_mount_serving(
         slow, mount):
     under, s = slow
