@@ -119,6 +119,8 @@ struct node {
 	uint64_t meta;			/* this node's share of meta_used */
 	uint64_t nlookup;		/* kernel references */
 	unsigned nopen;			/* open handles */
+	unsigned releasing;		/* RELEASEs read, not yet handled
+					   (atomic; fs_release_seen) */
 	unsigned pins;			/* internal references */
 	struct node_file *file;		/* regular files only, else NULL */
 	struct src_ident ident;		/* SOURCE identity when loaded */

@@ -122,6 +122,7 @@ struct fs {
 	pthread_t committer;
 	bool committing, stop_commit;
 	pthread_cond_t commit_cond;
+	pthread_cond_t released;	/* with ns.lock: a RELEASE was handled */
 	void (*flush_kernel)(void *);	/* push kernel-cached writes to us */
 	void *flush_arg;
 	/* the thread filling partial images in the background (lazy.c) */
@@ -261,6 +262,17 @@ char **fs_open_paths(struct fs *fs);
  * release now that no handle is open (see fs_kernel_handle), or 0.
  */
 int fs_close(struct fs *fs, struct node *n);
+
+/*
+ * The kernel sends a closed file's RELEASE on its own, and another
+ * thread may take an OPEN queued after it first: then the open would
+ * not be the file's first (no check for a newer version in SOURCE).
+ * fs_release_seen is told of each RELEASE as it is read from the
+ * device, fs_release ends the handle instead of fs_close, and an open
+ * waits (a second at most) for the RELEASEs of its file read before it.
+ */
+void fs_release_seen(struct node *n);
+int fs_release(struct fs *fs, struct node *n);
 
 /*
  * The handle by which the kernel knows n's image (passthrough), made by

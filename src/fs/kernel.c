@@ -105,12 +105,15 @@ void fs_notice_kernel_writes(struct fs *fs, struct node *n)
 
 /*
  * Could n hold writes the kernel made without a trace (stores through a
- * mapping, a write or an append within the clock's tick)? ns.lock held.
+ * mapping, a write or an append within the clock's tick)? Not a partial
+ * image: the kernel is given an image only once it is whole, and every
+ * change before goes through the daemon. ns.lock held.
  */
 static bool may_hold_mapped_writes(const struct fs *fs, const struct node *n)
 {
 	return fs->o.kernel_writes && S_ISREG(n->mode) &&
-	       (n->flags & N_LOADED) && !(n->flags & N_DIRTY);
+	       (n->flags & N_LOADED) && !(n->flags & N_DIRTY) &&
+	       !n->file->lazy;
 }
 
 /*

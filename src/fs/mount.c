@@ -25,6 +25,7 @@ int fs_init(struct fs *fs, const char *source, const struct fs_opts *o)
 	fs->src.root = -1;
 	jrn_init(&fs->jrn);
 	pthread_mutex_init(&fs->replay_lock, NULL);
+	pthread_cond_init(&fs->released, NULL);
 	pthread_mutex_init(&fs->sync_lock, NULL);
 	pthread_mutex_init(&fs->jobs_lock, NULL);
 	if (source) {
@@ -94,6 +95,7 @@ void fs_destroy(struct fs *fs)
 	src_close(&fs->src);
 	free(fs->source_path);
 	pthread_mutex_destroy(&fs->replay_lock);
+	pthread_cond_destroy(&fs->released);
 	pthread_mutex_destroy(&fs->sync_lock);
 	pthread_mutex_destroy(&fs->jobs_lock);
 }

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/log.h"
@@ -340,6 +341,26 @@ static int bring_in(struct fs *fs, struct node *n, int flags, bool whole)
 	return err;
 }
 
+void fs_release_seen(struct node *n)
+{
+	__atomic_add_fetch(&n->releasing, 1, __ATOMIC_RELAXED);
+}
+
+/* RELEASEs of n read before this open end first. ns.lock held. */
+static void after_releases_locked(struct fs *fs, struct node *n)
+{
+	struct timespec until;
+
+	if (!__atomic_load_n(&n->releasing, __ATOMIC_RELAXED))
+		return;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1; /* they take no SOURCE call: never that long */
+	while (__atomic_load_n(&n->releasing, __ATOMIC_RELAXED) &&
+	       pthread_cond_timedwait(&fs->released, &fs->ns.lock,
+				      &until) != ETIMEDOUT)
+		;
+}
+
 int fs_open_how(struct fs *fs, struct node *n, int flags, bool *fresh,
 		bool whole)
 {
@@ -349,6 +370,7 @@ int fs_open_how(struct fs *fs, struct node *n, int flags, bool *fresh,
 	if (fresh)
 		*fresh = false;
 	pthread_mutex_lock(&fs->ns.lock);
+	after_releases_locked(fs, n);
 	if (n->flags & N_REBORN) { /* the kernel must look the name up */
 		pthread_mutex_unlock(&fs->ns.lock);
 		return -ESTALE;
@@ -481,11 +503,11 @@ char **fs_open_paths(struct fs *fs)
 	return v;
 }
 
-int fs_close(struct fs *fs, struct node *n)
+/* The end of a handle. ns.lock held. */
+static int close_locked(struct fs *fs, struct node *n)
 {
 	int id = 0;
 
-	pthread_mutex_lock(&fs->ns.lock);
 	fs_notice_kernel_writes(fs, n);
 	++fs->use_clock;
 	if (n->file)
@@ -499,9 +521,31 @@ int fs_close(struct fs *fs, struct node *n)
 		}
 	}
 	ns_maybe_free(&fs->ns, n);
+	return id;
+}
+
+int fs_release(struct fs *fs, struct node *n)
+{
+	int id;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	__atomic_sub_fetch(&n->releasing, 1, __ATOMIC_RELAXED);
+	id = close_locked(fs, n);
+	pthread_cond_broadcast(&fs->released);
 	pthread_mutex_unlock(&fs->ns.lock);
 	return id;
 }
+
+int fs_close(struct fs *fs, struct node *n)
+{
+	int id;
+
+	pthread_mutex_lock(&fs->ns.lock);
+	id = close_locked(fs, n);
+	pthread_mutex_unlock(&fs->ns.lock);
+	return id;
+}
+
 
 int fs_kernel_handle(struct fs *fs, struct node *n,
 		     int (*reg)(void *arg, int fd), void *arg)

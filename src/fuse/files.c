@@ -64,12 +64,13 @@ static void open_flags(struct h5m *m, struct node *n,
 }
 
 /* The handle fi of n goes: count it, release its backing id if last. */
+/* release: the kernel's RELEASE (counted by fs_release_seen). */
 static void handle_gone(struct h5m *m, struct node *n,
-			const struct fuse_file_info *fi)
+			const struct fuse_file_info *fi, bool release)
 {
 	if (m->passthrough && S_ISREG(n->mode) && !pt_is_passthrough(fi))
 		fs_cached_close(&m->fs, n);
-	pt_release(fs_close(&m->fs, n));
+	pt_release(release ? fs_release(&m->fs, n) : fs_close(&m->fs, n));
 }
 
 void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -98,7 +99,7 @@ void ll_op_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	e.attr_timeout = e.entry_timeout = m->timeout;
 	open_flags(m, n, fi);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		handle_gone(m, n, fi);
+		handle_gone(m, n, fi, false);
 		fs_forget(&m->fs, n, 1);
 	}
 }
@@ -142,7 +143,7 @@ void ll_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fi->keep_cache = 0;
 	}
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		handle_gone(m, n, fi);
+		handle_gone(m, n, fi, false);
 }
 
 void ll_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -233,7 +234,7 @@ void ll_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 void ll_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	handle_gone(ll_ctx(req), ll_node(req, ino), fi);
+	handle_gone(ll_ctx(req), ll_node(req, ino), fi, true);
 	fuse_reply_err(req, 0);
 }
 

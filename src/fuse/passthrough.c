@@ -177,6 +177,14 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 	if (op < FS_REQUEST_KINDS)
 		__atomic_add_fetch(&m->fs.stats.requests[op], 1,
 				   __ATOMIC_RELAXED);
+	if (op == FUSE_RELEASE && n >= KABI_IN_NODEID + 8) {
+		uint64_t nodeid;
+
+		/* an OPEN read after it waits for it (fs_release_seen) */
+		memcpy(&nodeid, (char *)buf + KABI_IN_NODEID, sizeof(nodeid));
+		if (nodeid != FUSE_ROOT_ID)
+			fs_release_seen((struct node *)(uintptr_t)nodeid);
+	}
 	if (op == FUSE_INIT && n >= 40 + 20) {
 		const char *in = (const char *)buf + 40; /* after in_header */
 		uint32_t flags = get32(in, KABI_INIT_IN_FLAGS);

@@ -202,6 +202,28 @@ def test_a_truncate_of_a_partial_file_never_brings_back_sources_bytes(
 
 
 @pytest.mark.slow
+def test_a_file_only_read_is_left_alone_when_unmounted_partial(
+        slow_source, mount):
+    """A partial image is changed only through the daemon (the kernel's
+    passthrough gets an image once it is whole): one that was only read
+    is clean at the end of the mount, however little of it is loaded,
+    and SOURCE's file is not rewritten."""
+    back, slow = slow_source
+    data = random_bytes(32 * MiB, seed=8)
+    (back / "f.bin").write_bytes(data)
+    before = os.stat(back / "f.bin")
+    m = mount(slow, options=["validate=off"])
+    with open(m.path / "f.bin", "rb") as f:
+        assert f.read(4096) == data[:4096]
+    assert file_doc(m, "f.bin")["partial"]
+    assert m.unmount() == 0
+    after = os.stat(back / "f.bin")
+    assert (after.st_ino, after.st_ctime_ns, after.st_mtime_ns) == \
+        (before.st_ino, before.st_ctime_ns, before.st_mtime_ns)
+    assert (back / "f.bin").read_bytes() == data
+
+
+@pytest.mark.slow
 def test_mmap_of_a_partial_file_reads_sources_bytes(slow_source, mount):
     back, slow = slow_source
     data = random_bytes(64 * MiB, seed=7)
