@@ -109,6 +109,12 @@ void fs_lazy_install_locked(struct fs *fs, struct node *n,
 		}
 		fs->loader.running = true;
 	}
+	/*
+	 * Its program reads where it wants first (h5ls the superblock and
+	 * then the headers, cat from the start): the loader's first 8 MiB
+	 * would only be in the way of those reads.
+	 */
+	__atomic_store_n(&fs->loader.busy_ms, fs_now_ms(), __ATOMIC_RELAXED);
 	fs_lazy_ref(lz);
 	ns_pin(n);
 	q->lz = lz;
