@@ -24,8 +24,7 @@ static void expect(struct fs *fs, struct jop *op, const struct node *was)
 {
 	if (!was)
 		return; /* JX_NOTHING */
-	if (fs->wb_busy && S_ISREG(was->mode) &&
-	    (was == fs->wb_busy || (was->flags & N_STANDIN_BUSY))) {
+	if (fs_wb_replacing(fs, was)) {
 		op->settle = true;
 		fs->wb_busy_replaced = true;
 	}

@@ -83,6 +83,18 @@ int fs_journal(struct fs *fs, enum jop_kind kind, const char *p1,
 	       struct node *n, const struct node *was);
 
 /*
+ * Is SOURCE's file for n being replaced right now: n is the file the
+ * running write-back copies, or a new file standing in for it? What is
+ * there is then known only when that write-back ends (wbfile.c,
+ * standin_settle). ns.lock held.
+ */
+static inline bool fs_wb_replacing(const struct fs *fs, const struct node *n)
+{
+	return fs->wb_busy &&
+	       (n == fs->wb_busy || (n->flags & N_STANDIN_BUSY));
+}
+
+/*
  * A conflict name beside `path`, try `seq` (0: none):
  * "dir/data.h5" -> "dir/data.conflict-HOST-20261126-054500[-SEQ].h5".
  * NULL on ENOMEM.

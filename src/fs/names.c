@@ -404,7 +404,7 @@ static int rename_check(struct dentry *src, struct dentry *dst,
  */
 static void stand_in(struct fs *fs, struct node *s, struct node *d)
 {
-	if (fs->wb_busy && (d == fs->wb_busy || (d->flags & N_STANDIN_BUSY))) {
+	if (fs_wb_replacing(fs, d)) {
 		s->flags |= N_STANDIN_BUSY;
 		fs->wb_busy_replaced = true;
 		return;

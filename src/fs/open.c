@@ -546,7 +546,6 @@ int fs_close(struct fs *fs, struct node *n)
 	return id;
 }
 
-
 int fs_kernel_handle(struct fs *fs, struct node *n,
 		     int (*reg)(void *arg, int fd), void *arg)
 {

@@ -231,7 +231,6 @@ static void submit(struct h5m *m, fuse_req_t req, fuse_ino_t ino,
 		   enum ctl_kind kind, size_t size, uint64_t start)
 {
 	struct ctl_job local = { req, ino, kind, size, start, NULL };
-
 	bool drain = ll_drain_needed(m, ll_node(req, ino));
 
 	/*

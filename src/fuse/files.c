@@ -63,8 +63,10 @@ static void open_flags(struct h5m *m, struct node *n,
 	}
 }
 
-/* The handle fi of n goes: count it, release its backing id if last. */
-/* release: the kernel's RELEASE (counted by fs_release_seen). */
+/*
+ * The handle fi of n goes: count it, release its backing id if last.
+ * release: it goes by the kernel's RELEASE (counted by fs_release_seen).
+ */
 static void handle_gone(struct h5m *m, struct node *n,
 			const struct fuse_file_info *fi, bool release)
 {

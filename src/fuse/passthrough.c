@@ -163,6 +163,16 @@ const char *const *pt_request_names(void)
 	return request_names;
 }
 
+/* The node a request read from /dev/fuse is about (its in_header). */
+static struct node *in_node(struct h5m *m, const void *buf)
+{
+	uint64_t nodeid;
+
+	memcpy(&nodeid, (const char *)buf + KABI_IN_NODEID, sizeof(nodeid));
+	return nodeid == FUSE_ROOT_ID ? m->fs.ns.root
+				      : (struct node *)(uintptr_t)nodeid;
+}
+
 static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct h5m *m = userdata;
@@ -177,14 +187,9 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 	if (op < FS_REQUEST_KINDS)
 		__atomic_add_fetch(&m->fs.stats.requests[op], 1,
 				   __ATOMIC_RELAXED);
-	if (op == FUSE_RELEASE && n >= KABI_IN_NODEID + 8) {
-		uint64_t nodeid;
-
-		/* an OPEN read after it waits for it (fs_release_seen) */
-		memcpy(&nodeid, (char *)buf + KABI_IN_NODEID, sizeof(nodeid));
-		if (nodeid != FUSE_ROOT_ID)
-			fs_release_seen((struct node *)(uintptr_t)nodeid);
-	}
+	if (op == FUSE_RELEASE && n >= KABI_IN_NODEID + 8)
+		/* an OPEN read after it waits for it */
+		fs_release_seen(in_node(m, buf));
 	if (op == FUSE_INIT && n >= 40 + 20) {
 		const char *in = (const char *)buf + 40; /* after in_header */
 		uint32_t flags = get32(in, KABI_INIT_IN_FLAGS);
@@ -195,17 +200,14 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 		m->killpriv_offered = flags & KABI_HANDLE_KILLPRIV_V2;
 		remember(unique, op);
 	} else if (kills_privileges(buf, (size_t)n, op)) {
-		uint64_t nodeid;
+		struct node *node = in_node(m, buf);
 
 		/* libfuse 3.14 drops these flags: act on them here */
-		memcpy(&nodeid, (char *)buf + KABI_IN_NODEID, sizeof(nodeid));
-		if (fs_kill_suid(&m->fs, nodeid == FUSE_ROOT_ID ?
-						 m->fs.ns.root :
-						 (struct node *)(uintptr_t)nodeid) &&
-		    op == FUSE_OPEN)
+		if (fs_kill_suid(&m->fs, node) && op == FUSE_OPEN)
 			/* no attributes in an OPEN reply: the kernel
 			 * would keep showing the old mode */
-			fuse_lowlevel_notify_inval_inode(m->se, nodeid, -1, 0);
+			fuse_lowlevel_notify_inval_inode(m->se, ll_ino(m, node),
+							 -1, 0);
 		if (op == FUSE_OPEN)
 			remember(unique, op);
 	} else if (op == FUSE_OPEN || op == FUSE_CREATE) {

@@ -15,10 +15,9 @@ import time
 import pytest
 
 import helpers
-from acceptance import SLOWDOWN
-from acceptance import (cli, conflict_files, conflict_regex, daemon_lines,
-                        file_status, fsync_path, hostname_candidates,
-                        mount_status)
+from acceptance import (SLOWDOWN, cli, conflict_files, conflict_regex,
+                        daemon_lines, file_status, fsync_path,
+                        hostname_candidates, mount_status)
 
 
 def load(path):

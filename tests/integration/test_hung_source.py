@@ -18,6 +18,7 @@ Every program the tests run on the mount is a child process with a
 deadline (scaled by H5MEMFS_TEST_SLOWDOWN): a hang fails the test, never
 hangs the suite.
 """
+import contextlib
 import errno
 import os
 import signal
@@ -137,6 +138,18 @@ WRITE = ("import os, sys\n"
          "print('written')\n")
 
 
+@contextlib.contextmanager
+def copying_with_commit(s):
+    """SOURCE hangs until a commit tick (commit=1) is copying the file
+    made dirty before; it answers again when the block ends."""
+    s.stop()
+    try:
+        time.sleep(3 * SLOWDOWN)  # a commit tick is copying by now
+        yield
+    finally:
+        s.cont()
+
+
 def blocked(p, what):
     """p must still be waiting (for SOURCE)."""
     time.sleep(0.5)
@@ -216,14 +229,10 @@ def test_times_set_while_a_write_back_copies_reach_source(slow, mount):
     fd = os.open(m / "a", os.O_PATH)
     try:
         helpers.write_file(m / "a", b"A", "r+b")
-        s.stop()
-        try:
-            time.sleep(3 * SLOWDOWN)  # a commit tick is copying a by now
+        with copying_with_commit(s):
             prompt("import os, sys\nos.utime(sys.argv[1], "
                    "ns=(7 * 10**17, 10**18))\n", f"/proc/{os.getpid()}/fd/{fd}",
                    what="utime of a")
-        finally:
-            s.cont()
     finally:
         os.close(fd)
     assert os.stat(m / "a").st_mtime_ns == 10**18
@@ -249,13 +258,9 @@ def test_a_rename_over_a_file_while_its_write_back_copies_is_no_conflict(
     m.sync(check=True)  # .tmp is in SOURCE too
     helpers.write_file(m / "shared", b"version 1", "r+b")
     os.stat(m / ".tmp")
-    s.stop()
-    try:
-        time.sleep(3 * SLOWDOWN)  # a commit tick is copying shared by now
+    with copying_with_commit(s):
         prompt("import os, sys\nos.rename(sys.argv[1], sys.argv[2])\n",
                m / ".tmp", m / "shared", what="rename over shared")
-    finally:
-        s.cont()
     assert helpers.read_file(m / "shared") == b"version 2"
     assert m.unmount() == 0
     assert sorted(os.listdir(under)) == ["shared"]
