@@ -280,13 +280,18 @@ void src_ident_from_stat(struct src_ident *id, const struct stat *st)
 	id->ctime = st->st_ctim;
 }
 
-/* Copy [off, off+len) from `from` to `to` with sendfile, read/write else. */
-static int copy_range(int from, int to, uint64_t off, uint64_t len)
+/*
+ * Copy [off, off+len) from `from` to `to` with sendfile, read/write else;
+ * *done: the bytes copied (fewer when `from` is shorter).
+ */
+static int copy_range(int from, int to, uint64_t off, uint64_t len,
+		      uint64_t *done)
 {
 	static const size_t chunk = 1 << 20;
 	char *buf = NULL;
 	int err = 0;
 
+	*done = 0;
 	if (lseek(to, (off_t)off, SEEK_SET) < 0)
 		return -errno;
 	while (len) {
@@ -319,18 +324,22 @@ static int copy_range(int from, int to, uint64_t off, uint64_t len)
 			break; /* source shorter than expected: stop there */
 		off += (uint64_t)n;
 		len -= (uint64_t)n;
+		*done += (uint64_t)n;
 	}
 	free(buf);
 	return err;
 }
 
-int src_copy_span(int from, int to, uint64_t start, uint64_t end,
-		  uint64_t *copied)
+/* src_copy_span; *reached: the end of the last data copied (or start) */
+static int copy_span(int from, int to, uint64_t start, uint64_t end,
+		     uint64_t *copied, uint64_t *reached)
 {
 	off_t pos = (off_t)start;
+	uint64_t done;
 	int err;
 
 	*copied = 0;
+	*reached = start;
 	while ((uint64_t)pos < end) {
 		off_t data = lseek(from, pos, SEEK_DATA), hole;
 
@@ -351,13 +360,22 @@ int src_copy_span(int from, int to, uint64_t start, uint64_t end,
 		if ((uint64_t)hole > end)
 			hole = (off_t)end;
 		err = copy_range(from, to, (uint64_t)data,
-				 (uint64_t)(hole - data));
+				 (uint64_t)(hole - data), &done);
 		if (err)
 			return err;
 		*copied += (uint64_t)(hole - data);
+		*reached = (uint64_t)data + done;
 		pos = hole;
 	}
 	return 0;
+}
+
+int src_copy_span(int from, int to, uint64_t start, uint64_t end,
+		  uint64_t *copied)
+{
+	uint64_t reached;
+
+	return copy_span(from, to, start, end, copied, &reached);
 }
 
 /*
@@ -424,10 +442,11 @@ int src_copy_changed_span(int from, int to, uint64_t start, uint64_t end,
 
 int src_copy_data(int from, int to, uint64_t size)
 {
-	uint64_t copied;
-	int err = src_copy_span(from, to, 0, size, &copied);
+	uint64_t copied, reached;
+	int err = copy_span(from, to, 0, size, &copied, &reached);
 
-	if (!err && ftruncate(to, (off_t)size) < 0)
+	/* a hole at the end (or nothing at all) sets no size by itself */
+	if (!err && reached != size && ftruncate(to, (off_t)size) < 0)
 		err = -errno;
 	return err;
 }

@@ -83,7 +83,8 @@ int src_load_fd(int fd, struct img *im, struct src_ident *id);
 
 /*
  * Copy the data of `from` (regions holding data only; holes stay holes)
- * to `to` at the same offsets, then set to's size to `size`. 0/-errno.
+ * to `to` (empty) at the same offsets, then set to's size to `size`.
+ * 0/-errno.
  */
 int src_copy_data(int from, int to, uint64_t size);
 

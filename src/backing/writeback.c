@@ -95,23 +95,18 @@ out:
  * Returns 0, -EOPNOTSUPP (or -EXDEV, -EINVAL) when SOURCE cannot clone,
  * or another -errno.
  */
-static int write_changed(int dirfd, const char *leaf, int tmp,
-			 struct wb_file *f)
+static int write_changed(int tmp, struct wb_file *f)
 {
 	const struct img *im = f->pages;
 	uint64_t ps = UINT64_C(1) << im->page_shift;
 	uint64_t low = im->clean_size < f->size ? im->clean_size : f->size;
 	uint64_t copied, npages = (low + ps - 1) / ps;
-	int old, err = 0;
+	int err = 0;
 
-	old = open_data_at(dirfd, leaf, O_RDONLY, NULL);
-	if (old < 0)
-		return old == -EIO || old == -EISDIR ? -EOPNOTSUPP : old;
-	if (ioctl(tmp, FICLONE, old) < 0)
+	if (ioctl(tmp, FICLONE, f->old) < 0)
 		err = -errno;
-	close(old);
 	if (err)
-		return err == -ENOTTY ? -EOPNOTSUPP : err;
+		return err == -ENOTTY || err == -EBADF ? -EOPNOTSUPP : err;
 	f->cloned = true;
 	if (ftruncate(tmp, (off_t)low) < 0)
 		return -errno;
@@ -301,21 +296,18 @@ int wb_lock(const struct src *s, const char *rel, struct src_ident *id)
 		    FS_NOTAIL_FL | FS_NOCOW_FL | FS_NOCOMP_FL)
 
 /*
- * Give the temporary the kept flags of the file at dirfd/leaf, while it
- * is still empty (btrfs takes no-copy-on-write only then). Where a flag
- * is refused (a filesystem without it, data journalling without
+ * Give the temporary the kept flags of the file it replaces (old), while
+ * it is still empty (btrfs takes no-copy-on-write only then). Where a
+ * flag is refused (a filesystem without it, data journalling without
  * CAP_SYS_RESOURCE) the others are still set; nothing here fails the
  * write-back.
  */
-static void flags_copy(int dirfd, const char *leaf, int tmp)
+static void flags_copy(int old, const char *leaf, int tmp)
 {
-	int old = open_data_at(dirfd, leaf, O_RDONLY, NULL), want = 0, have;
+	int want = 0, have;
 
-	if (old < 0)
-		return; /* a new file: nothing to keep */
 	if (ioctl(old, FS_IOC_GETFLAGS, &want) < 0)
 		want = 0;
-	close(old);
 	want &= KEPT_FLAGS;
 	if (!want || ioctl(tmp, FS_IOC_GETFLAGS, &have) < 0)
 		return;
@@ -332,6 +324,38 @@ static void flags_copy(int dirfd, const char *leaf, int tmp)
 			log_debug("flag %#x of %s not kept: %s", bit, leaf,
 				  strerror(errno));
 	}
+}
+
+/*
+ * Rename dirfd/tmp over dirfd/leaf, which held the file `old` when the
+ * caller checked it, with no moment at which a file another node put
+ * there meanwhile could be replaced: exchange the two names, check that
+ * what came out is still old, remove it; otherwise exchange back and
+ * return -EEXIST (tmp is ours again). A name emptied meanwhile is taken
+ * only if still empty. Where exchanges are refused (NFS, GlusterFS), a
+ * plain rename.
+ */
+static int rename_over(int dirfd, const char *tmp, const char *leaf, int old)
+{
+	struct stat was, st;
+
+	if (old < 0 || fstat(old, &was) < 0 ||
+	    renameat2(dirfd, tmp, dirfd, leaf, RENAME_EXCHANGE) < 0) {
+		if (old >= 0 && errno == ENOENT)
+			return wb_rename_noreplace(dirfd, tmp, leaf);
+		if (old >= 0 && errno != EINVAL && errno != ENOSYS &&
+		    errno != EOPNOTSUPP)
+			return -errno;
+		return renameat(dirfd, tmp, dirfd, leaf) < 0 ? -errno : 0;
+	}
+	/* the exchange moved both ctimes: the inode tells */
+	if (fstatat(dirfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    st.st_dev == was.st_dev && st.st_ino == was.st_ino &&
+	    unlinkat(dirfd, tmp, 0) == 0)
+		return 0;
+	if (renameat2(dirfd, tmp, dirfd, leaf, RENAME_EXCHANGE) < 0)
+		return -errno;
+	return -EEXIST;
 }
 
 static bool cannot_clone(int err)
@@ -358,11 +382,12 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 	f->written = 0;
 	f->cloned = false;
 	memset(&f->refused, 0, sizeof(f->refused));
-	if (!f->noreplace)
-		flags_copy(dirfd, leaf, fd);
+	if (!f->noreplace && f->old >= 0)
+		flags_copy(f->old, leaf, fd);
 	err = -EOPNOTSUPP;
-	if (f->pages && f->fd >= 0 && f->pages->clean_size && !f->noreplace)
-		err = write_changed(dirfd, leaf, fd, f);
+	if (f->pages && f->fd >= 0 && f->pages->clean_size &&
+	    !f->noreplace && f->old >= 0)
+		err = write_changed(fd, f);
 	if (err && cannot_clone(err) && !f->cloned) {
 		err = 0;
 		if (f->fd >= 0) {
@@ -379,8 +404,8 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 		err = -errno;
 	if (!err && f->noreplace)
 		err = wb_rename_noreplace(dirfd, tmp, leaf);
-	else if (!err && renameat(dirfd, tmp, dirfd, leaf) < 0)
-		err = -errno;
+	else if (!err)
+		err = rename_over(dirfd, tmp, leaf, f->old);
 	if (err) {
 		unlinkat(dirfd, tmp, 0);
 		goto out;

@@ -46,6 +46,13 @@ struct wb_file {
 	const struct xattr *xattrs;
 	bool noreplace;		/* fail with EEXIST rather than replace */
 	/*
+	 * The file being replaced, opened and checked by the caller against
+	 * what the mount knows (wb_lock), or -1: the clone's base and whose
+	 * chattr flags are kept. Never reopened by name: another node may
+	 * put a different file there at any moment.
+	 */
+	int old;
+	/*
 	 * Only-changed-pages: when `pages` is set and SOURCE's filesystem
 	 * can clone (FICLONE), the old file is cloned into the temporary
 	 * and only these pages, plus everything from clean_size on, are
@@ -68,7 +75,9 @@ struct wb_file {
  * Replace (or create) the file at every path in f->paths with the image,
  * atomically and durably; on success *id is the new file's identity.
  * On failure SOURCE keeps the old version, no temporary remains, and the
- * errno is returned negated (ENOSPC, EROFS, EACCES, EIO...).
+ * errno is returned negated (ENOSPC, EROFS, EACCES, EIO...); -EEXIST:
+ * the first path holds a file other than f->old (made there since the
+ * caller's check, or any file with f->noreplace), which stays.
  */
 int wb_write_file(const struct src *s, struct wb_file *f,
 		  struct src_ident *id);

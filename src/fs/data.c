@@ -134,11 +134,13 @@ int fs_read_ready(struct fs *fs, struct node *n, uint64_t off, size_t len)
 	if (!fs_lazy_has(lz, off, len, READAHEAD, &want)) {
 		/*
 		 * A read that jumps (a program walking headers) waits for
-		 * each fetch: the background loader makes way for it
-		 * (loader.c). One that goes on where the last ended fetches
-		 * ahead, and has SOURCE read on further meanwhile.
+		 * each fetch: the background loader makes way for a few of
+		 * them (loader.c); once they have read the file all over,
+		 * loading the rest in order alongside serves them soonest.
+		 * One that goes on where the last ended fetches ahead, and
+		 * has SOURCE read on further meanwhile.
 		 */
-		if (want == len)
+		if (want == len && fs_lazy_jumped(lz, want))
 			__atomic_store_n(&fs->loader.busy_ms, fs_now_ms(),
 					 __ATOMIC_RELAXED);
 		err = lazy_fetch(fs, n, lz, off, want,

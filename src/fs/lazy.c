@@ -35,6 +35,8 @@ enum { B_MISSING, B_FETCHING, B_WRITING, B_PRESENT };
 /* Blocks one SOURCE read takes at most (one pread of 8 MiB). */
 #define RUN_BLOCKS 32
 #define PAGE 4096
+/* Reads that jumped have been few while they fetched < size / this. */
+#define JUMPED_FEW 16
 
 struct fs_lazy {
 	pthread_mutex_t lock;	/* leaf lock: state, missing, limit... */
@@ -50,6 +52,7 @@ struct fs_lazy {
 	uint64_t missing;	/* blocks below limit not present */
 	uint64_t cursor;	/* the loader's next block */
 	uint64_t seq_end;	/* end of the last read: sequential? */
+	uint64_t jumped;	/* bytes fetched for reads that jumped */
 	bool dropped;		/* image dropped or whole: fill nothing */
 	int err;		/* the loader's SOURCE error, or 0 */
 	struct src_ident start;	/* SOURCE's identity at the start */
@@ -326,6 +329,17 @@ bool fs_lazy_has(struct fs_lazy *lz, uint64_t off, uint64_t len,
 		all = lz->state[b] == B_PRESENT || lz->dropped;
 	pthread_mutex_unlock(&lz->lock);
 	return all;
+}
+
+bool fs_lazy_jumped(struct fs_lazy *lz, uint64_t len)
+{
+	bool few;
+
+	pthread_mutex_lock(&lz->lock);
+	lz->jumped += len;
+	few = lz->jumped < lz->size / JUMPED_FEW;
+	pthread_mutex_unlock(&lz->lock);
+	return few;
 }
 
 int fs_lazy_fetch(struct fs *fs, struct fs_lazy *lz, uint64_t off,

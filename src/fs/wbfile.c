@@ -116,6 +116,7 @@ static int snapshot_file(struct fs *fs, struct node *n, struct wb_file *f)
 		}
 	}
 	f->npaths = i;
+	f->old = -1;
 	f->fd = n->file->img.fd;
 	f->mode = n->mode;
 	f->uid = n->uid;
@@ -265,8 +266,10 @@ static int check_conflict(struct fs *fs, struct node *n, struct wb_file *f,
 	 */
 	/* a stand-in's ctime moved with the replays that made it one */
 	if (fs_same_file(&now, source ? &n->ident : &n->replaces,
-			 source && ctime))
+			 source && ctime)) {
+		f->old = fd; /* what the new version is based on */
 		return 0;
+	}
 	*cname = fs_conflict_name(fs, f->paths[0], 0);
 	if (!*cname)
 		return -ENOMEM;
@@ -393,11 +396,12 @@ int fs_write_file(struct fs *fs, struct node *n)
 			log_debug("wrote back %s: %llu bytes%s", orig,
 				  (unsigned long long)written,
 				  f.cloned ? " (changed pages on a clone)" : "");
-		if (err == -EEXIST && f.noreplace) {
-			/* the name was made behind us since the check */
+		if (err == -EEXIST) {
+			/* the name was made or replaced since the check */
 			cname = fs_conflict_name(fs, orig, 0);
 			f.paths[0] = cname;
 			f.npaths = 1;
+			f.noreplace = true;
 			err = cname ? 0 : -ENOMEM;
 			conflict = cname ? 1 : 0;
 		}

@@ -8,14 +8,18 @@ belongs to the base suite.
 """
 
 import contextlib
+import ctypes
 import errno
 import json
 import os
 import re
+import select
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -334,3 +338,66 @@ def run_as_child(argv, **kw):
 def chattr_i(path, on):
     """Make a file or directory immutable (chattr +i) or not again."""
     _run(["chattr", "+i" if on else "-i", str(path)])
+
+
+# --- stepping in between two SOURCE calls of the daemon -----------------
+
+class _FanEvent(ctypes.Structure):
+    _fields_ = [("event_len", ctypes.c_uint32), ("vers", ctypes.c_uint8),
+                ("reserved", ctypes.c_uint8),
+                ("metadata_len", ctypes.c_uint16),
+                ("mask", ctypes.c_uint64), ("fd", ctypes.c_int32),
+                ("pid", ctypes.c_int32)]
+
+
+@contextlib.contextmanager
+def on_open_of(mountpoint, prefix, action):
+    """While in the block, the first open(2) on the filesystem mounted at
+    `mountpoint` of a file whose name starts with `prefix` waits until
+    action() has run (fanotify FAN_OPEN_PERM, root): a deterministic way
+    to change SOURCE between two calls the daemon makes. Yields a list
+    that gets the opened path. Skips where the kernel lacks permission
+    events."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    FAN_CLOEXEC, FAN_CLASS_CONTENT = 0x1, 0x4
+    FAN_MARK_ADD, FAN_MARK_MOUNT = 0x1, 0x10
+    FAN_OPEN_PERM, FAN_ALLOW = 0x10000, 0x1
+    fan = libc.fanotify_init(FAN_CLOEXEC | FAN_CLASS_CONTENT,
+                             os.O_RDONLY | os.O_LARGEFILE)
+    if fan < 0:
+        pytest.skip("fanotify: " + os.strerror(ctypes.get_errno()))
+    if libc.fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT,
+                          ctypes.c_uint64(FAN_OPEN_PERM), -100,
+                          str(mountpoint).encode()) < 0:
+        e = ctypes.get_errno()
+        os.close(fan)
+        pytest.skip("fanotify permission events: " + os.strerror(e))
+    seen, stop = [], threading.Event()
+
+    def serve():
+        size = ctypes.sizeof(_FanEvent)
+        while not stop.is_set():
+            r, _, _ = select.select([fan], [], [], 0.05)
+            if not r:
+                continue
+            buf = os.read(fan, 64 * size)
+            for off in range(0, len(buf), size):
+                ev = _FanEvent.from_buffer_copy(buf, off)
+                try:
+                    path = os.readlink(f"/proc/self/fd/{ev.fd}")
+                    if (not seen and
+                            os.path.basename(path).startswith(prefix)):
+                        seen.append(path)
+                        action()
+                finally:
+                    os.write(fan, struct.pack("iI", ev.fd, FAN_ALLOW))
+                    os.close(ev.fd)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        t.join(10)
+        os.close(fan)  # answers whatever is left: allowed

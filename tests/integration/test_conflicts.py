@@ -16,8 +16,9 @@ import pytest
 
 import helpers
 from acceptance import (SLOWDOWN, cli, conflict_files, conflict_regex,
-                        daemon_lines, file_status, fsync_path,
-                        hostname_candidates, mount_status)
+                        daemon_lines, ext4, file_status, fsync_path,  # noqa
+                        hostname_candidates, mount_status, on_open_of,
+                        random_bytes, xfs)
 
 
 def load(path):
@@ -91,6 +92,45 @@ def test_a_file_changed_in_source_since_load_is_not_overwritten(mount, src):
     assert m.unmount() == 0
     assert helpers.read_file(src / "data.h5") == theirs
     assert conflict_files(src, "data", ".h5") == [name]
+
+
+@pytest.mark.parametrize("kind", ["xfs", "ext4"])
+def test_a_file_put_at_the_name_during_a_write_back_stays_and_ours_goes_beside(
+        mount, request, kind):
+    """Another node replaces the file after the write-back checked it and
+    before its rename (here: when the write-back opens its temporary).
+    That file stays whole at the name, and the mount's version goes
+    beside: the rename exchanges and checks what came out. On XFS the
+    new version is a clone of the file that was checked, never of what
+    the name holds by then."""
+    mp, _ = request.getfixturevalue(kind)
+    src = mp / "src"
+    src.mkdir()
+    ours = bytearray(random_bytes(1 << 20, 5))
+    helpers.write_file(src / "data.bin", bytes(ours))
+    theirs = random_bytes(1 << 20, 6)
+    helpers.write_file(src / "theirs.new", theirs)
+    m = mount(src, allow_stderr=True)
+    fd = os.open(m / "data.bin", os.O_RDWR)
+    try:
+        os.pwrite(fd, b"OURS" * 1024, 0)
+        ours[:4096] = b"OURS" * 1024
+        with on_open_of(mp, ".h5memfs-tmp.", lambda: os.rename(
+                src / "theirs.new", src / "data.bin")) as seen:
+            with pytest.raises(OSError) as e:
+                os.fsync(fd)
+        assert seen, "the write-back opened no temporary"
+        assert e.value.errno == errno.EIO
+    finally:
+        os.close(fd)
+    assert helpers.read_file(src / "data.bin") == theirs
+    names = conflict_files(src, "data", ".bin")
+    assert len(names) == 1, os.listdir(src)
+    assert helpers.read_file(src / names[0]) == bytes(ours)
+    assert helpers.tmp_files(src) == []
+    assert conflict_log_lines(m), m.stderr()
+    assert m.unmount() == 0
+    assert helpers.read_file(src / "data.bin") == theirs
 
 
 @pytest.mark.parametrize("how", ["touch", "same size, new inode, same mtime",
