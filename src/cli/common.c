@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <linux/limits.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 #include <time.h>
@@ -23,32 +24,27 @@ char *get_status(const char *path, int *err)
 
 char *get_doc(const char *path, const char *name, int *err)
 {
-	/* the document may grow between the size probe and the read */
-	for (int tries = 0; tries < 8; tries++) {
-		ssize_t n = getxattr(path, name, NULL, 0);
-		char *buf;
+	/*
+	 * One call with room for the largest value there is: each read
+	 * first drains the kernel's cached writes (a fork and a syncfs),
+	 * and a size probe would cost a second one.
+	 */
+	char *buf = malloc(XATTR_SIZE_MAX + 1), *fit;
+	ssize_t n;
 
-		if (n < 0) {
-			*err = errno;
-			return NULL;
-		}
-		n += 256;
-		buf = malloc((size_t)n + 1);
-		if (!buf) {
-			*err = ENOMEM;
-			return NULL;
-		}
-		n = getxattr(path, name, buf, (size_t)n);
-		if (n >= 0) {
-			buf[n] = '\0';
-			return buf;
-		}
+	if (!buf) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	n = getxattr(path, name, buf, XATTR_SIZE_MAX);
+	if (n < 0) {
 		*err = errno;
 		free(buf);
-		if (*err != ERANGE)
-			return NULL;
+		return NULL;
 	}
-	return NULL;
+	buf[n] = '\0';
+	fit = realloc(buf, (size_t)n + 1);
+	return fit ? fit : buf;
 }
 
 /*

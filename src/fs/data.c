@@ -140,7 +140,7 @@ int fs_read_ready(struct fs *fs, struct node *n, uint64_t off, size_t len)
 		 * One that goes on where the last ended fetches ahead, and
 		 * has SOURCE read on further meanwhile.
 		 */
-		if (want == len && fs_lazy_jumped(lz, want))
+		if (want == len && fs_lazy_jumped(lz, off, want))
 			__atomic_store_n(&fs->loader.busy_ms, fs_now_ms(),
 					 __ATOMIC_RELAXED);
 		err = lazy_fetch(fs, n, lz, off, want,

@@ -308,12 +308,12 @@ void fs_lazy_put(struct fs_lazy *lz);
 bool fs_lazy_has(struct fs_lazy *lz, uint64_t off, uint64_t len,
 		 uint64_t readahead, uint64_t *want);
 /*
- * A read that jumped (did not go on where the last ended) needs len
- * bytes fetched: true while such reads have fetched less than a
- * sixteenth of the file (a program looking in a few places, h5ls
+ * A read that jumped (did not go on where the last ended) fetches the
+ * blocks of [off, off+len): true while such reads have fetched less
+ * than a sixteenth of the file (a program looking in a few places, h5ls
  * walking headers), false once they read it all over.
  */
-bool fs_lazy_jumped(struct fs_lazy *lz, uint64_t len);
+bool fs_lazy_jumped(struct fs_lazy *lz, uint64_t off, uint64_t len);
 /*
  * Make the blocks of [off, off+len) present (fetch, or wait); with
  * `ahead`, SOURCE is asked to read that many bytes past them meanwhile

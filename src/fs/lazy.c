@@ -331,12 +331,14 @@ bool fs_lazy_has(struct fs_lazy *lz, uint64_t off, uint64_t len,
 	return all;
 }
 
-bool fs_lazy_jumped(struct fs_lazy *lz, uint64_t len)
+bool fs_lazy_jumped(struct fs_lazy *lz, uint64_t off, uint64_t len)
 {
 	bool few;
 
 	pthread_mutex_lock(&lz->lock);
-	lz->jumped += len;
+	/* the blocks it fetches, whole */
+	lz->jumped += ((off + len + FS_LAZY_BLOCK - 1) / FS_LAZY_BLOCK -
+		       off / FS_LAZY_BLOCK) * FS_LAZY_BLOCK;
 	few = lz->jumped < lz->size / JUMPED_FEW;
 	pthread_mutex_unlock(&lz->lock);
 	return few;

@@ -15,7 +15,9 @@ the daemon read from SOURCE is its `fetch_bytes` counter and its
 import json
 import os
 import mmap
+import random
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +149,45 @@ def test_a_cold_sequential_read_gives_sources_bytes(tmp_path, mount):
     assert mount_doc(m)["lazy_loads"] == 1
     whole(m, "f.bin")
     assert mount_doc(m)["fetch_bytes"] <= 40 * MiB + 12345
+
+
+def test_the_loader_goes_on_once_jumping_reads_cover_the_file(tmp_path,
+                                                              mount):
+    """The loader makes way for reads that jump (h5ls walking headers)
+    only while they are few: once they have fetched a sixteenth of the
+    file, the program is reading it all over, and loading the rest in
+    order alongside serves it soonest. Reads jump to a new block of the
+    first half every few milliseconds (the loader's pause for each is
+    100 ms), so without that limit the loader would only wait; with it,
+    the loaded bytes soon exceed what the reads fetched."""
+    block = 256 << 10  # the daemon's fetch block (FS_LAZY_BLOCK)
+    size = 256 * MiB
+    src = tmp_path / "src"
+    src.mkdir()
+    data = random_bytes(size, seed=9)
+    (src / "f.bin").write_bytes(data)
+    m = mount(src)
+    order = list(range(size // block // 2))
+    random.Random(4).shuffle(order)
+    fd = os.open(m.path / "f.bin", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        ahead = 0
+        for i, b in enumerate(order, 1):
+            assert os.pread(fd, 4096, b * block) == \
+                data[b * block:b * block + 4096]
+            if i % 16 == 0:
+                ahead = file_doc(m, "f.bin")["loaded_bytes"] - i * block
+                if ahead >= 32 * MiB:
+                    break
+            time.sleep(0.005)
+    finally:
+        os.close(fd)
+    assert ahead >= 32 * MiB, (
+        f"after {i} jumping reads the loader had loaded "
+        f"{ahead // MiB} MiB more than they fetched")
+    whole(m, "f.bin")
+    helpers.run(["cmp", m.path / "f.bin", src / "f.bin"])
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ logs with -o debug (libfuse prints each one's opcode)."""
 import os
 
 import helpers
-from acceptance import mount_status
+from acceptance import cli, mount_status
 
 
 def opcodes(m, name):
@@ -93,4 +93,17 @@ def test_reads_are_spliced_from_the_image_not_copied(mount, empty_source):
     assert got == data
     assert reads >= 32  # the reads did come to the daemon
     assert faults < 4 * reads, (faults, reads)
+    assert m.unmount() == 0
+
+
+def test_the_status_command_asks_the_daemon_once(mount, empty_source):
+    """`h5memfs status` reads each document (the mount's, its file list)
+    with one GETXATTR: each one first drains the kernel's cached writes,
+    so no size probe before it."""
+    m = mount(empty_source, options=["debug"], allow_stderr=True)
+    helpers.write_file(m / "f", b"x" * 1000)
+    before = opcodes(m, "GETXATTR")
+    out = cli("status", "--json", m.path, check=True).stdout
+    assert '"dirty_files"' in out
+    assert opcodes(m, "GETXATTR") - before == 2
     assert m.unmount() == 0
