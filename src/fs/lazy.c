@@ -205,56 +205,63 @@ static int put_bytes(struct fs_lazy *lz, const char *buf, uint64_t off,
 /*
  * Fill blocks [b, b+count), all B_FETCHING and ours, from SOURCE; bytes
  * in [skip, skip_end) are left as they are (written through the mount).
- * Each ends present, or missing again on an error. Takes lz->lock.
+ * Block by block through one small buffer (it stays in the CPU's cache,
+ * and a fork by a drain or a check leaves few of its pages to copy
+ * back), SOURCE asked to read the whole run ahead meanwhile. Each block
+ * ends present, or missing again on an error. Takes lz->lock.
  */
 static int fetch_run(struct fs *fs, struct fs_lazy *lz, uint64_t b,
 		     uint64_t count, uint64_t skip, uint64_t skip_end)
 {
-	uint64_t off = b * FS_LAZY_BLOCK, len = count * FS_LAZY_BLOCK, got = 0;
-	char *buf;
-	int err = 0;
+	char *buf = malloc(FS_LAZY_BLOCK);
+	int err = buf ? 0 : -ENOMEM;
 
-	if (off + len > lz->size)
-		len = lz->size - off;
-	buf = malloc(len ? len : 1);
-	if (!buf)
-		err = -ENOMEM;
-	while (!err && got < len) {
-		ssize_t r = pread(lz->src_fd, buf + got, len - got,
-				  (off_t)(off + got));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			err = -errno;
-		if (r <= 0)
-			break; /* shorter now: the rest reads as zeros */
-		got += (uint64_t)r;
-	}
-	if (buf && got < len)
-		memset(buf + got, 0, len - got);
-	__atomic_add_fetch(&fs->stats.fetch_bytes, got, __ATOMIC_RELAXED);
-	pthread_mutex_lock(&lz->lock);
+	if (count > 1)
+		posix_fadvise(lz->src_fd, (off_t)(b * FS_LAZY_BLOCK),
+			      (off_t)(count * FS_LAZY_BLOCK),
+			      POSIX_FADV_WILLNEED);
 	for (uint64_t i = b; i < b + count; i++) {
 		uint64_t bs = i * FS_LAZY_BLOCK, be = bs + FS_LAZY_BLOCK;
-		int e = err;
+		uint64_t len = be > lz->size ? lz->size - bs : FS_LAZY_BLOCK;
+		uint64_t got = 0;
+		int e;
 
-		if (lz->state[i] != B_FETCHING)
-			continue; /* claimed by a write, or not wanted now */
-		if (be > lz->limit)
-			be = lz->limit;
-		if (!e && !lz->dropped && be > bs)
-			e = put_bytes(lz, buf + (bs - off), bs, be - bs, skip,
-				      skip_end);
-		if (e) {
-			lz->state[i] = B_MISSING;
-			err = e;
-			continue;
+		while (!err && got < len) {
+			ssize_t r = pread(lz->src_fd, buf + got, len - got,
+					  (off_t)(bs + got));
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				err = -errno;
+			if (r <= 0)
+				break; /* shorter now: the rest reads as zeros */
+			got += (uint64_t)r;
 		}
-		lz->state[i] = B_PRESENT;
-		lz->missing--;
+		if (!err && got < len)
+			memset(buf + got, 0, len - got);
+		__atomic_add_fetch(&fs->stats.fetch_bytes, got,
+				   __ATOMIC_RELAXED);
+		pthread_mutex_lock(&lz->lock);
+		if (lz->state[i] == B_FETCHING) {
+			/* else claimed by a write, or not wanted now */
+			if (be > lz->limit)
+				be = lz->limit;
+			e = err;
+			if (!e && !lz->dropped && be > bs)
+				e = put_bytes(lz, buf, bs, be - bs, skip,
+					      skip_end);
+			if (e) {
+				lz->state[i] = B_MISSING;
+				err = e;
+			} else {
+				lz->state[i] = B_PRESENT;
+				lz->missing--;
+			}
+			pthread_cond_broadcast(&lz->cond);
+		}
+		pthread_mutex_unlock(&lz->lock);
 	}
-	pthread_cond_broadcast(&lz->cond);
-	pthread_mutex_unlock(&lz->lock);
 	free(buf);
 	return err;
 }
