@@ -8,10 +8,8 @@
  * they need first, in the request (with the deadline of job.c), and one
  * thread per mount fills the others in order; when none is missing the
  * image is whole, the SOURCE fd closes, and SOURCE's identity is compared
- * with the one at the start. Writes make their blocks present before
- * copying (partly covered ones fetched, fully covered ones claimed), so
- * the background never overwrites them; a truncate lowers `limit`, past
- * which SOURCE's bytes are never wanted again.
+ * with the one at the start. Writes and truncates: lazywrite.c; the
+ * block map both share: lazy.h.
  *
  * Each block is missing, being fetched, being written, or present. A
  * fetch reads SOURCE into a buffer with no lock held, then, under the
@@ -29,39 +27,13 @@
 
 #include "../core/log.h"
 #include "internal.h"
+#include "lazy.h"
 
-enum { B_MISSING, B_FETCHING, B_WRITING, B_PRESENT };
-
-/* Blocks one SOURCE read takes at most (one pread of 8 MiB). */
+/* Blocks one run fetches at most (8 MiB: SOURCE reads it ahead at once). */
 #define RUN_BLOCKS 32
 #define PAGE 4096
 /* Reads that jumped have been few while they fetched < size / this. */
 #define JUMPED_FEW 16
-
-struct fs_lazy {
-	pthread_mutex_t lock;	/* leaf lock: state, missing, limit... */
-	pthread_cond_t cond;	/* a fetch or a write of a block ended */
-	int refs;		/* atomic */
-	int src_fd;		/* SOURCE's file, read-only */
-	int img_fd;		/* the image's memfd (our own dup) */
-	uint64_t size;		/* SOURCE's size at the start */
-	uint64_t limit;		/* SOURCE's bytes from here on never wanted
-				   (the smallest size the file had since) */
-	uint64_t nblocks;	/* blocks of `size` */
-	unsigned char *state;	/* B_* per block */
-	uint64_t missing;	/* blocks below limit not present */
-	uint64_t cursor;	/* the loader's next block */
-	uint64_t seq_end;	/* end of the last read: sequential? */
-	uint64_t jumped;	/* bytes fetched for reads that jumped */
-	bool dropped;		/* image dropped or whole: fill nothing */
-	int err;		/* the loader's SOURCE error, or 0 */
-	struct src_ident start;	/* SOURCE's identity at the start */
-};
-
-static uint64_t want_blocks(const struct fs_lazy *lz)
-{
-	return (lz->limit + FS_LAZY_BLOCK - 1) / FS_LAZY_BLOCK;
-}
 
 void fs_lazy_ref(struct fs_lazy *lz)
 {
@@ -202,16 +174,9 @@ static int put_bytes(struct fs_lazy *lz, const char *buf, uint64_t off,
 	return err;
 }
 
-/*
- * Fill blocks [b, b+count), all B_FETCHING and ours, from SOURCE; bytes
- * in [skip, skip_end) are left as they are (written through the mount).
- * Block by block through one small buffer (it stays in the CPU's cache,
- * and a fork by a drain or a check leaves few of its pages to copy
- * back), SOURCE asked to read the whole run ahead meanwhile. Each block
- * ends present, or missing again on an error. Takes lz->lock.
- */
-static int fetch_run(struct fs *fs, struct fs_lazy *lz, uint64_t b,
-		     uint64_t count, uint64_t skip, uint64_t skip_end)
+/* Block by block through one small buffer: see lazy.h. */
+int lazy_fetch_run(struct fs *fs, struct fs_lazy *lz, uint64_t b,
+		   uint64_t count, uint64_t skip, uint64_t skip_end)
 {
 	char *buf = malloc(FS_LAZY_BLOCK);
 	int err = buf ? 0 : -ENOMEM;
@@ -266,13 +231,8 @@ static int fetch_run(struct fs *fs, struct fs_lazy *lz, uint64_t b,
 	return err;
 }
 
-/*
- * Make blocks [first, last] present: fetch the missing ones (in runs),
- * wait for those another thread fetches or writes. SOURCE I/O without
- * a deadline: callers with a request to answer run it in a job.
- */
-static int ensure(struct fs *fs, struct fs_lazy *lz, uint64_t first,
-		  uint64_t last)
+int lazy_ensure(struct fs *fs, struct fs_lazy *lz, uint64_t first,
+		uint64_t last)
 {
 	uint64_t b = first;
 	int err = 0;
@@ -294,7 +254,7 @@ static int ensure(struct fs *fs, struct fs_lazy *lz, uint64_t first,
 		       lz->state[b + n] == B_MISSING)
 			lz->state[b + n++] = B_FETCHING;
 		pthread_mutex_unlock(&lz->lock);
-		err = fetch_run(fs, lz, b, n, 0, 0);
+		err = lazy_fetch_run(fs, lz, b, n, 0, 0);
 		pthread_mutex_lock(&lz->lock);
 		b += n;
 	}
@@ -360,119 +320,8 @@ int fs_lazy_fetch(struct fs *fs, struct fs_lazy *lz, uint64_t off,
 	if (ahead && off + len < lz->size)
 		posix_fadvise(lz->src_fd, (off_t)(off + len), (off_t)ahead,
 			      POSIX_FADV_WILLNEED);
-	return ensure(fs, lz, off / FS_LAZY_BLOCK,
+	return lazy_ensure(fs, lz, off / FS_LAZY_BLOCK,
 		      (off + len - 1) / FS_LAZY_BLOCK);
-}
-
-/* The part of block b that SOURCE fills: [*bs, *be). lz->lock held. */
-static bool block_span(const struct fs_lazy *lz, uint64_t b, uint64_t *bs,
-		       uint64_t *be)
-{
-	*bs = b * FS_LAZY_BLOCK;
-	*be = *bs + FS_LAZY_BLOCK;
-	if (*be > lz->limit)
-		*be = lz->limit;
-	return *be > *bs;
-}
-
-int fs_lazy_write_fetch(struct fs *fs, struct fs_lazy *lz, uint64_t off,
-			uint64_t len)
-{
-	uint64_t first = off / FS_LAZY_BLOCK, last = (off + len - 1) /
-						      FS_LAZY_BLOCK;
-	uint64_t bs, be;
-	bool head, tail;
-	int err = 0;
-
-	if (!len)
-		return 0;
-	/* only the blocks the write covers in part: the ends */
-	pthread_mutex_lock(&lz->lock);
-	head = block_span(lz, first, &bs, &be) && (off > bs || off + len < be);
-	tail = last != first && block_span(lz, last, &bs, &be) &&
-	       off + len < be;
-	pthread_mutex_unlock(&lz->lock);
-	if (head)
-		err = ensure(fs, lz, first, first);
-	if (!err && tail)
-		err = ensure(fs, lz, last, last);
-	return err;
-}
-
-void fs_lazy_write_claim(struct fs_lazy *lz, uint64_t off, uint64_t len)
-{
-	uint64_t b, bs, be;
-
-	if (!len)
-		return;
-	pthread_mutex_lock(&lz->lock);
-	for (b = off / FS_LAZY_BLOCK;
-	     b <= (off + len - 1) / FS_LAZY_BLOCK && b < want_blocks(lz); b++)
-		/* fully covered and not there: the write fills it */
-		if (block_span(lz, b, &bs, &be) && off <= bs &&
-		    off + len >= be && (lz->state[b] == B_MISSING ||
-					lz->state[b] == B_FETCHING))
-			lz->state[b] = B_WRITING; /* a fetch now drops its
-						     bytes */
-	pthread_mutex_unlock(&lz->lock);
-}
-
-void fs_lazy_write_done(struct fs *fs, struct fs_lazy *lz, uint64_t off,
-			uint64_t len, uint64_t done)
-{
-	uint64_t b, bs, be;
-
-	if (!len)
-		return;
-	pthread_mutex_lock(&lz->lock);
-	for (b = off / FS_LAZY_BLOCK;
-	     b <= (off + len - 1) / FS_LAZY_BLOCK && b < want_blocks(lz); b++) {
-		if (lz->state[b] != B_WRITING || !block_span(lz, b, &bs, &be) ||
-		    off > bs || off + len < be)
-			continue;
-		if (off + done >= be) {
-			lz->state[b] = B_PRESENT;
-			lz->missing--;
-			continue;
-		}
-		/*
-		 * A short write (the tmpfs full): SOURCE's bytes around the
-		 * part written. Rare; waits for SOURCE.
-		 */
-		lz->state[b] = B_FETCHING;
-		pthread_mutex_unlock(&lz->lock);
-		if (fetch_run(fs, lz, b, 1, off, off + done))
-			log_warn("a partly loaded file lost SOURCE's bytes "
-				 "after a short write");
-		pthread_mutex_lock(&lz->lock);
-	}
-	pthread_cond_broadcast(&lz->cond);
-	pthread_mutex_unlock(&lz->lock);
-}
-
-int fs_lazy_truncate(struct fs *fs, struct node *n, uint64_t size)
-{
-	struct fs_lazy *lz = n->file->lazy;
-	int err;
-
-	(void)fs;
-	if (!lz)
-		return img_truncate(&n->file->img, size);
-	pthread_mutex_lock(&lz->lock);
-	if (size < lz->limit) {
-		uint64_t keep = (size + FS_LAZY_BLOCK - 1) / FS_LAZY_BLOCK;
-
-		for (uint64_t b = keep; b < want_blocks(lz); b++)
-			if (lz->state[b] != B_PRESENT) {
-				lz->state[b] = B_PRESENT; /* never wanted */
-				lz->missing--;
-			}
-		lz->limit = size;
-	}
-	err = img_truncate(&n->file->img, size);
-	pthread_cond_broadcast(&lz->cond);
-	pthread_mutex_unlock(&lz->lock);
-	return err;
 }
 
 uint64_t fs_lazy_loaded_locked(const struct node *n)
@@ -569,7 +418,7 @@ int fs_lazy_complete(struct fs *fs, struct node *n)
 	if (!lz)
 		return 0;
 	fs_lazy_ref(lz);
-	err = ensure(fs, lz, 0, UINT64_MAX - 1);
+	err = lazy_ensure(fs, lz, 0, UINT64_MAX - 1);
 	if (!err) {
 		pthread_mutex_lock(&lz->lock);
 		err = lz->missing ? -EIO : 0;
@@ -610,7 +459,7 @@ int fs_lazy_step(struct fs *fs, struct fs_lazy *lz)
 		lz->state[b + n++] = B_FETCHING;
 	lz->cursor = b + n;
 	pthread_mutex_unlock(&lz->lock);
-	lz->err = fetch_run(fs, lz, b, n, 0, 0);
+	lz->err = lazy_fetch_run(fs, lz, b, n, 0, 0);
 	return lz->err ? lz->err : 1;
 }
 
@@ -625,26 +474,4 @@ void fs_lazy_done(struct fs *fs, struct node *n, struct fs_lazy *lz)
 	if (whole)
 		finish(fs, n, lz);
 	pthread_mutex_unlock(&n->io);
-}
-
-uint64_t fs_lazy_missing_bytes(struct fs_lazy *lz, uint64_t off,
-			       uint64_t len)
-{
-	uint64_t b, bs, be, sum = 0;
-
-	if (!len)
-		return 0;
-	pthread_mutex_lock(&lz->lock);
-	for (b = off / FS_LAZY_BLOCK;
-	     b <= (off + len - 1) / FS_LAZY_BLOCK && b < want_blocks(lz); b++) {
-		if (lz->state[b] == B_PRESENT || !block_span(lz, b, &bs, &be))
-			continue;
-		if (bs < off)
-			bs = off;
-		if (be > off + len)
-			be = off + len;
-		sum += be > bs ? be - bs : 0;
-	}
-	pthread_mutex_unlock(&lz->lock);
-	return sum;
 }
