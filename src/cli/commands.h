@@ -6,6 +6,7 @@
 #define H5M_COMMANDS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 /* Whether argv[1] names a command rather than a mount. */
 bool cmd_is_command(int argc, char **argv);
@@ -19,6 +20,12 @@ int cmd_main(int argc, char **argv);
  * exists). Says so on stderr when true.
  */
 bool cmd_is_unknown(int argc, char **argv);
+
+/* A command's --help text on f (for another word: the program's). */
+void cmd_help(const char *cmd, FILE *f);
+
+/* status.c: `h5memfs status`; exit status 0 or 1. */
+int cmd_status(int argc, char **argv);
 
 /* unmount.c: `h5memfs unmount`; exit status 0, 1 or 2 (see --help). */
 int cmd_unmount(int argc, char **argv);

@@ -1,8 +1,11 @@
 /*
- * common.c - what the commands share: reading a status document, picking
- * values out of it, human sizes, the progress line.
+ * common.c - what the commands share: finding the mount a path is in,
+ * reading a status document, picking values out of it, human sizes, the
+ * progress line.
  */
 #include "common.h"
+
+#include "mounts.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -11,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <linux/limits.h>
 #include <sys/xattr.h>
@@ -289,3 +293,27 @@ void read_reports(int fd, struct outcome *o, bool bar)
 	}
 }
 
+/* Check that path is inside an h5memfs mount; say so if not. */
+char *require_mount(const char *path)
+{
+	struct stat st;
+	char *mnt;
+
+	if (stat(path, &st) < 0) {
+		if (errno == ENOTCONN || errno == ECONNABORTED)
+			fprintf(stderr, "h5memfs: %s: the daemon of this mount "
+				"is gone (a dead mount: h5memfs unmount "
+				"MOUNTPOINT detaches it)\n", path);
+		else
+			fprintf(stderr, "h5memfs: %s: %s\n", path,
+				strerror(errno));
+		return NULL;
+	}
+	mnt = mount_of(path);
+	if (!mnt && errno)
+		fprintf(stderr, "h5memfs: %s: %s\n", path, strerror(errno));
+	else if (!mnt)
+		fprintf(stderr, "h5memfs: %s is not inside an h5memfs mount\n",
+			path);
+	return mnt;
+}

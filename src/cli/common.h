@@ -17,6 +17,13 @@
 
 /* The status document (JSON) of path; NULL with *err set. Caller frees. */
 char *get_status(const char *path, int *err);
+
+/*
+ * The mount point of the h5memfs mount that path is inside (malloc'd),
+ * or NULL after saying on stderr why not (no such path, a dead mount,
+ * not inside a mount).
+ */
+char *require_mount(const char *path);
 /* The same for any of the daemon's xattr documents. */
 char *get_doc(const char *path, const char *name, int *err);
 
