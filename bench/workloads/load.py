@@ -1,8 +1,8 @@
 """Load on first open: cat of a big_bytes file just after mounting
 h5memfs over a SOURCE holding it (after drop_caches); ext4: the same
 cat after drop_caches. Also the daemon's memory with that one image,
-and the floor of any in-memory copy: the same cold file copied by cat
-into a tmpfs file, against cat to /dev/null.
+and what any load into memory costs besides the disk: the same file,
+cached, copied by cat into a tmpfs file.
 """
 import os
 import shutil
@@ -34,7 +34,7 @@ def run(b):
             drop_caches(b.ext4)
             secs = timed(["sh", "-c", f"cat {srcdir}/big.dat "
                           ">/dev/null"], 600)
-            drop_caches(b.ext4)
+            # now cached: the copy into memory alone, without the disk
             into = timed(["sh", "-c", f"cat {srcdir}/big.dat >{copy}"],
                          600)
             os.unlink(copy)
@@ -78,10 +78,9 @@ def run(b):
 def report(b, out, summary):
     lb = b.results.get("load_bound")
     if lb:
-        out.append(f"Floor of any load into memory: the same cold file "
-                   f"copied by cat into a tmpfs file, "
-                   f"{lb['into_tmpfs']:,.0f} MiB/s against "
-                   f"{lb['cat']:,.0f} MiB/s for cat to /dev/null on "
-                   f"ext4 ({lb['into_tmpfs'] / lb['cat']:.2f}x).\n")
+        out.append(f"A load into memory is bounded by the disk (cold cat "
+                   f"to /dev/null on ext4: {lb['cat']:,.0f} MiB/s) and by "
+                   f"the copy into memory (cat of the same file, cached, "
+                   f"into a tmpfs file: {lb['into_tmpfs']:,.0f} MiB/s).\n")
     memory_table(b, out, summary, "memory_after_load",
                  "after loading one file")
