@@ -333,11 +333,15 @@ static void flags_copy(int old, const char *leaf, int tmp)
  * what came out is still old, remove it; otherwise exchange back and
  * return -EEXIST (tmp is ours again). A name emptied meanwhile is taken
  * only if still empty. Where exchanges are refused (NFS, GlusterFS), a
- * plain rename.
+ * plain rename. *ours: false when tmp no longer holds our temporary (the
+ * exchange back failed: the other file is there, never to be removed).
  */
-static int rename_over(int dirfd, const char *tmp, const char *leaf, int old)
+static int rename_over(int dirfd, const char *tmp, const char *leaf, int old,
+		       bool *ours)
 {
 	struct stat was, st;
+
+	*ours = true;
 
 	if (old < 0 || fstat(old, &was) < 0 ||
 	    renameat2(dirfd, tmp, dirfd, leaf, RENAME_EXCHANGE) < 0) {
@@ -353,8 +357,16 @@ static int rename_over(int dirfd, const char *tmp, const char *leaf, int old)
 	    st.st_dev == was.st_dev && st.st_ino == was.st_ino &&
 	    unlinkat(dirfd, tmp, 0) == 0)
 		return 0;
-	if (renameat2(dirfd, tmp, dirfd, leaf, RENAME_EXCHANGE) < 0)
-		return -errno;
+	if (renameat2(dirfd, tmp, dirfd, leaf, RENAME_EXCHANGE) < 0) {
+		int e = errno;
+
+		*ours = false;
+		log_err("%s was replaced in SOURCE while it was written back, "
+			"and the file put there cannot be put back (%s): it is "
+			"%s now, and the name holds the mount's version", leaf,
+			strerror(e), tmp);
+		return -e;
+	}
 	return -EEXIST;
 }
 
@@ -371,6 +383,7 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 	int dirfd = src_parent(s, f->paths[0], &leaf), fd = -1, err;
 	char tmp[32];
 	struct stat st;
+	bool ours = true;
 
 	if (dirfd < 0)
 		return dirfd;
@@ -405,9 +418,10 @@ int wb_write_file(const struct src *s, struct wb_file *f,
 	if (!err && f->noreplace)
 		err = wb_rename_noreplace(dirfd, tmp, leaf);
 	else if (!err)
-		err = rename_over(dirfd, tmp, leaf, f->old);
+		err = rename_over(dirfd, tmp, leaf, f->old, &ours);
 	if (err) {
-		unlinkat(dirfd, tmp, 0);
+		if (ours)
+			unlinkat(dirfd, tmp, 0);
 		goto out;
 	}
 	if (fsync(dirfd) < 0) {
