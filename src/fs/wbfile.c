@@ -289,7 +289,7 @@ int fs_write_file(struct fs *fs, struct node *n)
 	uint64_t written = 0, gen = 0, snap_size = 0, *sums = NULL;
 	size_t nsums = 0;
 	int err, conflict = 0, lockfd = -1;
-	bool ctime = false, settled;
+	bool ctime = false;
 	struct check_ctx vctx = { fs, n, NULL };
 	struct img pages;	/* the marks the copy reads (img_wb_begin) */
 	bool io_held = true, begun = false;
@@ -349,8 +349,6 @@ int fs_write_file(struct fs *fs, struct node *n)
 	before = n->flags & N_FROM_SOURCE ? n->ident : n->replaces;
 	/* ctime is SOURCE's still unless a replay moved it */
 	ctime = !(n->flags & N_SRC_MOVED);
-	/* the final pass, no handle open: nothing can change it any more */
-	settled = fs->ending && !n->nopen;
 	fs->wb_busy = n;
 	pthread_mutex_unlock(&fs->ns.lock);
 	pthread_mutex_unlock(&fs->replay_lock);
@@ -361,13 +359,11 @@ int fs_write_file(struct fs *fs, struct node *n)
 	orig = f.paths[0];
 	vctx.name = orig;
 	name = strdup(orig);
-	if (fs_kernel_writes(fs) && !(settled && !f.pages)) {
+	if (fs_kernel_writes(fs)) {
 		/*
 		 * Writes did not pass here: find the changed pages, and take
 		 * the checksums the copy will be at least as new as (changes
 		 * made during the copy must still differ from them after).
-		 * Not for a whole copy at the end of the mount with no handle
-		 * open: no later pass would compare them, nothing can write.
 		 */
 		img_seen_now(&n->file->img);
 		err = img_sums_mark(&n->file->img, &sums, &nsums);

@@ -17,7 +17,6 @@ import errno
 import json
 import mmap
 import os
-import threading
 
 import pytest
 
@@ -229,43 +228,3 @@ def test_checking_a_sparse_file_in_a_full_budget_allocates_nothing(
         os.close(fd)
     assert m.unmount() == 0
     assert helpers.read_file(empty_source / "sp.bin") == want
-
-
-def test_the_final_write_back_reads_a_closed_new_file_once(mount,
-                                                            empty_source):
-    """At the end of the mount, with no handle open, nothing can write a
-    new file's image any more and no later pass would compare checksums:
-    its write-back reads the image once (the copy), not a second time to
-    take them (on the daemon path it never takes any). The daemon's
-    reads are its rchar, sampled until it exits (the copy ends before
-    the fsync and the rename)."""
-    size = 256 * MiB
-    data = random_bytes(size, seed=12)
-    m = mount(empty_source)
-    helpers.write_file(m / "new.bin", data)
-    io = f"/proc/{m.pid}/io"
-
-    def rchar():
-        with open(io) as f:
-            return next(int(ln.split()[1]) for ln in f
-                        if ln.startswith("rchar:"))
-
-    start = last = rchar()
-    done = []
-
-    def unmount():
-        done.append(m.unmount())
-    t = threading.Thread(target=unmount)
-    t.start()
-    while t.is_alive():
-        try:
-            last = rchar()
-        except (OSError, StopIteration):
-            pass
-        t.join(0.002)
-    assert done == [0]
-    assert helpers.read_file(empty_source / "new.bin") == data
-    read = last - start
-    assert size <= read < size + size // 2, \
-        f"the final write-back read {read / MiB:.0f} MiB of a " \
-        f"{size // MiB} MiB image"
