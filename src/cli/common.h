@@ -13,6 +13,7 @@
 #define X_DISCARD "user.h5memfs.discard"
 #define X_EVICT "user.h5memfs.evict"
 #define X_REPORT "user.h5memfs.report"
+#define X_PID "user.h5memfs.pid"
 #define X_FILES "user.h5memfs.files"
 
 /* The status document (JSON) of path; NULL with *err set. Caller frees. */

@@ -5,8 +5,8 @@
  *
  * fusermount3 -u and umount(2) return as soon as the mount is detached,
  * before the daemon has written anything back. Here the daemon's PID
- * comes from the mount's status and is held as a pidfd (no PID reuse
- * race); the outcome comes through an abstract AF_UNIX datagram socket
+ * comes from the root's user.h5memfs.pid and is held as a pidfd (no PID
+ * reuse race); the outcome comes through an abstract AF_UNIX datagram socket
  * of ours whose name the daemon learns from the user.h5memfs.report
  * xattr (src/fuse/notify.h): progress lines, then "status N" just before
  * it exits. A daemon that dies without a word (killed) gives exit 1. The
@@ -103,8 +103,8 @@ static bool wait_exit(int pidfd, int sock, double deadline,
 }
 
 /*
- * What the daemon must answer before the unmount: its PID (from the
- * mount's status) and our report socket's registration. With a deadline
+ * What the daemon must answer before the unmount: its PID (the root's
+ * user.h5memfs.pid) and our report socket's registration. With a deadline
  * the questions are asked by a child process, killed when the daemon
  * does not answer in time (a stopped or hung daemon): a request to FUSE
  * is only given up on for a fatal signal. Returns the PID, or -1 with
@@ -126,14 +126,16 @@ static long ask_daemon(const char *mnt, double deadline, int *sock,
 		return -1;
 	}
 	if (child == 0) {
-		char *json = get_status(mnt, err);
-		int rerr = 0;
+		/* the PID alone: no status document, no drain before it */
+		ssize_t n = getxattr(mnt, X_PID, v, sizeof(v) - 1);
+		int gerr = n < 0 ? errno : n == 0 ? EIO : 0, rerr = 0;
 
-		if (json && (*sock < 0 ||
-			     setxattr(mnt, X_REPORT, name, len, 0) < 0))
+		v[n > 0 ? n : 0] = '\0';
+		if (!gerr && (*sock < 0 ||
+			      setxattr(mnt, X_REPORT, name, len, 0) < 0))
 			rerr = *sock < 0 ? EINVAL : errno;
-		snprintf(buf, sizeof(buf), "%s %d %d", json ? jget(json, "pid",
-			 v, sizeof(v)) : "-1", json ? 0 : *err, rerr);
+		snprintf(buf, sizeof(buf), "%s %d %d", gerr ? "-1" : v, gerr,
+			 rerr);
 		(void)!write(fds[1], buf, strlen(buf));
 		_exit(0);
 	}
@@ -201,8 +203,8 @@ static int unmount_one(const char *path, bool lazy, double timeout)
 				"within %g s (stopped or hung?); nothing "
 				"was done\n", mnt, timeout);
 		} else {
-			fprintf(stderr, "h5memfs: cannot read the status of "
-				"%s: %s\n", mnt, strerror(err));
+			fprintf(stderr, "h5memfs: cannot ask the daemon of "
+				"%s for its PID: %s\n", mnt, strerror(err));
 		}
 		if (sock >= 0)
 			close(sock);

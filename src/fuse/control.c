@@ -257,6 +257,20 @@ bool ll_control_get(fuse_req_t req, fuse_ino_t ino, const char *name,
 		submit(ll_ctx(req), req, ino, CTL_STATUS, size, 0);
 		return true;
 	}
+	if (!strcmp(name, LL_PID_XATTR)) {
+		char pid[24];
+		int n = snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+
+		if (ino != FUSE_ROOT_ID)
+			fuse_reply_err(req, ENODATA); /* the mount's: root only */
+		else if (!size)
+			fuse_reply_xattr(req, (size_t)n);
+		else if (size < (size_t)n)
+			fuse_reply_err(req, ERANGE);
+		else
+			fuse_reply_buf(req, pid, (size_t)n);
+		return true;
+	}
 	if (strncmp(name, FS_FILES_XATTR, fl) != 0 ||
 	    (name[fl] && name[fl] != '.'))
 		return false;

@@ -97,6 +97,13 @@ bool ll_control_set(fuse_req_t req, fuse_ino_t ino, const char *name,
 #define LL_REPORT_XATTR "user.h5memfs.report"
 
 /*
+ * Read on the root by `h5memfs unmount`: the daemon's PID, answered at
+ * once (the status document first drains the kernel's cached writes,
+ * which the unmount itself does).
+ */
+#define LL_PID_XATTR "user.h5memfs.pid"
+
+/*
  * Start the two threads of control.c (the control thread, and the one
  * that answers requests waiting for a write-back), and stop them (after
  * the request loop: they answer what is queued first). Without them the

@@ -1,7 +1,10 @@
 """FUSE round trips the daemon spares: counted in the requests the daemon
 logs with -o debug (libfuse prints each one's opcode)."""
 
+import errno
 import os
+
+import pytest
 
 import helpers
 from acceptance import cli, mount_status
@@ -107,3 +110,22 @@ def test_the_status_command_asks_the_daemon_once(mount, empty_source):
     assert '"dirty_files"' in out
     assert opcodes(m, "GETXATTR") - before == 2
     assert m.unmount() == 0
+
+
+def test_the_unmount_asks_only_for_the_pid_before_detaching(
+        mount, empty_source):
+    """`h5memfs unmount` learns the daemon's PID from the root's
+    user.h5memfs.pid, answered at once: no status document, whose read
+    first drains the kernel's writes (a child that opens the mount, an
+    OPENDIR), since the unmount flushes them anyway."""
+    m = mount(empty_source, options=["debug"], allow_stderr=True)
+    assert os.getxattr(m.path, "user.h5memfs.pid") == str(m.pid).encode()
+    helpers.write_file(m / "f", b"x" * 1000)
+    with pytest.raises(OSError) as e:
+        os.getxattr(m / "f", "user.h5memfs.pid")
+    assert e.value.errno == errno.ENODATA
+    before = opcodes(m, "OPENDIR")
+    res = cli("unmount", m.path)
+    assert res.returncode == 0 and m.proc.poll() == 0, (res, m.stderr())
+    assert opcodes(m, "OPENDIR") == before
+    assert helpers.read_file(empty_source / "f") == b"x" * 1000
