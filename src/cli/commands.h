@@ -21,7 +21,7 @@ int cmd_main(int argc, char **argv);
  */
 bool cmd_is_unknown(int argc, char **argv);
 
-/* A command's --help text on f (for another word: the program's). */
+/* help.c: a command's --help text on f (another word: the program's). */
 void cmd_help(const char *cmd, FILE *f);
 
 /* status.c: `h5memfs status`; exit status 0 or 1. */
