@@ -82,6 +82,8 @@ struct wb_result {
 struct node_file {
 	struct img img;			/* the content */
 	int kernel_id;			/* passthrough backing id, or 0 */
+	int kernel_old;			/* the id of an image reloaded while
+					   handles were open, to release */
 	int direct_fd;			/* too big for memory: SOURCE's file,
 					   open read-only, or -1 */
 	uint64_t last_use;		/* LRU clock of the last open/close */

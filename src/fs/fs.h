@@ -277,10 +277,11 @@ int fs_release(struct fs *fs, struct node *n);
 /*
  * The handle by which the kernel knows n's image (passthrough), made by
  * reg(arg, image fd) at the first open and kept while a handle is open.
- * Returns the id (> 0) or -errno.
+ * Returns the id (> 0) or -errno. *old: the id of an image reloaded
+ * while other handles were open, for the caller to release now, or 0.
  */
 int fs_kernel_handle(struct fs *fs, struct node *n,
-		     int (*reg)(void *arg, int fd), void *arg);
+		     int (*reg)(void *arg, int fd), void *arg, int *old);
 
 /*
  * A handle is being closed (close(2)); with sync_on_close, a dirty file

@@ -73,9 +73,10 @@ static void install(struct fs *fs, struct node *n, struct img *im,
 /*
  * A clean image whose file changed in SOURCE since it was loaded (a
  * write-back by another node, another program) is read again, so that
- * nobody is served stale bytes. n->io held, n has no other handle.
- * Returns 1 when the image was dropped, 0 when it is current, -ESTALE
- * when n's names moved to a new node (writeback-cache path).
+ * nobody is served stale bytes (checked at every open; with other
+ * handles open, see drop_if_stale). n->io held. Returns 1 when the image
+ * was dropped, 0 when it is current or kept, -ESTALE when n's names
+ * moved to a new node (writeback-cache path).
  */
 struct ident_job {
 	struct fs_job job;	/* job.node: the file */
@@ -120,7 +121,37 @@ int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id,
 	return err;
 }
 
-static int drop_if_stale(struct fs *fs, struct node *n)
+/*
+ * Another handle of n counts as open (alone false): if it is one whose
+ * RELEASE the kernel queued before this open but no worker had counted
+ * yet (fs_release_seen), it ends in moments. Wait for that, a little:
+ * true when this open is the only one now. ns.lock held.
+ */
+#define ALONE_WAIT_MS 200
+
+static bool wait_alone_locked(struct fs *fs, struct node *n)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += ALONE_WAIT_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (n->nopen > 1 &&
+	       pthread_cond_timedwait(&fs->released, &fs->ns.lock,
+				      &until) != ETIMEDOUT)
+		;
+	return n->nopen <= 1;
+}
+
+/*
+ * Drop n's clean image if its file changed in SOURCE (see above). With
+ * other handles open (alone false) it is kept, unless they turn out to
+ * be closed already (wait_alone_locked).
+ */
+static int drop_if_stale(struct fs *fs, struct node *n, bool alone)
 {
 	struct src_ident now;
 	char *path;
@@ -130,6 +161,8 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 	if (fs_source_hangs(fs))
 		return 0;
 	err = fs_source_ident(fs, n, &now, true);
+	if (err == -ENOENT && !alone)
+		return 0; /* others hold it: theirs to keep */
 	if (err == -ENOENT) {
 		pthread_mutex_lock(&fs->ns.lock);
 		fs_notice_kernel_writes(fs, n);
@@ -140,6 +173,10 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 	if (err || fs_same_file(&now, &n->ident, !(n->flags & N_SRC_MOVED)))
 		return 0; /* unanswered, or unchanged: keep ours */
 	pthread_mutex_lock(&fs->ns.lock);
+	if (!alone && (n->file->kernel_old || !wait_alone_locked(fs, n))) {
+		pthread_mutex_unlock(&fs->ns.lock);
+		return 0; /* others read this image: keep it for them */
+	}
 	if (!fs_image_clean_locked(fs, n)) {
 		pthread_mutex_unlock(&fs->ns.lock);
 		return 0; /* ours changed: written back, as a conflict */
@@ -164,6 +201,9 @@ static int drop_if_stale(struct fs *fs, struct node *n)
 			return -ESTALE;
 		}
 	}
+	/* the kernel knows the old image by an id: not for the new one */
+	n->file->kernel_old = n->file->kernel_id;
+	n->file->kernel_id = 0;
 	fs_unload_locked(fs, n);
 	n->size = now.size;
 	pthread_mutex_unlock(&fs->ns.lock);
@@ -387,9 +427,9 @@ int fs_open_how(struct fs *fs, struct node *n, int flags, bool *fresh,
 		fs_close(fs, n);
 		return err;
 	}
-	if ((n->flags & N_LOADED) && first && !trunc && fs->has_source &&
+	if ((n->flags & N_LOADED) && !trunc && fs->has_source &&
 	    (n->flags & N_FROM_SOURCE) && !(n->flags & N_DIRTY)) {
-		err = drop_if_stale(fs, n);
+		err = drop_if_stale(fs, n, first);
 		if (err > 0 && fresh)
 			*fresh = true;
 		if (err < 0) {
@@ -513,8 +553,10 @@ static int close_locked(struct fs *fs, struct node *n)
 	if (n->file)
 		n->file->last_use = fs->use_clock;
 	if (--n->nopen == 0 && n->file) {
-		id = n->file->kernel_id;
-		n->file->kernel_id = 0;
+		/* at most one is set: fs_kernel_handle takes kernel_old */
+		id = n->file->kernel_id ? n->file->kernel_id
+					: n->file->kernel_old;
+		n->file->kernel_id = n->file->kernel_old = 0;
 		if (n->file->direct_fd >= 0) {
 			close(n->file->direct_fd);
 			n->file->direct_fd = -1;
@@ -547,11 +589,12 @@ int fs_close(struct fs *fs, struct node *n)
 }
 
 int fs_kernel_handle(struct fs *fs, struct node *n,
-		     int (*reg)(void *arg, int fd), void *arg)
+		     int (*reg)(void *arg, int fd), void *arg, int *old)
 {
 	struct node_file *f = n->file;
 	int id, err;
 
+	*old = 0;
 	if (!f)
 		return -EINVAL; /* only regular files are opened */
 	pthread_mutex_lock(&n->io);
@@ -568,6 +611,8 @@ int fs_kernel_handle(struct fs *fs, struct node *n,
 		if (id > 0) {
 			pthread_mutex_lock(&fs->ns.lock);
 			f->kernel_id = id;
+			*old = f->kernel_old;
+			f->kernel_old = 0;
 			pthread_mutex_unlock(&fs->ns.lock);
 		}
 	}

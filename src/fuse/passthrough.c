@@ -317,11 +317,12 @@ static int backing_open(void *arg, int fd)
 
 int pt_prepare_open(struct h5m *m, struct node *n, struct fuse_file_info *fi)
 {
-	int id;
+	int id, old;
 
 	if (!m->passthrough)
 		return -EOPNOTSUPP;
-	id = fs_kernel_handle(&m->fs, n, backing_open, NULL);
+	id = fs_kernel_handle(&m->fs, n, backing_open, NULL, &old);
+	pt_release(old); /* the reloaded image's: open files keep theirs */
 	if (id < 0)
 		return id;
 	fi->fh = PT_MAGIC | (uint32_t)id;

@@ -10,6 +10,7 @@ import datetime
 import errno
 import os
 import re
+import threading
 import time
 
 import pytest
@@ -323,6 +324,29 @@ def test_a_clean_image_is_reloaded_instead_of_conflicting(mount, src):
     assert conflict_files(src, "data", ".h5") == []
     assert conflict_log_lines(m) == []
     assert m.unmount() == 0
+
+
+def test_an_open_as_another_handle_closes_loads_the_new_version(mount, src):
+    """An open that finds another handle of a clean file still open checks
+    SOURCE too; when the file changed, it waits a moment for that handle
+    to go (the kernel sends its RELEASE after the close returns, and a
+    worker may count it only after this open was read) and then loads
+    SOURCE's new version. Here the other handle really closes 20 ms
+    after the open starts; held open longer, it keeps the old image
+    (test_a_change_behind_a_handle_held_open_conflicts)."""
+    m = mount(src)
+    fd = os.open(m / "data.h5", os.O_RDONLY)
+    assert os.read(fd, 9) == b"original\n"
+    behind(src / "data.h5", b"theirs, newer")
+    t = threading.Timer(0.02, os.close, [fd])
+    t.start()
+    try:
+        got = helpers.read_file(m / "data.h5")
+    finally:
+        t.join()
+    assert got == b"theirs, newer"
+    assert m.unmount() == 0
+    assert helpers.read_file(src / "data.h5") == b"theirs, newer"
 
 
 def test_a_change_behind_a_handle_held_open_conflicts(mount, src):
