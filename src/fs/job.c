@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "../core/ts.h"
 #include "internal.h"
 
 /* Helpers allowed to hang at once; past that, fail at once. */
@@ -201,17 +202,13 @@ static int run_waiting(struct fs *fs, struct fs_job *j)
 	j->helper->next = fs->helpers;
 	fs->helpers = j->helper;
 	pthread_mutex_unlock(&fs->jobs_lock);
-	clock_gettime(CLOCK_MONOTONIC, &until);
 	if (j->optional &&
 	    (!fs->o.source_timeout ||
-	     fs->o.source_timeout * 1000ULL > FS_OPTIONAL_MS)) {
-		until.tv_nsec += (FS_OPTIONAL_MS % 1000) * 1000000L;
-		until.tv_sec += FS_OPTIONAL_MS / 1000 +
-				until.tv_nsec / 1000000000L;
-		until.tv_nsec %= 1000000000L;
-	} else {
-		until.tv_sec += fs->o.source_timeout;
-	}
+	     fs->o.source_timeout * 1000ULL > FS_OPTIONAL_MS))
+		until = ts_in_ms(CLOCK_MONOTONIC, FS_OPTIONAL_MS);
+	else
+		until = ts_in_ms(CLOCK_MONOTONIC,
+				 fs->o.source_timeout * 1000UL);
 	pthread_mutex_lock(&j->lock);
 	while (!j->done && rc != ETIMEDOUT)
 		rc = pthread_cond_timedwait(&j->cond, &j->lock, &until);

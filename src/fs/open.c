@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "../core/ts.h"
 #include "../backing/pin.h"
 #include "internal.h"
 
@@ -131,14 +132,8 @@ int fs_source_ident(struct fs *fs, struct node *n, struct src_ident *id,
 
 static bool wait_alone_locked(struct fs *fs, struct node *n)
 {
-	struct timespec until;
+	struct timespec until = ts_in_ms(CLOCK_REALTIME, ALONE_WAIT_MS);
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += ALONE_WAIT_MS * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	while (n->nopen > 1 &&
 	       pthread_cond_timedwait(&fs->released, &fs->ns.lock,
 				      &until) != ETIMEDOUT)
@@ -393,8 +388,8 @@ static void after_releases_locked(struct fs *fs, struct node *n)
 
 	if (!__atomic_load_n(&n->releasing, __ATOMIC_RELAXED))
 		return;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 1; /* they take no SOURCE call: never that long */
+	/* they take no SOURCE call: never that long */
+	until = ts_in_ms(CLOCK_REALTIME, 1000);
 	while (__atomic_load_n(&n->releasing, __ATOMIC_RELAXED) &&
 	       pthread_cond_timedwait(&fs->released, &fs->ns.lock,
 				      &until) != ETIMEDOUT)
